@@ -1,0 +1,1 @@
+"""GigaGAN in JAX/Flax: models, training, data and evaluation."""

@@ -1,0 +1,45 @@
+"""Shared plumbing of the command-line entry points: config flags and clean failures."""
+
+from __future__ import annotations
+
+import sys
+
+import jax
+from absl import flags
+from ml_collections import config_flags
+
+from gigagan_jax.config import validate_config
+
+
+def define_config_flag() -> flags.FlagHolder:
+    return config_flags.DEFINE_config_file(
+        "config", None, "Config file (configs/NAME.py[:arg]); override fields with --config.a.b=value.",
+        lock_config=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Exit with a one-line error (no traceback): bad input is the user's to fix, not a crash."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flags parser for `app.run` that turns a bad flag or config override into one line."""
+    try:
+        return flags.FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+        fail(f"bad command line: {e}")
+
+
+def validated(config_flag: flags.FlagHolder):
+    """The parsed config, validated against the devices present, or a one-line exit."""
+    try:
+        config = config_flag.value
+        if config is None:
+            fail("--config is required, e.g. --config configs/demo.py")
+        validate_config(config, num_devices=jax.device_count())
+    except OSError as e:  # config_flags loads the file lazily, on first access
+        fail(str(e).splitlines()[-1].strip())
+    except ValueError as e:
+        fail(str(e))
+    return config

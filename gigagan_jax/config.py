@@ -1,0 +1,244 @@
+"""Config schema shared by every `configs/*.py` file, and the one function that validates it.
+
+Every config file starts from `default_config()` and overrides values; it never adds keys.
+`validate_config` is called by every entry point before anything is built or compiled so
+that a typo or an impossible shape is a one-line `ValueError`, not an XLA error.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import ml_collections
+
+DATA_KINDS = ("shapes", "folder", "emoji", "tfds")
+CONDITIONINGS = ("text", "class")
+KERNEL_IMPLS = ("grouped", "bank")
+DTYPES = ("float32", "bfloat16")
+
+
+def _generator_defaults() -> ml_collections.ConfigDict:
+    g = ml_collections.ConfigDict()
+    g.z_dim = 128
+    g.w_dim = 1024
+    g.mapping_layers = 4
+    g.mapping_lr_mult = 0.01
+    # Learned text transformer T over the frozen encoder's token features.
+    g.text_dim = 768
+    g.text_layers = 4
+    g.text_heads = 12
+    # Channels at resolution r: min(channel_base // r, channel_max)  (StyleGAN2 convention).
+    g.channel_base = 65536
+    g.channel_max = 1024
+    g.convs_per_level = 2
+    # Sample-adaptive kernel selection: N kernels per conv layer, softmax-combined per sample.
+    g.num_kernels = 6
+    g.kernel_impl = "grouped"  # "grouped" (per-sample grouped conv) | "bank" (N shared convs)
+    g.self_attn_resolutions = (8, 16, 32)
+    g.cross_attn_resolutions = (8, 16, 32)
+    g.attn_blocks_per_level = 1
+    g.attn_heads = 16
+    g.attn_head_dim = 64
+    # The paper reduces the residual gain of attention blocks for stability.
+    g.attn_residual_gain = 0.5
+    g.use_noise = True
+    return g
+
+
+def _discriminator_defaults() -> ml_collections.ConfigDict:
+    d = ml_collections.ConfigDict()
+    d.channel_base = 32768
+    d.channel_max = 512
+    d.self_attn_resolutions = (8, 16)
+    # Resolutions of the pyramid levels fed to D (multi-scale input), besides the full one.
+    d.input_resolutions = (32, 16, 8)
+    d.text_dim = 512
+    d.text_layers = 2
+    d.text_heads = 8
+    d.attn_heads = 4
+    d.attn_head_dim = 64
+    return d
+
+
+def _data_defaults() -> ml_collections.ConfigDict:
+    data = ml_collections.ConfigDict()
+    data.kind = "shapes"  # one of DATA_KINDS
+    data.path = ""  # caption folder, prepared-dataset dir, or TFDS data_dir
+    data.name = ""  # TFDS catalogue name for kind="tfds"
+    data.split = "train"
+    data.cache_dir = ""  # where prepared datasets are cached ("" = ~/.cache/gigagan_jax)
+    data.num_examples = 20000  # size of the procedural shapes set
+    data.random_flip = False
+    data.prefetch = 2
+    data.num_workers = 0
+    return data
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """All keys any config may set, with the values of the paper's 64 px text-to-image model."""
+    config = ml_collections.ConfigDict()
+    config.task = "t2i"
+
+    model = ml_collections.ConfigDict()
+    model.resolution = 64
+    model.conditioning = "text"
+    model.num_classes = 0
+    model.dtype = "float32"  # compute dtype; params stay float32
+    model.text_encoder_dim = 768  # width of the frozen CLIP token features (ViT-L/14: 768)
+    model.text_len = 77
+    model.g = _generator_defaults()
+    model.d = _discriminator_defaults()
+    config.model = model
+
+    config.clip = ml_collections.ConfigDict()
+    config.clip.path = ""  # local Hugging Face folder; "" = a small CLIP trained by the project
+
+    config.data = _data_defaults()
+
+    train = ml_collections.ConfigDict()
+    train.batch_size = 512
+    train.seed = 0
+    train.num_steps = 100_000
+    train.checkpoint_every = 1000
+    config.train = train
+
+    mesh = ml_collections.ConfigDict()
+    # -1 means "all remaining devices". The batch is sharded over both axes (FSDP).
+    mesh.shape = (1, -1)
+    mesh.axes = ("data", "fsdp")
+    config.mesh = mesh
+    return config
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+    """Load `configs/name.py[:arg]` the way `--config` does: call its get_config([arg])."""
+    import importlib.util
+
+    file, _, arg = path.partition(":")
+    spec = importlib.util.spec_from_file_location("gigagan_config", file)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"cannot load config file {file!r}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def level_resolutions(resolution: int) -> list[int]:
+    """Pyramid levels 4, 8, ..., resolution."""
+    return [2**i for i in range(2, int(math.log2(resolution)) + 1)]
+
+
+def channels_at(resolution: int, channel_base: int, channel_max: int) -> int:
+    return min(channel_base // resolution, channel_max)
+
+
+def _flatten_keys(cfg: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, ml_collections.ConfigDict):
+            out.update(_flatten_keys(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _is_power_of_two(x: Any) -> bool:
+    return isinstance(x, int) and x >= 4 and (x & (x - 1)) == 0
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise ValueError(message)
+
+
+def _check_attn_resolutions(name: str, values: Iterable[int], levels: list[int]) -> None:
+    for r in values:
+        _require(r in levels, f"config.{name} contains {r!r}, which is not a pyramid level {levels}")
+
+
+def resolve_mesh_shape(shape: Iterable[int], num_devices: int) -> tuple[int, ...]:
+    """Replace a single -1 in the mesh shape by the remaining device count."""
+    shape = tuple(int(s) for s in shape)
+    _require(shape.count(-1) <= 1, f"config.mesh.shape {shape} may contain at most one -1")
+    known = math.prod(s for s in shape if s != -1)
+    _require(all(s == -1 or s >= 1 for s in shape), f"config.mesh.shape {shape} has a non-positive size")
+    if -1 in shape:
+        _require(num_devices % known == 0,
+                 f"config.mesh.shape {shape} cannot be filled with {num_devices} devices")
+        shape = tuple(num_devices // known if s == -1 else s for s in shape)
+    _require(math.prod(shape) == num_devices,
+             f"config.mesh.shape {shape} needs {math.prod(shape)} devices but {num_devices} are present")
+    return shape
+
+
+def validate_config(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
+    """Raise ValueError with a message naming the offending key/value; silent when all is well.
+
+    `num_devices` enables the mesh and batch-divisibility checks (pass `jax.device_count()`).
+    """
+    known = _flatten_keys(default_config())
+    given = _flatten_keys(config)
+    unknown = sorted(set(given) - set(known))
+    _require(not unknown, f"unknown config key(s): {', '.join('config.' + k for k in unknown)}")
+    missing = sorted(set(known) - set(given))
+    _require(not missing, f"config is missing key(s): {', '.join('config.' + k for k in missing)}")
+
+    m, g, d = config.model, config.model.g, config.model.d
+    _require(_is_power_of_two(m.resolution),
+             f"config.model.resolution must be a power of two >= 4, got {m.resolution!r}")
+    levels = level_resolutions(m.resolution)
+    _require(m.conditioning in CONDITIONINGS,
+             f"config.model.conditioning must be one of {CONDITIONINGS}, got {m.conditioning!r}")
+    if m.conditioning == "class":
+        _require(m.num_classes > 0, "config.model.num_classes must be > 0 for class conditioning")
+    _require(m.dtype in DTYPES, f"config.model.dtype must be one of {DTYPES}, got {m.dtype!r}")
+    _require(m.text_encoder_dim > 0, f"config.model.text_encoder_dim must be > 0, got {m.text_encoder_dim}")
+    _require(m.text_len >= 2, f"config.model.text_len must be >= 2 (SOT and EOT), got {m.text_len}")
+
+    _require(g.kernel_impl in KERNEL_IMPLS,
+             f"config.model.g.kernel_impl must be one of {KERNEL_IMPLS}, got {g.kernel_impl!r}")
+    for key in ("z_dim", "w_dim", "mapping_layers", "text_dim", "num_kernels", "convs_per_level",
+                "attn_heads", "attn_head_dim", "channel_base", "channel_max"):
+        _require(int(g[key]) >= 1, f"config.model.g.{key} must be >= 1, got {g[key]!r}")
+    _require(g.text_layers >= 0, f"config.model.g.text_layers must be >= 0, got {g.text_layers}")
+    _require(g.text_dim % g.text_heads == 0,
+             f"config.model.g.text_dim={g.text_dim} is not divisible by text_heads={g.text_heads}")
+    _require(g.mapping_lr_mult > 0, f"config.model.g.mapping_lr_mult must be > 0, got {g.mapping_lr_mult}")
+    _require(channels_at(m.resolution, g.channel_base, g.channel_max) >= 1,
+             f"config.model.g.channel_base={g.channel_base} gives no channels at {m.resolution} px")
+    _check_attn_resolutions("model.g.self_attn_resolutions", g.self_attn_resolutions, levels)
+    _check_attn_resolutions("model.g.cross_attn_resolutions", g.cross_attn_resolutions, levels)
+    if m.conditioning == "class":
+        _require(not g.cross_attn_resolutions,
+                 "config.model.g.cross_attn_resolutions must be empty for class conditioning (no text)")
+    _require(0.0 < g.attn_residual_gain <= 1.0,
+             f"config.model.g.attn_residual_gain must be in (0, 1], got {g.attn_residual_gain}")
+    _check_attn_resolutions("model.d.self_attn_resolutions", d.self_attn_resolutions, levels)
+    _check_attn_resolutions("model.d.input_resolutions", d.input_resolutions, levels)
+
+    _require(config.data.kind in DATA_KINDS,
+             f"config.data.kind must be one of {DATA_KINDS}, got {config.data.kind!r}")
+    if config.data.kind == "tfds":
+        _require(bool(config.data.name), "config.data.name must name a TFDS dataset when data.kind='tfds'")
+    if config.data.kind == "folder":
+        _require(bool(config.data.path), "config.data.path must point at a caption folder when data.kind='folder'")
+
+    t = config.train
+    _require(t.batch_size >= 1, f"config.train.batch_size must be >= 1, got {t.batch_size}")
+    _require(t.num_steps >= 0, f"config.train.num_steps must be >= 0, got {t.num_steps}")
+    _require(t.checkpoint_every >= 1, f"config.train.checkpoint_every must be >= 1, got {t.checkpoint_every}")
+
+    _require(len(config.mesh.shape) == len(config.mesh.axes),
+             f"config.mesh.shape {tuple(config.mesh.shape)} and config.mesh.axes "
+             f"{tuple(config.mesh.axes)} differ in length")
+    _require(set(config.mesh.axes) >= {"data", "fsdp"},
+             f"config.mesh.axes must contain 'data' and 'fsdp', got {tuple(config.mesh.axes)}")
+    if num_devices is not None:
+        shape = resolve_mesh_shape(config.mesh.shape, num_devices)
+        sizes = dict(zip(config.mesh.axes, shape))
+        batch_shards = sizes["data"] * sizes["fsdp"]
+        _require(t.batch_size % batch_shards == 0,
+                 f"config.train.batch_size={t.batch_size} is not divisible by the mesh's "
+                 f"data x fsdp = {batch_shards} devices")

@@ -1,0 +1,235 @@
+"""Equalized-learning-rate layers and GigaGAN's sample-adaptive modulated convolution.
+
+Equalized lr (StyleGAN2): weights are stored as N(0, (init_std/lr_mult)^2) and multiplied at run
+time by `lr_mult / sqrt(fan_in)`, so Adam sees every layer at the same scale and `lr_mult`
+slows a layer down (the mapping network uses 0.01).
+
+Every parameter carries logical axis names; `gigagan_jax.train.sharding` maps them to mesh axes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Tuple
+
+import einops
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gigagan_jax.models.resample import DEFAULT_FILTER, blur2d, upsample2d
+
+Dtype = Any
+LRELU_GAIN = math.sqrt(2.0)
+DEMOD_EPS = 1e-8
+
+
+def lrelu(x: jax.Array) -> jax.Array:
+    """Leaky ReLU(0.2) with StyleGAN's gain sqrt(2), which keeps activations at unit variance."""
+    return jax.nn.leaky_relu(x, 0.2) * LRELU_GAIN
+
+
+def normalize_2nd_moment(x: jax.Array, axis: int = -1, eps: float = 1e-8) -> jax.Array:
+    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=axis, keepdims=True) + eps)
+
+
+def _param(module: nn.Module, name: str, init_fn, shape: Tuple[int, ...], axes: Tuple[Optional[str], ...]):
+    return module.param(name, nn.with_logical_partitioning(init_fn, axes), shape, jnp.float32)
+
+
+def logical_dense(features: int, name: str, axes: Tuple[Optional[str], Optional[str]] = ("embed", "mlp"),
+                  dtype: Dtype = jnp.float32) -> nn.Dense:
+    """A standard (not equalized) Dense whose params carry logical axis names; for transformers."""
+    return nn.Dense(features, dtype=dtype, name=name,
+                    kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), axes),
+                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes[1],)))
+
+
+class EqualizedDense(nn.Module):
+    """Dense layer with equalized learning rate (optionally a leaky-ReLU activation)."""
+
+    features: int
+    lr_mult: float = 1.0
+    init_std: float = 1.0
+    bias_init: float = 0.0
+    use_bias: bool = True
+    activation: Optional[str] = None  # None | "lrelu"
+    axes: Tuple[Optional[str], Optional[str]] = ("embed", "mlp")
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        fan_in = x.shape[-1]
+        kernel = _param(self, "kernel", nn.initializers.normal(self.init_std / self.lr_mult),
+                        (fan_in, self.features), self.axes)
+        scale = self.lr_mult / math.sqrt(fan_in)
+        y = jnp.dot(x.astype(self.dtype), (kernel * scale).astype(self.dtype))
+        if self.use_bias:
+            bias = _param(self, "bias", nn.initializers.constant(self.bias_init / self.lr_mult),
+                          (self.features,), (self.axes[1],))
+            y = y + (bias * self.lr_mult).astype(self.dtype)
+        if self.activation == "lrelu":
+            y = lrelu(y)
+        elif self.activation is not None:
+            raise ValueError(f"unknown activation {self.activation!r}")
+        return y
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, groups: int = 1) -> jax.Array:
+    """SAME-padded stride-1 NHWC convolution with an HWIO kernel (odd kernel sizes)."""
+    pad = kernel.shape[0] // 2
+    return jax.lax.conv_general_dilated(
+        x, kernel, window_strides=(1, 1), padding=[(pad, pad), (pad, pad)],
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+
+
+def conv2d_valid(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    return jax.lax.conv_general_dilated(
+        x, kernel, window_strides=(stride, stride), padding="VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+class EqualizedConv(nn.Module):
+    """Conv with equalized lr; `down=True` low-pass filters then strides by 2 (StyleGAN2 D)."""
+
+    features: int
+    kernel_size: int = 3
+    down: bool = False
+    use_bias: bool = True
+    activation: Optional[str] = None
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        cin, k = x.shape[-1], self.kernel_size
+        kernel = _param(self, "kernel", nn.initializers.normal(1.0), (k, k, cin, self.features),
+                        (None, None, "conv_in", "conv_out"))
+        kernel = (kernel / math.sqrt(k * k * cin)).astype(self.dtype)
+        x = x.astype(self.dtype)
+        if self.down:
+            # StyleGAN2's conv-down: blur with enough padding that a VALID stride-2 k x k conv
+            # gives exactly H/2, so the low-pass happens before the subsampling.
+            p = len(DEFAULT_FILTER) - 2 + k - 1
+            y = conv2d_valid(blur2d(x, ((p + 1) // 2, p // 2)), kernel, stride=2)
+        else:
+            y = conv2d(x, kernel)
+        if self.use_bias:
+            bias = _param(self, "bias", nn.initializers.zeros, (self.features,), ("conv_out",))
+            y = y + bias.astype(self.dtype)
+        if self.activation == "lrelu":
+            y = lrelu(y)
+        return y
+
+
+class KernelSelection(nn.Module):
+    """a = softmax(W_filter w + b_filter): each sample's weights over the N kernels.  [B, w_dim] -> [B, N]"""
+
+    num_kernels: int
+
+    @nn.compact
+    def __call__(self, w: jax.Array) -> jax.Array:
+        fan_in = w.shape[-1]
+        kernel = _param(self, "kernel", nn.initializers.normal(1.0), (fan_in, self.num_kernels), ("embed", None))
+        bias = _param(self, "bias", nn.initializers.zeros, (self.num_kernels,), (None,))
+        logits = jnp.dot(w.astype(jnp.float32), kernel / math.sqrt(fan_in)) + bias
+        return jax.nn.softmax(logits, axis=-1)
+
+
+class AdaptiveModulatedConv(nn.Module):
+    """Sample-adaptive kernel selection + StyleGAN2 (de)modulation (GigaGAN eq. 1-2).
+
+    A bank of N kernels K_i; each sample mixes them with a = softmax(W_filter w + b_filter),
+    modulates the input channels by s = W_mod w + b_mod (bias 1), and demodulates each output
+    channel to unit expected variance. `impl` chooses between two equal computations:
+      "grouped": build each sample's kernel and run one grouped conv (feature_group_count=B);
+      "bank":    run the N shared kernels on the modulated input as one wide conv, then mix the
+                 N outputs with a and apply the demodulation factor afterwards.
+    """
+
+    features: int
+    kernel_size: int = 3
+    num_kernels: int = 1
+    demodulate: bool = True
+    up: bool = False
+    impl: str = "grouped"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, w: jax.Array) -> jax.Array:
+        b, _, _, cin = x.shape
+        k, n = self.kernel_size, self.num_kernels
+        if self.impl not in ("grouped", "bank"):
+            raise ValueError(f"kernel impl must be 'grouped' or 'bank', got {self.impl!r}")
+        styles = EqualizedDense(cin, bias_init=1.0, name="affine", dtype=jnp.float32)(w)  # [B, Cin]
+        a = KernelSelection(n, name="select")(w) if n > 1 else jnp.ones((b, 1), jnp.float32)  # [B, N]
+        bank = _param(self, "kernel", nn.initializers.normal(1.0), (n, k, k, cin, self.features),
+                      ("conv_kernels", None, None, "conv_in", "conv_out"))
+        bank = bank / math.sqrt(k * k * cin)  # [N, k, k, Cin, Cout]
+        if self.up:
+            x = upsample2d(x)
+
+        def demod_factor(mixed):  # [B, k, k, Cin, Cout] -> [B, Cout]
+            return jax.lax.rsqrt(jnp.sum(jnp.square(mixed), axis=(1, 2, 3)) + DEMOD_EPS)
+
+        def sample_kernels():  # each sample's mixed, modulated kernel  [B, k, k, Cin, Cout]
+            mixed = jnp.einsum("bn,nxyio->bxyio", a, bank)
+            return mixed * styles[:, None, None, :, None]
+
+        if self.impl == "grouped":
+            kernel = sample_kernels()
+            if self.demodulate:
+                kernel = kernel * demod_factor(kernel)[:, None, None, None, :]
+            kernel = einops.rearrange(kernel, "b x y i o -> x y i (b o)").astype(self.dtype)
+            xg = einops.rearrange(x.astype(self.dtype), "b h w c -> 1 h w (b c)")
+            y = conv2d(xg, kernel, groups=b)  # [1, H, W, B*Cout]
+            y = einops.rearrange(y, "1 h w (b o) -> b h w o", b=b)
+        else:
+            xm = (x * styles[:, None, None, :]).astype(self.dtype)  # [B, H, W, Cin]
+            kernel = einops.rearrange(bank, "n x y i o -> x y i (n o)").astype(self.dtype)
+            y = conv2d(xm, kernel)  # [B, H, W, N*Cout]
+            if n > 1:
+                y = einops.rearrange(y, "b h w (n o) -> b h w n o", n=n)
+                y = jnp.einsum("bhwno,bn->bhwo", y, a.astype(self.dtype))
+            if self.demodulate:
+                y = y * demod_factor(sample_kernels())[:, None, None, :].astype(self.dtype)
+        return y
+
+
+class SynthesisLayer(nn.Module):
+    """Adaptive modulated conv + per-pixel noise + bias + leaky ReLU (one generator layer)."""
+
+    features: int
+    num_kernels: int
+    up: bool = False
+    use_noise: bool = True
+    impl: str = "grouped"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, w: jax.Array, noise_mode: str = "random") -> jax.Array:
+        y = AdaptiveModulatedConv(self.features, 3, self.num_kernels, up=self.up, impl=self.impl,
+                                  dtype=self.dtype, name="conv")(x, w)
+        if self.use_noise:
+            strength = self.param("noise_strength", nn.initializers.zeros, (), jnp.float32)
+            if noise_mode == "random":
+                b, h, wd, _ = y.shape
+                noise = jax.random.normal(self.make_rng("noise"), (b, h, wd, 1), jnp.float32)
+                y = y + (noise * strength).astype(y.dtype)
+            elif noise_mode != "none":
+                raise ValueError(f"noise_mode must be 'random' or 'none', got {noise_mode!r}")
+        bias = _param(self, "bias", nn.initializers.zeros, (self.features,), ("conv_out",))
+        return lrelu(y + bias.astype(y.dtype))
+
+
+class ToRGB(nn.Module):
+    """Modulated 1x1 conv to RGB without demodulation (StyleGAN2 skip generator)."""
+
+    channels: int = 3
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, w: jax.Array) -> jax.Array:
+        y = AdaptiveModulatedConv(self.channels, 1, 1, demodulate=False, impl="bank",
+                                  dtype=self.dtype, name="conv")(x, w)
+        bias = _param(self, "bias", nn.initializers.zeros, (self.channels,), (None,))
+        return (y + bias.astype(y.dtype)).astype(jnp.float32)

@@ -1,0 +1,1 @@
+"""Command-line tools (python -m gigagan_jax.tools.NAME)."""

@@ -1,0 +1,1 @@
+"""Training system: sharding (mesh and logical axis rules)."""

@@ -1,0 +1,75 @@
+"""L2 self-attention, cross-attention masking, and the text split at EOT."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax.core import meta
+
+from gigagan_jax.models.attention import CrossAttention, L2SelfAttention, l2_logits
+from gigagan_jax.models.text import split_at_eot
+
+
+def test_l2_logits_are_minus_scaled_squared_distances():
+    q = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 5, 8))
+    k = jax.random.normal(jax.random.PRNGKey(1), (2, 3, 7, 8))
+    expected = -np.sum((np.asarray(q)[:, :, :, None] - np.asarray(k)[:, :, None]) ** 2, -1) / math.sqrt(8)
+    np.testing.assert_allclose(l2_logits(q, k), expected, rtol=1e-5, atol=1e-5)
+
+
+def _sensitivity(module, params, x, seed=2):
+    """||f(x+d) - f(x)|| / ||d|| for the attention branch alone (the residual removed)."""
+    d = jax.random.normal(jax.random.PRNGKey(seed), x.shape) * 1e-3
+    branch = lambda y: module.apply(params, y) - y  # noqa: E731
+    return float(jnp.linalg.norm(branch(x + d) - branch(x)) / jnp.linalg.norm(d))
+
+
+def test_l2_attention_stays_lipschitz_where_dot_product_does_not():
+    x = jax.random.normal(jax.random.PRNGKey(0), (4, 8, 8, 32))
+    l2 = L2SelfAttention(4, 16, residual_gain=1.0, logits="l2")
+    dot = L2SelfAttention(4, 16, residual_gain=1.0, logits="dot")
+    params = meta.unbox(jax.jit(l2.init)(jax.random.PRNGKey(1), x))  # same weights for both
+    scales = (1.0, 3.0, 10.0, 30.0)
+    l2_ratios = [_sensitivity(l2, params, x * s) for s in scales]
+    dot_ratios = [_sensitivity(dot, params, x * s) for s in scales]
+    # L2: the local gain barely moves as inputs grow 30x; dot-product: it grows without bound.
+    assert max(l2_ratios) <= 1.5 * l2_ratios[0], l2_ratios
+    assert max(dot_ratios) >= 10 * dot_ratios[0], dot_ratios
+
+
+def test_self_attention_reads_the_style_token_and_uses_reduced_gain():
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 4, 16))
+    w = jax.random.normal(jax.random.PRNGKey(1), (2, 8))
+    full = L2SelfAttention(2, 8, residual_gain=1.0)
+    half = L2SelfAttention(2, 8, residual_gain=0.5)
+    params = meta.unbox(jax.jit(full.init)(jax.random.PRNGKey(2), x, w))
+    y_full, y_half = full.apply(params, x, w), half.apply(params, x, w)
+    np.testing.assert_allclose(y_half - x, 0.5 * (y_full - x), rtol=1e-5, atol=1e-6)
+    y_other_w = full.apply(params, x, w + 1.0)
+    assert float(jnp.abs(y_other_w - y_full).max()) > 1e-4
+
+
+def test_cross_attention_ignores_padding_tokens():
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 4, 16))
+    text = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 12))
+    mask = jnp.array([[True, True, True, False, False, False], [True, False, False, False, False, False]])
+    layer = CrossAttention(2, 8)
+    params = meta.unbox(jax.jit(layer.init)(jax.random.PRNGKey(2), x, text, mask))
+    y = layer.apply(params, x, text, mask)
+    padded_changed = jnp.where(mask[:, :, None], text, text + 100.0)
+    np.testing.assert_allclose(layer.apply(params, x, padded_changed, mask), y, rtol=1e-6, atol=1e-6)
+    valid_changed = text.at[:, 0].add(1.0)
+    assert float(jnp.abs(layer.apply(params, x, valid_changed, mask) - y).max()) > 1e-4
+    # Even a fully masked row stays finite (an all-padding prompt must not produce NaNs).
+    all_masked = layer.apply(params, x, text, jnp.zeros_like(mask))
+    assert bool(jnp.all(jnp.isfinite(all_masked)))
+
+
+def test_split_at_eot_separates_global_and_local_tokens():
+    t = jnp.arange(2 * 6 * 1, dtype=jnp.float32).reshape(2, 6, 1)  # token i of sample b = 6b + i
+    eot = jnp.array([3, 1])
+    t_local, mask, t_global = split_at_eot(t, eot)
+    np.testing.assert_array_equal(t_global[:, 0], [3.0, 7.0])
+    np.testing.assert_array_equal(t_local[..., 0], [[0, 1, 2, 4, 5], [6, 8, 9, 10, 11]])
+    np.testing.assert_array_equal(mask, [[True, True, True, False, False], [True, False, False, False, False]])

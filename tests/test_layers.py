@@ -1,0 +1,135 @@
+"""Equalized-lr layers, FIR resampling and the sample-adaptive modulated convolution."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax.core import meta
+
+from gigagan_jax.models.layers import AdaptiveModulatedConv, EqualizedConv, EqualizedDense, KernelSelection
+from gigagan_jax.models.resample import downsample2d, upsample2d
+
+
+def _init(module, *args):
+    return meta.unbox(jax.jit(module.init)(jax.random.PRNGKey(0), *args))
+
+
+def _randomize(params, seed=1):
+    """Replace every param by N(0, 1) so biases and selection logits are not at their init."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+    return jax.tree_util.tree_unflatten(
+        treedef, [jax.random.normal(k, l.shape, l.dtype) for k, l in zip(keys, leaves)])
+
+
+def test_equalized_dense_scales_weights_at_run_time():
+    layer = EqualizedDense(7, lr_mult=0.01, bias_init=0.5)
+    x = jax.random.normal(jax.random.PRNGKey(2), (3, 200))
+    params = _init(layer, x)
+    kernel, bias = params["params"]["kernel"], params["params"]["bias"]
+    # Stored N(0, 1/lr^2): std ~ 100; the bias is stored divided by lr.
+    assert 85 < float(np.std(kernel)) < 115
+    np.testing.assert_allclose(bias * 0.01, 0.5, rtol=1e-6)
+    expected = x @ (kernel * 0.01 / math.sqrt(200)) + bias * 0.01
+    np.testing.assert_allclose(layer.apply(params, x), expected, rtol=1e-5, atol=1e-5)
+
+
+def _reference_modconv(x, w, p, demodulate=True):
+    """Plain numpy: mix the bank per sample, modulate, demodulate, SAME cross-correlation."""
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    bank = np.asarray(p["kernel"], np.float64)  # [N, k, k, Cin, Cout]
+    n, k, _, cin, cout = bank.shape
+    wd = w.shape[1]
+    styles = w @ (np.asarray(p["affine"]["kernel"]) / math.sqrt(wd)) + np.asarray(p["affine"]["bias"])
+    if n > 1:
+        logits = w @ (np.asarray(p["select"]["kernel"]) / math.sqrt(wd)) + np.asarray(p["select"]["bias"])
+        a = np.exp(logits - logits.max(1, keepdims=True))
+        a /= a.sum(1, keepdims=True)
+    else:
+        a = np.ones((w.shape[0], 1))
+    b, h, wdth, _ = x.shape
+    out = np.zeros((b, h, wdth, cout))
+    pad = k // 2
+    for i in range(b):
+        kern = np.tensordot(a[i], bank, axes=1) / math.sqrt(k * k * cin) * styles[i][None, None, :, None]
+        if demodulate:
+            kern = kern / np.sqrt((kern**2).sum(axis=(0, 1, 2)) + 1e-8)
+        xp = np.pad(x[i], [(pad, pad), (pad, pad), (0, 0)])
+        for dy in range(k):
+            for dx in range(k):
+                out[i] += xp[dy:dy + h, dx:dx + wdth] @ kern[dy, dx]
+    return out
+
+
+@pytest.mark.parametrize("impl", ["grouped", "bank"])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_modulated_conv_matches_numpy_reference(impl, demodulate):
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 6, 3))
+    w = jax.random.normal(jax.random.PRNGKey(1), (2, 8))
+    layer = AdaptiveModulatedConv(4, 3, num_kernels=3, demodulate=demodulate, impl=impl)
+    params = _randomize(_init(layer, x, w))
+    y = layer.apply(params, x, w)
+    np.testing.assert_allclose(y, _reference_modconv(x, w, params["params"], demodulate), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("up", [False, True])
+@pytest.mark.parametrize("num_kernels", [1, 4])
+def test_grouped_and_bank_implementations_agree(up, num_kernels):
+    x = jax.random.normal(jax.random.PRNGKey(3), (3, 8, 8, 16))
+    w = jax.random.normal(jax.random.PRNGKey(4), (3, 12))
+    grouped = AdaptiveModulatedConv(24, 3, num_kernels, up=up, impl="grouped")
+    bank = AdaptiveModulatedConv(24, 3, num_kernels, up=up, impl="bank")
+    params = _randomize(_init(grouped, x, w), seed=5)
+    y_grouped = grouped.apply(params, x, w)
+    y_bank = bank.apply(params, x, w)
+    assert y_grouped.shape == (3, 16 if up else 8, 16 if up else 8, 24)
+    np.testing.assert_allclose(y_grouped, y_bank, rtol=1e-4, atol=1e-4)
+
+
+def test_demodulation_gives_unit_variance_output():
+    x = jax.random.normal(jax.random.PRNGKey(6), (4, 32, 32, 64))
+    w = jax.random.normal(jax.random.PRNGKey(7), (4, 32))
+    layer = AdaptiveModulatedConv(64, 3, num_kernels=4)
+    params = _randomize(_init(layer, x, w), seed=8)
+    y = np.asarray(layer.apply(params, x, w))[:, 1:-1, 1:-1]  # borders see zero padding
+    per_channel_std = y.reshape(-1, 64).std(axis=0)
+    assert np.all(np.abs(per_channel_std - 1.0) < 0.1), per_channel_std
+
+
+def test_kernel_selection_is_a_softmax_that_depends_on_w():
+    x = jnp.zeros((2, 4, 4, 5))
+    layer = AdaptiveModulatedConv(6, 3, num_kernels=5)
+    w = jax.random.normal(jax.random.PRNGKey(9), (2, 10))
+    params = _randomize(_init(layer, x, w), seed=10)
+    a = KernelSelection(5).apply({"params": params["params"]["select"]}, w)
+    assert a.shape == (2, 5)
+    np.testing.assert_allclose(a.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.all(a > 0)
+    # Two different w select different mixtures, hence different kernels.
+    assert float(jnp.abs(a[0] - a[1]).max()) > 1e-3
+    bank = params["params"]["kernel"]
+    k0, k1 = (jnp.einsum("n,nxyio->xyio", a[i], bank) for i in range(2))
+    assert float(jnp.abs(k0 - k1).max()) > 1e-3
+
+
+def test_fir_resampling_preserves_constants_and_shapes():
+    x = jnp.full((1, 8, 8, 2), 3.0)
+    up = upsample2d(x)
+    assert up.shape == (1, 16, 16, 2)
+    np.testing.assert_allclose(up[:, 2:-2, 2:-2], 3.0, rtol=1e-6)  # interior: DC gain 1
+    down = downsample2d(x)
+    assert down.shape == (1, 4, 4, 2)
+    np.testing.assert_allclose(down[:, 1:-1, 1:-1], 3.0, rtol=1e-6)
+    # The low-pass removes the Nyquist checkerboard almost entirely when downsampling.
+    checker = jnp.asarray((np.indices((16, 16)).sum(0) % 2 * 2 - 1), jnp.float32)[None, :, :, None]
+    assert float(jnp.abs(downsample2d(checker)[:, 1:-1, 1:-1]).max()) < 1e-6
+
+
+def test_equalized_conv_down_halves_resolution():
+    x = jax.random.normal(jax.random.PRNGKey(11), (2, 16, 16, 4))
+    for k in (1, 3):
+        conv = EqualizedConv(8, kernel_size=k, down=True)
+        y = conv.apply(_init(conv, x), x)
+        assert y.shape == (2, 8, 8, 8)
