@@ -28,6 +28,18 @@ from gigagan_jax.models.resample import upsample2d
 from gigagan_jax.models.text import TextTransformer, split_at_eot
 
 
+def resolve_kernel_impl(impl: str, backend: Optional[str] = None) -> str:
+    """'auto' -> the faster adaptive-conv implementation for the backend.
+
+    CPU (benchmarks/modconv_impls.py): the filter bank trains 4-7x faster than the grouped conv,
+    whose backward pass XLA:CPU handles poorly. Elsewhere we keep the grouped conv, which does
+    1/N of the bank's convolution FLOPs; it has not been measured on a GPU/TPU yet.
+    """
+    if impl != "auto":
+        return impl
+    return "bank" if (backend or jax.default_backend()) == "cpu" else "grouped"
+
+
 @dataclasses.dataclass(frozen=True)
 class GeneratorSpec:
     """Hashable, typed view of `config.model` for the generator."""
@@ -68,7 +80,8 @@ class GeneratorSpec:
             mapping_lr_mult=g.mapping_lr_mult, text_dim=g.text_dim, text_layers=g.text_layers,
             text_heads=g.text_heads,
             channels=tuple(channels_at(r, g.channel_base, g.channel_max) for r in levels),
-            convs_per_level=g.convs_per_level, num_kernels=g.num_kernels, kernel_impl=g.kernel_impl,
+            convs_per_level=g.convs_per_level, num_kernels=g.num_kernels,
+            kernel_impl=resolve_kernel_impl(g.kernel_impl),
             self_attn_resolutions=tuple(g.self_attn_resolutions),
             cross_attn_resolutions=tuple(g.cross_attn_resolutions),
             attn_blocks_per_level=g.attn_blocks_per_level, attn_heads=g.attn_heads,
