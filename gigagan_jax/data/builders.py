@@ -1,0 +1,141 @@
+"""TFDS builders writing ArrayRecord (random access, no TensorFlow needed to write or read).
+
+Images are stored as uint8 [R, R, 3] tensors already cropped and resized, so reading them costs
+no decode; `tfds.features.Image` would need tensorflow to encode. A prepared dataset lives in
+`<data_dir>/<builder name>/<version>/` and is opened with `tfds.builder_from_directory`.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import re
+
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from gigagan_jax.data import caption_folder, imageops
+from gigagan_jax.data.shapes import ShapesSource
+
+SKIPPED_FILE = "skipped.json"  # written next to dataset_info.json: what preparation left out
+_REPORT_FIRST = 5
+
+log = logging.getLogger(__name__)
+
+
+def _features(resolution: int) -> tfds.features.FeaturesDict:
+    return tfds.features.FeaturesDict({
+        # Raw bytes, not TFDS's default int64 list: half the size and a zero-copy read.
+        "image": tfds.features.Tensor(shape=(resolution, resolution, 3), dtype=np.uint8,
+                                      encoding=tfds.features.Encoding.BYTES),
+        "caption": tfds.features.Text(),
+        "label": tfds.features.Tensor(shape=(), dtype=np.int32),
+    })
+
+
+class GigaganCaptionFolder(tfds.core.GeneratorBasedBuilder):
+    """A folder of images with captions (captions.jsonl or .txt sidecars); bad images are skipped."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def __init__(self, *, src: str = "", resolution: int = 64, **kwargs):
+        self._src = src
+        self._resolution = resolution
+        self.skipped: list[tuple[str, str]] = []
+        super().__init__(**kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(features=_features(self._resolution))
+
+    def _split_generators(self, dl_manager):
+        listing = caption_folder.scan(self._src)
+        self.skipped = list(listing.skipped)
+        return {"train": self._generate_examples(listing)}
+
+    def _generate_examples(self, listing: caption_folder.Listing):
+        kept = 0
+        for n, (rel, caption) in enumerate(listing.entries):  # n: a file may have several captions
+            try:
+                image = imageops.load_image(os.path.join(listing.root, rel), self._resolution)
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+                self.skipped.append((rel, f"unreadable ({type(e).__name__}: {e})"))
+                continue
+            kept += 1
+            yield f"{n}:{rel}", {"image": image, "caption": caption, "label": np.int32(-1)}
+        if kept == 0:
+            raise ValueError(f"no readable images in {listing.root} ({len(self.skipped)} skipped)")
+
+
+class GigaganShapes(tfds.core.GeneratorBasedBuilder):
+    """The procedural shapes set written to disk (training reads it in memory; this is for export)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def __init__(self, *, num_examples: int = 20000, resolution: int = 64, seed: int = 0, **kwargs):
+        self._source = ShapesSource(num_examples, resolution, seed)
+        self._resolution = resolution
+        self.skipped: list[tuple[str, str]] = []
+        super().__init__(**kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(features=_features(self._resolution))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i in range(len(self._source)):
+            yield i, self._source[i]
+
+
+def prepare(builder: tfds.core.GeneratorBasedBuilder) -> str:
+    """Write the builder's ArrayRecord files (tqdm progress from TFDS) unless present; return the dir."""
+    if not builder.is_prepared():
+        builder.download_and_prepare(file_format="array_record")
+        with open(os.path.join(builder.data_dir, SKIPPED_FILE), "w") as f:
+            json.dump(builder.skipped, f)
+    report_skipped(builder.data_dir)
+    return builder.data_dir
+
+
+def read_skipped(dataset_dir: str) -> list[tuple[str, str]]:
+    """(path, reason) of every example preparation left out."""
+    path = os.path.join(dataset_dir, SKIPPED_FILE)
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return [tuple(x) for x in json.load(f)]
+
+
+def report_skipped(dataset_dir: str) -> None:
+    """Log how many examples preparation left out, with the first few paths and reasons."""
+    skipped = read_skipped(dataset_dir)
+    if skipped:
+        first = "; ".join(f"{rel}: {reason}" for rel, reason in skipped[:_REPORT_FIRST])
+        log.warning("%d example(s) skipped when preparing %s; first: %s", len(skipped), dataset_dir, first)
+
+
+def find_prepared(path: str) -> str | None:
+    """The prepared dataset dir at `path` or `path/<name>/<version>`, or None if there is none."""
+    if os.path.isfile(os.path.join(path, "dataset_info.json")):
+        return path
+    found = sorted(p for p in glob.glob(os.path.join(glob.escape(path), "*", "*", "dataset_info.json"))
+                   if re.fullmatch(r"\d+\.\d+\.\d+", os.path.basename(os.path.dirname(p))))  # not incomplete.*
+    if len(found) > 1:
+        raise ValueError(f"{path} holds several prepared datasets ({', '.join(os.path.dirname(p) for p in found)}); "
+                         "point config.data.path at one of them")
+    return os.path.dirname(found[0]) if found else None
+
+
+def prepare_folder_cached(src: str, resolution: int, cache_dir: str) -> str:
+    """Prepare a raw caption folder once per (content, resolution); later calls reuse the cache."""
+    listing = caption_folder.scan(src)
+    data_dir = os.path.join(cache_dir, "folders", caption_folder.fingerprint(listing, resolution))
+    prepared = find_prepared(data_dir) if os.path.isdir(data_dir) else None
+    if prepared:
+        return prepared
+    log.info("preparing caption folder %s at %d px into %s", listing.root, resolution, data_dir)
+    return prepare(GigaganCaptionFolder(src=listing.root, resolution=resolution, data_dir=data_dir))

@@ -1,0 +1,154 @@
+"""`open_source(config)`: one random-access source of {image, caption, label} for every data kind.
+
+Sources expose `__len__`, `__getitem__(i)` and `get_batch(indices)`; images are always uint8
+[R, R, 3] at `config.model.resolution`. Raw caption folders and the emoji set are prepared on
+first use and cached under `config.data.cache_dir`, keyed by content, so a config naming a raw
+folder just works.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from gigagan_jax.data import builders, emoji, imageops, records
+from gigagan_jax.data.shapes import ShapesSource
+
+DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "gigagan_jax")
+SHAPES_SEED = 0  # the shapes set is fixed; config.train.seed only changes the order
+_TEXT_KEYS = ("caption", "text", "captions/text", "captions")
+
+
+def cache_dir(config) -> str:
+    return os.path.abspath(os.path.expanduser(config.data.cache_dir or DEFAULT_CACHE_DIR))
+
+
+def _text(value) -> str:
+    """First caption of a string, bytes, or (nested) sequence of them."""
+    while isinstance(value, (list, tuple, np.ndarray)) and not isinstance(value, (str, bytes)):
+        if len(value) == 0:
+            return ""
+        value = value[0]
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _is_ours(features) -> bool:
+    """True for the schema our builders write, which `records.decode_record` reads directly."""
+    image = features["image"] if "image" in features.keys() else None
+    return (sorted(features.keys()) == ["caption", "image", "label"]
+            and isinstance(image, tfds.features.Tensor) and image.np_dtype == np.uint8
+            and image._encoding == tfds.features.Encoding.BYTES)
+
+
+class RecordSource:
+    """A prepared TFDS dataset (ArrayRecord) mapped to {image uint8 [R,R,3], caption str, label int}."""
+
+    def __init__(self, builder: tfds.core.DatasetBuilder, split: str, resolution: int,
+                 label_names: list[str] | None = None):
+        features = builder.info.features
+        self._fast = _is_ours(features)
+        method = (tfds.decode.DeserializeMethod.RAW_BYTES if self._fast
+                  else tfds.decode.DeserializeMethod.DESERIALIZE_AND_DECODE)
+        self._ds = builder.as_data_source(split=split, deserialize_method=method)
+        self._image_shape = features["image"].shape if self._fast else None
+        self.resolution = resolution
+        self._label_names = label_names
+
+    def __len__(self) -> int:
+        return len(self._ds)
+
+    def _convert(self, record) -> dict:
+        if self._fast:
+            image, caption, label = records.decode_record(record, self._image_shape)
+            return {"image": imageops.fit_array(image, self.resolution), "caption": caption, "label": label}
+        flat = {k: v for k, v in record.items() if not isinstance(v, dict)}
+        for key, value in record.items():
+            if isinstance(value, dict):
+                flat.update({f"{key}/{k}": v for k, v in value.items()})
+        label = int(flat["label"]) if "label" in flat else -1
+        text_key = next((k for k in _TEXT_KEYS if k in flat), None)
+        if text_key is not None:
+            caption = _text(flat[text_key])
+        elif self._label_names and label >= 0:
+            caption = f"a photo of a {self._label_names[label].replace('_', ' ')}"
+        else:
+            caption = ""
+        image = imageops.fit_array(np.asarray(flat["image"]), self.resolution)
+        return {"image": image, "caption": caption, "label": label}
+
+    def __getitem__(self, i: int) -> dict:
+        example = self._convert(self._ds[int(i)])
+        example["image"] = np.array(example["image"])  # own, writable copy of the record's bytes
+        return example
+
+    def get_batch(self, indices: np.ndarray) -> dict:
+        examples = [self._convert(r) for r in self._ds.__getitems__([int(i) for i in indices])]
+        return {
+            "image": np.stack([e["image"] for e in examples]),  # [n, R, R, 3]
+            "caption": [e["caption"] for e in examples],
+            "label": np.asarray([e["label"] for e in examples], np.int32),  # [n]
+        }
+
+
+def open_prepared(dataset_dir: str, resolution: int, split: str = "train") -> RecordSource:
+    builders.report_skipped(dataset_dir)
+    builder = tfds.builder_from_directory(dataset_dir)
+    if split not in builder.info.splits:
+        raise ValueError(f"{dataset_dir} has no split {split!r} (has {sorted(builder.info.splits)})")
+    return RecordSource(builder, split, resolution)
+
+
+def _open_folder(path: str, resolution: int, split: str, cache: str) -> RecordSource:
+    """`path` is either a prepared dataset (from `prepare`) or a raw caption folder."""
+    path = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"data folder not found: {path}")
+    prepared = builders.find_prepared(path) or builders.prepare_folder_cached(path, resolution, cache)
+    return open_prepared(prepared, resolution, split)
+
+
+def _open_catalogue(name: str, data_dir: str, split: str, resolution: int) -> RecordSource:
+    data_dir = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else None
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        prepared = builder.is_prepared()
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ValueError(f"unknown TFDS dataset {name!r} (config.data.name)") from None
+    if not prepared:
+        raise FileNotFoundError(
+            f"TFDS dataset {name!r} is not prepared in {builder.data_dir}: run `python -m "
+            f"gigagan_jax.data.prepare --kind tfds --name {name} --out {data_dir or '<data_dir>'}`")
+    # Read with the features stored next to the data, not the (possibly parametrised) class's.
+    builder = tfds.builder_from_directory(builder.data_dir)
+    if split not in builder.info.splits:
+        raise ValueError(f"TFDS dataset {name!r} has no split {split!r} (has {sorted(builder.info.splits)})")
+    label = builder.info.features["label"] if "label" in builder.info.features.keys() else None
+    names = list(label.names) if isinstance(label, tfds.features.ClassLabel) else None
+    try:
+        return RecordSource(builder, split, resolution, names)
+    except NotImplementedError:  # prepared as TFRecord: no random access
+        raise ValueError(f"TFDS dataset {name!r} in {builder.data_dir} is not ArrayRecord; re-prepare "
+                         "it with file_format=array_record (gigagan_jax.data.prepare does)") from None
+
+
+def open_source(config):
+    """The dataset named by config.data as a random-access source at config.model.resolution."""
+    data, resolution = config.data, config.model.resolution
+    if data.kind == "shapes":
+        return ShapesSource(data.num_examples, resolution, SHAPES_SEED)
+    if data.kind == "folder":
+        if not data.path:
+            raise ValueError("config.data.path must point at a caption folder when data.kind='folder'")
+        return _open_folder(data.path, resolution, data.split, cache_dir(config))
+    if data.kind == "emoji":
+        raw = os.path.abspath(os.path.expanduser(data.path or os.path.join(cache_dir(config), "emoji")))
+        if builders.find_prepared(raw) is None and not os.path.isfile(os.path.join(raw, "captions.jsonl")):
+            emoji.fetch(raw)
+        return _open_folder(raw, resolution, data.split, cache_dir(config))
+    if data.kind == "tfds":
+        if not data.name:
+            raise ValueError("config.data.name must name a TFDS dataset when data.kind='tfds'")
+        return _open_catalogue(data.name, data.path, data.split, resolution)
+    raise ValueError(f"config.data.kind must be one of folder, shapes, emoji, tfds; got {data.kind!r}")
