@@ -50,17 +50,43 @@ def _generator_defaults() -> ml_collections.ConfigDict:
 
 def _discriminator_defaults() -> ml_collections.ConfigDict:
     d = ml_collections.ConfigDict()
-    d.channel_base = 32768
-    d.channel_max = 512
-    d.self_attn_resolutions = (8, 16)
+    # 1664 channels at every level: with the rest below, 391 M parameters (paper: 381.4 M).
+    d.channel_base = 1664 * 64
+    d.channel_max = 1664
+    d.self_attn_resolutions = (8, 16, 32)
     # Resolutions of the pyramid levels fed to D (multi-scale input), besides the full one.
-    d.input_resolutions = (32, 16, 8)
-    d.text_dim = 512
-    d.text_layers = 2
-    d.text_heads = 8
-    d.attn_heads = 4
+    # With 64 px: inputs 64/32/16/8/4 and predictions at 32/16/8/4/1, 15 (i, j) pairs (paper).
+    d.input_resolutions = (32, 16, 8, 4)
+    d.text_dim = 768
+    d.text_layers = 4
+    d.text_heads = 12
+    d.attn_heads = 16
     d.attn_head_dim = 64
+    d.head_layers = 4  # depth of psi_j, the t_D-modulated 1x1 conv stack (paper: 4)
     return d
+
+
+def _loss_defaults() -> ml_collections.ConfigDict:
+    loss = ml_collections.ConfigDict()
+    loss.matching_weight = 1.0  # matching-aware loss (eq. 8), for D and G
+    loss.r1_gamma = 0.2048  # paper: 0.2048-2.048
+    loss.r1_interval = 16  # lazy R1: every k D steps, scaled by k
+    loss.clip_weight = 1.0  # CLIP contrastive loss (eq. 9) on G's output; needs a CLIP
+    loss.vision_aided_weight = 0.5  # frozen-CLIP-feature discriminator (its D and G terms)
+    loss.vision_aided_start = -1  # step from which it is on; -1 = never
+    return loss
+
+
+def _optim_defaults() -> ml_collections.ConfigDict:
+    optim = ml_collections.ConfigDict()
+    optim.g_lr = 0.0025
+    optim.d_lr = 0.0025
+    optim.beta1 = 0.0
+    optim.beta2 = 0.99
+    optim.eps = 1e-8
+    optim.attention_weight_decay = 0.01  # decoupled weight decay on attention params only
+    optim.ema_half_life_images = 10_000  # G_ema half-life, counted in training images
+    return optim
 
 
 def _data_defaults() -> ml_collections.ConfigDict:
@@ -97,6 +123,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.clip.path = ""  # local Hugging Face folder; "" = a small CLIP trained by the project
 
     config.data = _data_defaults()
+    config.loss = _loss_defaults()
+    config.optim = _optim_defaults()
 
     train = ml_collections.ConfigDict()
     train.batch_size = 512
@@ -219,6 +247,19 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
              f"config.model.g.attn_residual_gain must be in (0, 1], got {g.attn_residual_gain}")
     _check_attn_resolutions("model.d.self_attn_resolutions", d.self_attn_resolutions, levels)
     _check_attn_resolutions("model.d.input_resolutions", d.input_resolutions, levels)
+    _require(d.head_layers >= 1, f"config.model.d.head_layers must be >= 1, got {d.head_layers}")
+    if m.conditioning == "text":
+        _require(d.text_dim % d.text_heads == 0,
+                 f"config.model.d.text_dim={d.text_dim} is not divisible by text_heads={d.text_heads}")
+
+    loss, optim = config.loss, config.optim
+    _require(loss.r1_interval >= 1, f"config.loss.r1_interval must be >= 1, got {loss.r1_interval}")
+    for key in ("matching_weight", "r1_gamma", "clip_weight", "vision_aided_weight"):
+        _require(loss[key] >= 0, f"config.loss.{key} must be >= 0, got {loss[key]}")
+    for key in ("g_lr", "d_lr", "eps", "ema_half_life_images"):
+        _require(optim[key] > 0, f"config.optim.{key} must be > 0, got {optim[key]}")
+    for key in ("beta1", "beta2"):
+        _require(0 <= optim[key] < 1, f"config.optim.{key} must be in [0, 1), got {optim[key]}")
 
     _require(config.data.kind in DATA_KINDS,
              f"config.data.kind must be one of {DATA_KINDS}, got {config.data.kind!r}")

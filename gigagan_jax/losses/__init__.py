@@ -1,0 +1,1 @@
+"""Loss terms of the GigaGAN objective, each a pure function."""
