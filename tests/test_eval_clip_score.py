@@ -1,0 +1,63 @@
+"""CLIP score: the definition on hand-made embeddings, and the batched helper on a tiny random
+CLIP saved and loaded the way test_clip.py does."""
+
+import jax
+import numpy as np
+import pytest
+from transformers import CLIPConfig
+
+from gigagan_jax.eval.clip_score import ClipScoreAccumulator, clip_score, clip_score_of_batches, clip_scores
+from gigagan_jax.models.clip import init_params, load_clip, save_clip
+
+
+def test_definition_on_known_angles():
+    image = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [1.0, 0.0]])
+    text = np.array([[5.0, 0.0], [1.0, 1.0], [0.0, -1.0], [0.0, 7.0]])
+    # cos: 1 (same direction, any length), 1/sqrt(2), -1 (clipped to 0), 0
+    np.testing.assert_allclose(clip_scores(image, text), [100.0, 100 / np.sqrt(2), 0.0, 0.0],
+                               rtol=1e-6)
+    assert clip_score(image, text) == pytest.approx((100 + 100 / np.sqrt(2)) / 4, rel=1e-6)
+
+
+def test_unpaired_shapes_raise():
+    with pytest.raises(ValueError, match="row by row"):
+        clip_scores(np.ones((3, 4)), np.ones((2, 4)))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    config = CLIPConfig(
+        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=77),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, image_size=32, patch_size=8),
+        projection_dim=16)
+    path = str(tmp_path_factory.mktemp("clip") / "tiny")
+    save_clip(path, config, init_params(config, jax.random.key(0)))
+    return load_clip(path)
+
+
+PROMPTS = ["a red square", "a blue circle", "a green triangle", "two cats", "a yellow star"]
+
+
+def test_batched_score_equals_the_score_of_all_embeddings(clip):
+    images = np.random.default_rng(0).uniform(-1, 1, size=(5, 48, 48, 3)).astype(np.float32)
+    image_embeds = np.asarray(clip.encode_image(images)[0])  # [5, 16]
+    text_embeds = np.asarray(clip.encode_text(clip.tokenize(PROMPTS))[2])  # [5, 16]
+    expected = clip_score(image_embeds, text_embeds)
+    assert 0.0 < expected < 100.0
+
+    batches = [(images[:2], PROMPTS[:2]), (images[2:], PROMPTS[2:])]
+    assert clip_score_of_batches(clip, batches) == pytest.approx(expected, rel=1e-5)
+
+    acc = ClipScoreAccumulator(clip)
+    embeds = acc.update(images[:3], PROMPTS[:3])
+    np.testing.assert_allclose(embeds, image_embeds[:3], rtol=1e-5, atol=1e-6)
+    assert acc.count == 3
+
+
+def test_prompts_must_pair_with_images(clip):
+    with pytest.raises(ValueError, match="3 images but 2 prompts"):
+        ClipScoreAccumulator(clip).update(np.zeros((3, 32, 32, 3), np.float32), PROMPTS[:2])
+    with pytest.raises(ValueError, match="no images"):
+        ClipScoreAccumulator(clip).result()
