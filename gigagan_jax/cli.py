@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import jax
-from absl import flags
+from absl import flags, logging
 from ml_collections import config_flags
 
 from gigagan_jax.config import validate_config
@@ -23,8 +24,27 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def quiet_libraries() -> None:
+    """Orbax logs every checkpoint phase at INFO and transformers warns about its Flax classes;
+    keep the console for our progress bar, metrics and errors."""
+    logging.set_verbosity(logging.WARNING)
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+
+
+def enable_compilation_cache() -> None:
+    """Persist compiled executables across runs (resume, sample.py) unless the user chose a
+    cache already (JAX_COMPILATION_CACHE_DIR); compiling the steps dominates short runs."""
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/gigagan_jax/xla"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flags parser for `app.run` that turns a bad flag or config override into one line."""
+    quiet_libraries()
+    enable_compilation_cache()
     try:
         return flags.FLAGS(argv)
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:

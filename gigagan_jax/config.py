@@ -121,6 +121,7 @@ def default_config() -> ml_collections.ConfigDict:
 
     config.clip = ml_collections.ConfigDict()
     config.clip.path = ""  # local Hugging Face folder; "" = a small CLIP trained by the project
+    config.clip.train_steps = 800  # training steps of that small CLIP (cached in the workdir)
 
     config.data = _data_defaults()
     config.loss = _loss_defaults()
@@ -131,6 +132,13 @@ def default_config() -> ml_collections.ConfigDict:
     train.seed = 0
     train.num_steps = 100_000
     train.checkpoint_every = 1000
+    train.keep_checkpoints = 3
+    train.log_every = 50  # stdout + TensorBoard scalars (and the non-finite check)
+    train.sample_every = 1000  # sample grid PNG of fixed prompts and seeds
+    train.sample_prompts = ()  # () = the first captions of the data set
+    train.grad_accum_steps = 1  # micro-batches per optimiser step (batches larger than memory)
+    train.nonfinite = "stop"  # "stop": end the run at a non-finite loss | "skip": drop that step
+    train.distributed = False  # call jax.distributed.initialize() (multi-host)
     config.train = train
 
     mesh = ml_collections.ConfigDict()
@@ -271,7 +279,13 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     t = config.train
     _require(t.batch_size >= 1, f"config.train.batch_size must be >= 1, got {t.batch_size}")
     _require(t.num_steps >= 0, f"config.train.num_steps must be >= 0, got {t.num_steps}")
-    _require(t.checkpoint_every >= 1, f"config.train.checkpoint_every must be >= 1, got {t.checkpoint_every}")
+    for key in ("checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "grad_accum_steps"):
+        _require(t[key] >= 1, f"config.train.{key} must be >= 1, got {t[key]}")
+    _require(t.nonfinite in ("stop", "skip"), f"config.train.nonfinite must be 'stop' or 'skip', got {t.nonfinite!r}")
+    _require(t.batch_size % t.grad_accum_steps == 0,
+             f"config.train.batch_size={t.batch_size} is not divisible by grad_accum_steps={t.grad_accum_steps}")
+    _require(t.batch_size // t.grad_accum_steps >= 2,
+             "each micro-batch needs >= 2 samples (the matching-aware loss pairs samples within it)")
 
     _require(len(config.mesh.shape) == len(config.mesh.axes),
              f"config.mesh.shape {tuple(config.mesh.shape)} and config.mesh.axes "

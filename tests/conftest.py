@@ -9,3 +9,29 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# Compiled executables persist across the tests' train/sample subprocesses of one session.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), "gigagan_jax_test_xla_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+
+import pytest  # noqa: E402  (after the environment above is set)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> str:
+    """A random CLIP saved in the Hugging Face layout, 32-wide text tokens (configs/tiny.py)."""
+    import jax
+    from transformers import CLIPConfig
+
+    from gigagan_jax.models.clip import init_params, save_clip
+
+    config = CLIPConfig(
+        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=77),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, image_size=16, patch_size=8),
+        projection_dim=16)
+    path = str(tmp_path_factory.mktemp("clip") / "tiny")
+    save_clip(path, config, init_params(config, jax.random.key(0)))
+    return path

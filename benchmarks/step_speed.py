@@ -1,0 +1,99 @@
+"""Train-step and sampling speed at the PyTorch reference's shape (DESIGN.md section 13).
+
+    python benchmarks/step_speed.py --config configs/bench64.py [--repeats 10]
+
+Prints the median seconds (after warm-up, compilation excluded) of: the D step without and
+with R1, the G step, one D+G iteration, and sampling 64 images; batch and shapes from the
+config, fp32, one device. CLIP text features are encoded once outside the timed region (here:
+fixed random token features of CLIP-B's shape), as in the reference. Also prints XLA's cost
+analysis of the sampling executable as achieved GFLOP/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gigagan_jax.config import load_config, validate_config
+from gigagan_jax.models.discriminator import build_discriminator
+from gigagan_jax.models.generator import build_generator
+from gigagan_jax.sampling import generate
+from gigagan_jax.train.state import init_train_state
+from gigagan_jax.train.step import GanSteps
+
+REFERENCE = {"D+G (no R1)": 1.52, "D+G (with R1)": 2.43, "sample 64": 0.39}  # PyTorch, DESIGN.md section 13
+
+
+def median_seconds(fn, repeats: int) -> float:
+    jax.block_until_ready(fn())  # warm-up (and compile)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/bench64.py")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--sample-batch", type=int, default=64)
+    args = parser.parse_args()
+    config = load_config(args.config)
+    validate_config(config)
+    generator, disc = build_generator(config), build_discriminator(config)
+    steps = GanSteps(config, generator, disc)
+    spec = generator.spec
+    b, r = config.train.batch_size, config.model.resolution
+    state = jax.jit(functools.partial(init_train_state, config, generator, disc))(jax.random.PRNGKey(0))
+    batch = {
+        "image": jax.random.randint(jax.random.PRNGKey(1), (b, r, r, 3), 0, 256).astype(jnp.uint8),
+        "text_features": jax.random.normal(jax.random.PRNGKey(2), (b, spec.text_len, spec.text_encoder_dim)),
+        "eot_index": jnp.full((b,), 8, jnp.int32),
+    }
+    rng = jax.random.PRNGKey(3)
+    # Not donated: the same state is reused for every timed call.
+    d_plain = jax.jit(steps.d_step)
+    d_r1 = jax.jit(functools.partial(steps.d_step, with_r1=True))
+    g_step = jax.jit(steps.g_step)
+
+    def d_and_g(d_fn):
+        s, _ = d_fn(state, batch, rng)
+        return g_step(s, batch, rng)
+
+    n = args.sample_batch
+    z = jax.random.normal(jax.random.PRNGKey(4), (n, spec.z_dim))
+    feats = jax.random.normal(jax.random.PRNGKey(5), (n, spec.text_len, spec.text_encoder_dim))
+    eot = jnp.full((n,), 8, jnp.int32)
+    sample = lambda: generate(generator, state.g_ema, z, feats, eot)  # noqa: E731
+
+    results = {
+        "D step": median_seconds(lambda: d_plain(state, batch, rng), args.repeats),
+        "D step (with R1)": median_seconds(lambda: d_r1(state, batch, rng), args.repeats),
+        "G step": median_seconds(lambda: g_step(state, batch, rng), args.repeats),
+        "D+G (no R1)": median_seconds(lambda: d_and_g(d_plain), args.repeats),
+        "D+G (with R1)": median_seconds(lambda: d_and_g(d_r1), args.repeats),
+        f"sample {n}": median_seconds(sample, args.repeats),
+    }
+    print(f"backend={jax.default_backend()} devices={jax.device_count()} batch={b} resolution={r} "
+          f"kernel_impl={spec.kernel_impl} repeats={args.repeats}")
+    print(f"{'what':<18} {'median s':>9} {'reference s':>12} {'speed-up':>9}")
+    for name, seconds in results.items():
+        ref = REFERENCE.get(name)
+        extra = f"{ref:>12.2f} {ref / seconds:>8.2f}x" if ref else ""
+        print(f"{name:<18} {seconds:>9.3f} {extra}")
+    cost = generate.lower(generator, state.g_ema, z, feats, eot).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get("flops", 0.0))
+    print(f"sampling {n}: {flops / 1e9:.1f} GFLOP per call (XLA cost analysis), "
+          f"{flops / 1e9 / results[f'sample {n}']:.1f} GFLOP/s achieved")
+
+
+if __name__ == "__main__":
+    main()

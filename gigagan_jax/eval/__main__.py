@@ -1,0 +1,84 @@
+"""Evaluate a trained workdir: FID, CLIP-FID, precision/recall, CLIP score, sampling speed.
+
+    python -m gigagan_jax.eval --workdir runs/demo [--step N] [--num_images 2000] \
+        [--inception_path pt_inception-2015-12-05-6726825d.pth] [--clip_path DIR] [--out_dir DIR]
+
+Real images and prompts come from the run's own data config (its captions drive the
+generator); G_ema is restored from the checkpoint. Without --inception_path, FID and
+precision/recall are skipped (with a message saying how to get the weights) and the CLIP-space
+metrics use the run's CLIP (its own small one, or --clip_path). Writes OUT_DIR/report.json
+and TensorBoard scalars.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from gigagan_jax.cli import fail, parse_flags
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to evaluate.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: newest verified).")
+_NUM = flags.DEFINE_integer("num_images", 2000, "Images per side (real and generated).")
+_BATCH = flags.DEFINE_integer("batch_size", 64, "Sampling / feature batch size.")
+_INCEPTION = flags.DEFINE_string("inception_path", None, "FID Inception weights (.pth or converted .npz).")
+_CLIP = flags.DEFINE_string("clip_path", None, "CLIP folder for CLIP-FID / CLIP score (default: the run's).")
+_OUT = flags.DEFINE_string("out_dir", None, "Report directory (default: WORKDIR/eval/step_N).")
+_TRUNCATION = flags.DEFINE_float("truncation", 1.0, "Truncation psi for the generated images.")
+
+
+def main(argv):
+    del argv
+    from gigagan_jax.data.pipeline import InputPipeline
+    from gigagan_jax.eval.report import evaluate
+    from gigagan_jax.inference import load_trained_generator, sample_pairs
+    from gigagan_jax.models.clip import load_clip
+    from gigagan_jax.models.inception import load_inception
+    from gigagan_jax.train.checkpoint import CheckpointError
+    from gigagan_jax.train.text_encoder import clip_dir
+
+    if not _WORKDIR.value:
+        fail("--workdir is required")
+    try:
+        trained = load_trained_generator(_WORKDIR.value, _STEP.value)
+        inception = load_inception(_INCEPTION.value) if _INCEPTION.value else None
+        clip = load_clip(_CLIP.value or trained.config.clip.path or clip_dir(_WORKDIR.value))
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        fail(str(e), code=1)
+    if inception is None:
+        print("no --inception_path: skipping FID and precision/recall (FID weights: "
+              "pt_inception-2015-12-05-6726825d.pth from the pytorch-fid releases on GitHub)")
+    if not trained.generator.spec.text_conditioned:
+        fail("evaluation of class-conditional runs is not supported yet; it needs prompts")
+
+    config = trained.config
+    config.train.batch_size = _BATCH.value
+    config.data.random_flip = False
+    real = InputPipeline(config, process_index=0, process_count=1)
+    prompts = InputPipeline(config, process_index=0, process_count=1)
+    prompts.set_state({**prompts.get_state(), "batch": 10_000})  # other examples than the real side
+
+    next_seed = [0]
+
+    def sample_fn(batch_prompts):  # image i of the whole evaluation uses seed i
+        seeds = list(range(next_seed[0], next_seed[0] + len(batch_prompts)))
+        next_seed[0] += len(batch_prompts)
+        images = sample_pairs(trained, batch_prompts, seeds, _TRUNCATION.value, _BATCH.value)
+        return images.astype(np.float32) / 127.5 - 1.0
+
+    out_dir = _OUT.value or os.path.join(_WORKDIR.value, "eval", f"step_{trained.step}")
+    metrics = evaluate((b["image"] for b in real), (list(b["caption"]) for b in prompts), sample_fn,
+                       num_images=_NUM.value, out_dir=out_dir, inception=inception, clip=clip,
+                       step=trained.step, metadata={"workdir": _WORKDIR.value, "devices": jax.device_count()})
+    real.close()
+    prompts.close()
+    for name, value in metrics.items():
+        print(f"{name:>24s}: {value:.4f}" if isinstance(value, float) else f"{name:>24s}: {value}")
+    print(f"report -> {os.path.join(out_dir, 'report.json')}")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)

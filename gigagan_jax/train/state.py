@@ -1,0 +1,91 @@
+"""Train state (G, D, G_ema, both optimiser states, step) and the optimisers that update it.
+
+Adam(beta1 = 0, beta2 = 0.99) for both networks, with decoupled weight decay applied to
+attention parameters only (paper: 0.01 on attention). D's R1 is lazy (every k steps, scaled by
+k), so D's lr and betas get StyleGAN2's correction: ratio = k / (k + 1), lr *= ratio,
+beta **= ratio; G has no lazy regulariser (no path-length penalty in GigaGAN) and no correction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax.core import meta
+
+from gigagan_jax.models.discriminator import Discriminator, real_pyramid
+from gigagan_jax.models.generator import Generator, dummy_inputs
+from gigagan_jax.models.vision_aided import VisionAidedHeads
+
+Params = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array  # int32 []: completed training iterations (one D step + one G step each)
+    g_params: Params
+    d_params: Params  # {"main": D, "vision": vision-aided heads (when configured)}
+    g_ema: Params
+    g_opt: optax.OptState
+    d_opt: optax.OptState
+
+
+def is_attention_param(path) -> bool:
+    return any("attn" in str(getattr(k, "key", k)) for k in path)
+
+
+def attention_mask(params: Params) -> Params:
+    """True for the leaves that get weight decay (attention layers only)."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: is_attention_param(path), params)
+
+
+def _adam(lr: float, beta1: float, beta2: float, eps: float, weight_decay: float) -> optax.GradientTransformation:
+    return optax.chain(
+        optax.scale_by_adam(b1=beta1, b2=beta2, eps=eps),
+        optax.add_decayed_weights(weight_decay, mask=attention_mask),
+        optax.scale_by_learning_rate(lr),
+    )
+
+
+def make_optimizers(config: ml_collections.ConfigDict) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+    o, k = config.optim, config.loss.r1_interval
+    ratio = k / (k + 1.0)  # lazy-regularisation correction for D
+    g_tx = _adam(o.g_lr, o.beta1, o.beta2, o.eps, o.attention_weight_decay)
+    d_tx = _adam(o.d_lr * ratio, o.beta1**ratio, o.beta2**ratio, o.eps, o.attention_weight_decay)
+    return g_tx, d_tx
+
+
+def ema_beta(config: ml_collections.ConfigDict) -> float:
+    """Per-step EMA decay that halves the old weights' share every `ema_half_life_images`."""
+    return 0.5 ** (config.train.batch_size / config.optim.ema_half_life_images)
+
+
+def uses_vision_aided(config: ml_collections.ConfigDict) -> bool:
+    return config.loss.vision_aided_start >= 0 and config.loss.vision_aided_weight > 0
+
+
+def init_train_state(config: ml_collections.ConfigDict, generator: Generator, discriminator: Discriminator,
+                     rng: jax.Array, vision_heads: VisionAidedHeads | None = None,
+                     vision_inputs: tuple | None = None, boxed: bool = False) -> TrainState:
+    """Fresh state. `boxed=True` keeps the logical-partitioning boxes (for `jax.eval_shape` ->
+    shardings); the state used by the steps is unboxed. `vision_inputs` = example
+    (clip_features, text_embeds) for the vision-aided heads when they are configured."""
+    g_rng, d_rng, v_rng, n_rng = jax.random.split(rng, 4)
+    g_vars = generator.init({"params": g_rng, "noise": n_rng}, **dummy_inputs(generator.spec, 1))
+    s = discriminator.spec
+    images = real_pyramid(jnp.zeros((1, s.resolution, s.resolution, 3)), s.input_resolutions)
+    cond = dummy_inputs(generator.spec, 1)
+    d_vars = discriminator.init(d_rng, images, cond.get("text_features"), cond.get("eot_index"), cond.get("labels"))
+    d_params = {"main": d_vars["params"]}
+    if vision_heads is not None:
+        d_params["vision"] = vision_heads.init(v_rng, *vision_inputs)["params"]
+    g_params = g_vars["params"]
+    if not boxed:
+        g_params, d_params = meta.unbox(g_params), meta.unbox(d_params)
+    g_tx, d_tx = make_optimizers(config)
+    return TrainState(step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
+                      g_ema=g_params, g_opt=g_tx.init(g_params), d_opt=d_tx.init(d_params))

@@ -1,0 +1,225 @@
+"""Pure, jit-able D and G steps of the full GigaGAN objective (no I/O, no Python state).
+
+A batch holds the real images and the text features the loop computed *once* with the frozen
+CLIP text encoder; both steps read them, nothing is re-encoded inside a step:
+    image        uint8 [B, R, R, 3] (or float in [-1, 1])
+    text_features float [B, L, Dc] and eot_index int32 [B]   (text-conditioned models)
+    text_embeds  float [B, P]: CLIP's projected caption embedding (CLIP loss, vision-aided D)
+    label        int32 [B]                                   (class-conditional models)
+Frozen CLIP image params come in as an argument, never as trainable state.
+
+Randomness is an explicit key per call (the loop passes fold_in(seed_key, step)).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Optional
+
+import einops
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from gigagan_jax.losses import gan
+from gigagan_jax.losses.clip_loss import clip_contrastive_loss
+from gigagan_jax.losses.regularizers import r1_penalty
+from gigagan_jax.models.discriminator import Discriminator, pyramid_dict, real_pyramid
+from gigagan_jax.models.generator import Generator
+from gigagan_jax.models.vision_aided import VisionAidedHeads
+from gigagan_jax.train.state import TrainState, ema_beta, make_optimizers
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+def images_to_float(images: jax.Array) -> jax.Array:
+    """uint8 [0, 255] -> float32 [-1, 1]; float input is passed through."""
+    if images.dtype == jnp.uint8:
+        return images.astype(jnp.float32) / 127.5 - 1.0
+    return images.astype(jnp.float32)
+
+
+class GanSteps:
+    """Builds `d_step` and `g_step` for one config; both are pure functions of their inputs.
+
+    `clip` (a `gigagan_jax.models.clip.Clip`, optional) supplies the frozen image encoder used
+    by the CLIP contrastive loss and the vision-aided discriminator; its params are passed to
+    the steps as `clip_params`.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, generator: Generator, discriminator: Discriminator,
+                 clip: Any = None, vision_heads: Optional[VisionAidedHeads] = None):
+        self.config = config
+        self.generator = generator
+        self.discriminator = discriminator
+        self.clip = clip
+        self.vision_heads = vision_heads
+        self.g_tx, self.d_tx = make_optimizers(config)
+        self.ema_beta = ema_beta(config)
+        self.text = generator.spec.text_conditioned
+        loss = config.loss
+        self.use_clip_loss = clip is not None and loss.clip_weight > 0 and self.text
+        if vision_heads is not None and clip is None:
+            raise ValueError("the vision-aided discriminator needs a CLIP image encoder (config.clip.path)")
+
+    # ----------------------------------------------------------------------------- pieces
+    def _condition(self, batch: Batch) -> dict:
+        if self.text:
+            return {"text_features": batch["text_features"], "eot_index": batch["eot_index"]}
+        return {"labels": batch["label"]}
+
+    def _condition_key(self, batch: Batch) -> jax.Array:
+        """What identifies a sample's caption/class, to detect duplicates in the batch."""
+        return batch["text_features"] if self.text else batch["label"]
+
+    def generate(self, g_params, batch: Batch, rng: jax.Array) -> list[jax.Array]:
+        z_rng, noise_rng = jax.random.split(rng)
+        b = batch["image"].shape[0]
+        z = jax.random.normal(z_rng, (b, self.generator.spec.z_dim))
+        return self.generator.apply({"params": g_params}, z, **self._condition(batch), rngs={"noise": noise_rng})
+
+    def _t_d(self, d_main, batch: Batch) -> jax.Array:
+        return self.discriminator.apply({"params": d_main}, **self._condition(batch),
+                                        method=Discriminator.text_embedding)
+
+    def _features(self, d_main, pyramid: dict) -> dict:
+        return self.discriminator.apply({"params": d_main}, pyramid, method=Discriminator.features)
+
+    def _predict(self, d_main, features: dict, t_d: jax.Array) -> dict:
+        return self.discriminator.apply({"params": d_main}, features, t_d, method=Discriminator.predict)
+
+    def _clip_image(self, clip_params, images: jax.Array):
+        return self.clip.encode_image(images, params=clip_params)
+
+    def _vision_logits(self, vision_params, clip_features, batch: Batch) -> jax.Array:
+        return self.vision_heads.apply({"params": vision_params}, clip_features, batch["text_embeds"])
+
+    # ----------------------------------------------------------------------------- plumbing
+    def _grads(self, loss_fn, params, batch: Batch, rng: jax.Array):
+        """(grads, metrics) of loss_fn(params, batch, rng), averaged over grad_accum_steps
+        micro-batches. Micro-batch i takes rows i, i+k, i+2k, ... so that it stays spread over
+        every device of the batch axis."""
+        grad_fn = jax.grad(loss_fn, has_aux=True)
+        k = self.config.train.grad_accum_steps
+        if k == 1:
+            return grad_fn(params, batch, rng)
+        micro = jax.tree_util.tree_map(lambda x: einops.rearrange(x, "(m k) ... -> k m ...", k=k), batch)
+        first = jax.tree_util.tree_map(lambda x: x[0], micro)
+        shapes = jax.eval_shape(grad_fn, params, first, rng)
+        zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+        def body(total, inputs):
+            i, mb = inputs
+            out = grad_fn(params, mb, jax.random.fold_in(rng, i))
+            return jax.tree_util.tree_map(jnp.add, total, out), None
+
+        total, _ = jax.lax.scan(body, zeros, (jnp.arange(k), micro))
+        return jax.tree_util.tree_map(lambda x: x / k, total)
+
+    def _finish(self, old: TrainState, new: TrainState, grads, metrics: Metrics, prefix: str):
+        """Record the grad norm; with train.nonfinite='skip', keep `old` when the step is not finite."""
+        metrics[f"{prefix}/grad_norm"] = optax.global_norm(grads)
+        if self.config.train.nonfinite == "skip":
+            finite = jnp.isfinite(metrics[f"{prefix}/loss"]) & jnp.isfinite(metrics[f"{prefix}/grad_norm"])
+            new = jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
+            metrics[f"{prefix}/skipped"] = 1.0 - finite.astype(jnp.float32)
+        return new, metrics
+
+    # ----------------------------------------------------------------------------- D step
+    def d_loss(self, d_params, batch: Batch, rng: jax.Array, *, g_params, clip_params=None,
+               with_r1: bool = False, with_vision: bool = False) -> tuple[jax.Array, Metrics]:
+        cfg = self.config.loss
+        gen_rng, perm_rng = jax.random.split(rng)
+        d_main = d_params["main"]
+        reals = images_to_float(batch["image"])  # [B, R, R, 3]
+        fakes = jax.lax.stop_gradient(self.generate(g_params, batch, gen_rng))
+        inputs = self.discriminator.spec.input_resolutions
+        real_feats = self._features(d_main, real_pyramid(reals, inputs))
+        fake_feats = self._features(d_main, pyramid_dict(fakes))
+        t_d = self._t_d(d_main, batch)  # [B, Dt]
+        perm = gan.mismatch_permutation(perm_rng, reals.shape[0])
+        valid = gan.distinct_condition_mask(self._condition_key(batch), perm)
+        real_logits = self._predict(d_main, real_feats, t_d)
+        fake_logits = self._predict(d_main, fake_feats, t_d)
+        real_mis = self._predict(d_main, real_feats, t_d[perm])
+        fake_mis = self._predict(d_main, fake_feats, t_d[perm])
+
+        gan_loss = gan.d_gan_loss(real_logits, fake_logits)
+        match_loss = gan.d_matching_loss(real_mis, fake_mis, valid)
+        loss = gan_loss + cfg.matching_weight * match_loss
+        metrics = {"d/gan": gan_loss, "d/match": match_loss,
+                   "logits/real": gan.mean_logit(real_logits), "logits/fake": gan.mean_logit(fake_logits),
+                   "logits/real_mismatched": gan.mean_logit(real_mis),
+                   "logits/fake_mismatched": gan.mean_logit(fake_mis)}
+
+        if with_r1:
+            def real_score(x):  # [B]: every pair's mean logit, summed
+                feats = self._features(d_main, real_pyramid(x, inputs))
+                return sum(gan.per_sample(v) for v in self._predict(d_main, feats, t_d).values())
+
+            penalty = r1_penalty(real_score, reals)
+            loss = loss + 0.5 * cfg.r1_gamma * cfg.r1_interval * penalty
+            metrics["d/r1_penalty"] = penalty
+
+        if with_vision:
+            _, real_clip = self._clip_image(clip_params, reals)
+            _, fake_clip = self._clip_image(clip_params, fakes[-1])
+            v_real = self._vision_logits(d_params["vision"], real_clip, batch)
+            v_fake = self._vision_logits(d_params["vision"], fake_clip, batch)
+            v_loss = jnp.mean(jax.nn.softplus(-v_real)) + jnp.mean(jax.nn.softplus(v_fake))
+            loss = loss + cfg.vision_aided_weight * v_loss
+            metrics["d/vision_aided"] = v_loss
+        metrics["d/loss"] = loss
+        return loss, metrics
+
+    def d_step(self, state: TrainState, batch: Batch, rng: jax.Array, clip_params=None, *,
+               with_r1: bool = False, with_vision: bool = False) -> tuple[TrainState, Metrics]:
+        loss_fn = functools.partial(self.d_loss, g_params=state.g_params, clip_params=clip_params,
+                                    with_r1=with_r1, with_vision=with_vision)
+        grads, metrics = self._grads(loss_fn, state.d_params, batch, rng)
+        updates, d_opt = self.d_tx.update(grads, state.d_opt, state.d_params)
+        d_params = optax.apply_updates(state.d_params, updates)
+        return self._finish(state, state.replace(d_params=d_params, d_opt=d_opt), grads, metrics, "d")
+
+    # ----------------------------------------------------------------------------- G step
+    def g_loss(self, g_params, batch: Batch, rng: jax.Array, *, d_params, clip_params=None,
+               with_vision: bool = False) -> tuple[jax.Array, Metrics]:
+        cfg = self.config.loss
+        gen_rng, perm_rng = jax.random.split(rng)
+        d_main = d_params["main"]
+        fakes = self.generate(g_params, batch, gen_rng)
+        fake_feats = self._features(d_main, pyramid_dict(fakes))
+        t_d = self._t_d(d_main, batch)
+        perm = gan.mismatch_permutation(perm_rng, fakes[-1].shape[0])
+        valid = gan.distinct_condition_mask(self._condition_key(batch), perm)
+        gan_loss = gan.g_gan_loss(self._predict(d_main, fake_feats, t_d))
+        match_loss = gan.g_matching_loss(self._predict(d_main, fake_feats, t_d[perm]), valid)
+        loss = gan_loss + cfg.matching_weight * match_loss
+        metrics = {"g/gan": gan_loss, "g/match": match_loss}
+
+        if self.use_clip_loss or with_vision:
+            fake_embeds, fake_clip = self._clip_image(clip_params, fakes[-1])  # one CLIP pass for both
+            if self.use_clip_loss:
+                clip_loss = clip_contrastive_loss(fake_embeds, batch["text_embeds"], clip_params["logit_scale"])
+                loss = loss + cfg.clip_weight * clip_loss
+                metrics["g/clip"] = clip_loss
+            if with_vision:
+                v_loss = jnp.mean(jax.nn.softplus(-self._vision_logits(d_params["vision"], fake_clip, batch)))
+                loss = loss + cfg.vision_aided_weight * v_loss
+                metrics["g/vision_aided"] = v_loss
+        metrics["g/loss"] = loss
+        return loss, metrics
+
+    def g_step(self, state: TrainState, batch: Batch, rng: jax.Array, clip_params=None, *,
+               with_vision: bool = False) -> tuple[TrainState, Metrics]:
+        loss_fn = functools.partial(self.g_loss, d_params=state.d_params, clip_params=clip_params,
+                                    with_vision=with_vision)
+        grads, metrics = self._grads(loss_fn, state.g_params, batch, rng)
+        updates, g_opt = self.g_tx.update(grads, state.g_opt, state.g_params)
+        g_params = optax.apply_updates(state.g_params, updates)
+        g_ema = jax.tree_util.tree_map(lambda e, p: p + self.ema_beta * (e - p), state.g_ema, g_params)
+        new, metrics = self._finish(state, state.replace(g_params=g_params, g_ema=g_ema, g_opt=g_opt),
+                                    grads, metrics, "g")
+        return new.replace(step=state.step + 1), metrics
