@@ -1,13 +1,14 @@
-"""Grouped vs filter-bank adaptive modulated conv: median forward+backward time per shape.
+"""Grouped vs filter-bank vs im2col adaptive modulated conv: median fwd and fwd+bwd time per shape.
 
     python benchmarks/modconv_impls.py [--batch 8] [--repeats 20]
 
-Prints, for each (resolution, channels, N) of the bench64 generator, the median seconds of a
-jitted forward and of forward+backward for both implementations and their ratio, so the
-default `config.model.g.kernel_impl` can be chosen per backend from numbers.
+Prints, for each resolution of the bench64 generator's layer shape, the median milliseconds of
+a jitted forward and of forward+backward for every implementation, so the default
+`config.model.g.kernel_impl` can be chosen per backend from numbers.
 """
 
 import argparse
+import functools
 import time
 
 import jax
@@ -36,21 +37,25 @@ def main():
     parser.add_argument("--num-kernels", type=int, default=4)
     args = parser.parse_args()
     print(f"backend={jax.default_backend()} batch={args.batch} channels={args.channels} N={args.num_kernels}")
-    print(f"{'res':>4} {'grouped fwd':>12} {'bank fwd':>10} {'grouped f+b':>12} {'bank f+b':>10} {'bank/grouped f+b':>17}")
+    impls = ("grouped", "bank", "patches")
+    print("res  " + "  ".join(f"{i + ' fwd':>13} {i + ' f+b':>13}" for i in impls) + "   (ms)")
     for res in (4, 8, 16, 32, 64):
         x = jax.random.normal(jax.random.PRNGKey(0), (args.batch, res, res, args.channels))
         w = jax.random.normal(jax.random.PRNGKey(1), (args.batch, 64))
-        row = {}
-        for impl in ("grouped", "bank"):
+        row = []
+        for impl in impls:
             layer = AdaptiveModulatedConv(args.channels, 3, args.num_kernels, impl=impl)
             params = meta.unbox(jax.jit(layer.init)(jax.random.PRNGKey(2), x, w))
             fwd = jax.jit(layer.apply)
-            loss = lambda p, x, w, layer=layer: jnp.sum(jnp.square(layer.apply(p, x, w)))  # noqa: E731
+            loss = functools.partial(_sum_of_squares, layer)
             fwd_bwd = jax.jit(jax.grad(loss, argnums=(0, 1)))
-            row[impl] = (_median_seconds(fwd, params, x, w, repeats=args.repeats),
-                         _median_seconds(fwd_bwd, params, x, w, repeats=args.repeats))
-        g, b = row["grouped"], row["bank"]
-        print(f"{res:>4} {g[0]*1e3:>10.2f}ms {b[0]*1e3:>8.2f}ms {g[1]*1e3:>10.2f}ms {b[1]*1e3:>8.2f}ms {b[1]/g[1]:>17.2f}")
+            row += [_median_seconds(fwd, params, x, w, repeats=args.repeats),
+                    _median_seconds(fwd_bwd, params, x, w, repeats=args.repeats)]
+        print(f"{res:>3}  " + "  ".join(f"{t * 1e3:>13.2f}" for t in row))
+
+
+def _sum_of_squares(layer, params, x, w):
+    return jnp.sum(jnp.square(layer.apply(params, x, w)))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import ml_collections
 
 DATA_KINDS = ("shapes", "folder", "emoji", "tfds")
 CONDITIONINGS = ("text", "class")
-KERNEL_IMPLS = ("auto", "grouped", "bank")
+KERNEL_IMPLS = ("auto", "grouped", "bank", "patches")
 DTYPES = ("float32", "bfloat16")
 
 
@@ -34,7 +34,8 @@ def _generator_defaults() -> ml_collections.ConfigDict:
     g.convs_per_level = 2
     # Sample-adaptive kernel selection: N kernels per conv layer, softmax-combined per sample.
     g.num_kernels = 6
-    # "grouped" (per-sample grouped conv) | "bank" (N shared convs) | "auto" (per backend, see
+    # "grouped" (per-sample grouped conv) | "bank" (N shared convs) | "patches" (per-sample
+    # kernel as an im2col batched matmul) | "auto" (per backend, see
     # gigagan_jax.models.generator.resolve_kernel_impl and BENCHMARKS.md).
     g.kernel_impl = "auto"
     g.self_attn_resolutions = (8, 16, 32)

@@ -196,8 +196,9 @@ def test_kernel_impl_choice_and_whole_generator_equivalence():
     z = jax.random.normal(jax.random.PRNGKey(1), (2, spec.z_dim))
     feats, eot = _text(spec, 2)
     outputs = {}
-    for impl in ("grouped", "bank"):
+    for impl in ("grouped", "bank", "patches"):
         other = Generator(dataclasses.replace(spec, kernel_impl=impl))
         outputs[impl] = _sample(other, params, z, feats, eot, noise_mode="none")
-    for a, b in zip(outputs["grouped"], outputs["bank"]):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    for impl in ("bank", "patches"):
+        for a, b in zip(outputs["grouped"], outputs[impl]):
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4, err_msg=impl)

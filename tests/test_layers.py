@@ -63,7 +63,7 @@ def _reference_modconv(x, w, p, demodulate=True):
     return out
 
 
-@pytest.mark.parametrize("impl", ["grouped", "bank"])
+@pytest.mark.parametrize("impl", ["grouped", "bank", "patches"])
 @pytest.mark.parametrize("demodulate", [True, False])
 def test_modulated_conv_matches_numpy_reference(impl, demodulate):
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 6, 3))
@@ -76,16 +76,16 @@ def test_modulated_conv_matches_numpy_reference(impl, demodulate):
 
 @pytest.mark.parametrize("up", [False, True])
 @pytest.mark.parametrize("num_kernels", [1, 4])
-def test_grouped_and_bank_implementations_agree(up, num_kernels):
+def test_all_implementations_agree(up, num_kernels):
     x = jax.random.normal(jax.random.PRNGKey(3), (3, 8, 8, 16))
     w = jax.random.normal(jax.random.PRNGKey(4), (3, 12))
     grouped = AdaptiveModulatedConv(24, 3, num_kernels, up=up, impl="grouped")
-    bank = AdaptiveModulatedConv(24, 3, num_kernels, up=up, impl="bank")
     params = _randomize(_init(grouped, x, w), seed=5)
     y_grouped = grouped.apply(params, x, w)
-    y_bank = bank.apply(params, x, w)
     assert y_grouped.shape == (3, 16 if up else 8, 16 if up else 8, 24)
-    np.testing.assert_allclose(y_grouped, y_bank, rtol=1e-4, atol=1e-4)
+    for impl in ("bank", "patches"):
+        other = AdaptiveModulatedConv(24, 3, num_kernels, up=up, impl=impl).apply(params, x, w)
+        np.testing.assert_allclose(other, y_grouped, rtol=1e-4, atol=1e-4, err_msg=impl)
 
 
 def test_demodulation_gives_unit_variance_output():

@@ -22,6 +22,7 @@ from gigagan_jax.models.resample import DEFAULT_FILTER, blur2d, upsample2d
 Dtype = Any
 LRELU_GAIN = math.sqrt(2.0)
 DEMOD_EPS = 1e-8
+MODCONV_IMPLS = ("grouped", "bank", "patches")
 
 
 def lrelu(x: jax.Array) -> jax.Array:
@@ -89,6 +90,15 @@ def conv2d_valid(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
+def im2col(x: jax.Array, k: int) -> jax.Array:
+    """[B, H, W, C] -> [B, H, W, k*k*C]: the SAME-padded k x k neighbourhood of every pixel,
+    ordered (dy, dx, channel) like a flattened HWIO kernel."""
+    h, w = x.shape[1:3]
+    p = k // 2
+    xp = jnp.pad(x, [(0, 0), (p, p), (p, p), (0, 0)])
+    return jnp.concatenate([xp[:, dy:dy + h, dx:dx + w] for dy in range(k) for dx in range(k)], axis=-1)
+
+
 class EqualizedConv(nn.Module):
     """Conv with equalized lr; `down=True` low-pass filters then strides by 2 (StyleGAN2 D)."""
 
@@ -140,10 +150,13 @@ class AdaptiveModulatedConv(nn.Module):
 
     A bank of N kernels K_i; each sample mixes them with a = softmax(W_filter w + b_filter),
     modulates the input channels by s = W_mod w + b_mod (bias 1), and demodulates each output
-    channel to unit expected variance. `impl` chooses between two equal computations:
+    channel to unit expected variance. `impl` chooses between three equal computations:
       "grouped": build each sample's kernel and run one grouped conv (feature_group_count=B);
       "bank":    run the N shared kernels on the modulated input as one wide conv, then mix the
-                 N outputs with a and apply the demodulation factor afterwards.
+                 N outputs with a and apply the demodulation factor afterwards (N x the FLOPs);
+      "patches": build each sample's kernel and apply it as one batched matmul over the
+                 k*k shifted copies of the input (im2col): the grouped conv's FLOPs, but as a
+                 plain matmul, which XLA:CPU runs far faster than a grouped conv.
     """
 
     features: int
@@ -158,8 +171,8 @@ class AdaptiveModulatedConv(nn.Module):
     def __call__(self, x: jax.Array, w: jax.Array) -> jax.Array:
         b, _, _, cin = x.shape
         k, n = self.kernel_size, self.num_kernels
-        if self.impl not in ("grouped", "bank"):
-            raise ValueError(f"kernel impl must be 'grouped' or 'bank', got {self.impl!r}")
+        if self.impl not in MODCONV_IMPLS:
+            raise ValueError(f"kernel impl must be one of {MODCONV_IMPLS}, got {self.impl!r}")
         styles = EqualizedDense(cin, bias_init=1.0, name="affine", dtype=jnp.float32)(w)  # [B, Cin]
         a = KernelSelection(n, name="select")(w) if n > 1 else jnp.ones((b, 1), jnp.float32)  # [B, N]
         bank = _param(self, "kernel", nn.initializers.normal(1.0), (n, k, k, cin, self.features),
@@ -175,7 +188,13 @@ class AdaptiveModulatedConv(nn.Module):
             mixed = jnp.einsum("bn,nxyio->bxyio", a, bank)
             return mixed * styles[:, None, None, :, None]
 
-        if self.impl == "grouped":
+        if self.impl == "patches":
+            kernel = sample_kernels()
+            if self.demodulate:
+                kernel = kernel * demod_factor(kernel)[:, None, None, None, :]
+            kernel = einops.rearrange(kernel, "b x y i o -> b (x y i) o").astype(self.dtype)
+            y = jnp.einsum("bhwc,bco->bhwo", im2col(x.astype(self.dtype), k), kernel)
+        elif self.impl == "grouped":
             kernel = sample_kernels()
             if self.demodulate:
                 kernel = kernel * demod_factor(kernel)[:, None, None, None, :]
