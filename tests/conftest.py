@@ -21,17 +21,6 @@ import pytest  # noqa: E402  (after the environment above is set)
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> str:
     """A random CLIP saved in the Hugging Face layout, 32-wide text tokens (configs/tiny.py)."""
-    import jax
-    from transformers import CLIPConfig
+    from clip_fixtures import save_tiny_clip
 
-    from gigagan_jax.models.clip import init_params, save_clip
-
-    config = CLIPConfig(
-        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=77),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=4, image_size=16, patch_size=8),
-        projection_dim=16)
-    path = str(tmp_path_factory.mktemp("clip") / "tiny")
-    save_clip(path, config, init_params(config, jax.random.key(0)))
-    return path
+    return save_tiny_clip(str(tmp_path_factory.mktemp("clip") / "tiny"), image_size=16)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import msgpack
 import numpy as np
 import pytest
-from transformers import CLIPConfig, FlaxCLIPModel
+from transformers import FlaxCLIPModel
 
 from gigagan_jax.models.clip import (
     OPENAI_MEAN,
@@ -21,14 +21,11 @@ from gigagan_jax.models.clip import (
     save_clip,
 )
 
+from clip_fixtures import tiny_clip_config
+
 
 def tiny_config():
-    return CLIPConfig(
-        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=77),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=4, image_size=32, patch_size=8),
-        projection_dim=16)
+    return tiny_clip_config()
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from transformers import CLIPConfig
 
 from gigagan_jax.losses.clip_loss import clip_contrastive_loss, clip_logits
 from gigagan_jax.models.clip import Clip, init_params
+
+from clip_fixtures import tiny_clip_config
 
 
 def test_matches_the_equation():
@@ -36,12 +37,7 @@ def test_matched_pairs_beat_shuffled_pairs():
 
 @pytest.fixture(scope="module")
 def tiny_clip():
-    config = CLIPConfig(
-        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=77),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=4, image_size=32, patch_size=8),
-        projection_dim=16)
+    config = tiny_clip_config()
     return Clip(config, init_params(config, jax.random.key(0)))
 
 

@@ -1,13 +1,13 @@
 """CLIP score: the definition on hand-made embeddings, and the batched helper on a tiny random
 CLIP saved and loaded the way test_clip.py does."""
 
-import jax
 import numpy as np
 import pytest
-from transformers import CLIPConfig
 
 from gigagan_jax.eval.clip_score import ClipScoreAccumulator, clip_score, clip_score_of_batches, clip_scores
-from gigagan_jax.models.clip import init_params, load_clip, save_clip
+from gigagan_jax.models.clip import load_clip
+
+from clip_fixtures import save_tiny_clip
 
 
 def test_definition_on_known_angles():
@@ -26,15 +26,7 @@ def test_unpaired_shapes_raise():
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    config = CLIPConfig(
-        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=77),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=4, image_size=32, patch_size=8),
-        projection_dim=16)
-    path = str(tmp_path_factory.mktemp("clip") / "tiny")
-    save_clip(path, config, init_params(config, jax.random.key(0)))
-    return load_clip(path)
+    return load_clip(save_tiny_clip(str(tmp_path_factory.mktemp("clip") / "tiny")))
 
 
 PROMPTS = ["a red square", "a blue circle", "a green triangle", "two cats", "a yellow star"]

@@ -153,21 +153,14 @@ def test_tensorboard_reads_the_event_file(tmp_path):
 def test_end_to_end_with_the_real_networks(tmp_path):
     """FID Inception (random weights in pytorch-fid's layout, through the .npz loader) and a
     tiny random CLIP: a generator that reproduces the data gets FID ~0 in both spaces."""
-    import jax
+    from clip_fixtures import save_tiny_clip
     from test_eval_inception import torch_layout_state_dict
-    from transformers import CLIPConfig
 
-    from gigagan_jax.models.clip import init_params, load_clip, save_clip
+    from gigagan_jax.models.clip import load_clip
     from gigagan_jax.models.inception import load_inception
 
     np.savez(tmp_path / "inception.npz", **torch_layout_state_dict())
-    config = CLIPConfig(
-        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=77),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=4, image_size=32, patch_size=8),
-        projection_dim=16)
-    save_clip(str(tmp_path / "clip"), config, init_params(config, jax.random.key(0)))
+    save_tiny_clip(str(tmp_path / "clip"))
 
     real = dataset(24)
     served = iter(batches(real.astype(np.float32) / 127.5 - 1.0, 8))
