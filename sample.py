@@ -1,57 +1,128 @@
-"""Sample images from a trained GigaGAN workdir.
+"""Sample images from a trained GigaGAN workdir, or edit in its latent space.
 
     python sample.py --workdir runs/demo --prompt "a red circle" --prompt "a blue square" \
-        --n 8 --seed 0 [--truncation 0.7] [--step 2000] --out grid.png
+        --n 8 --seed 0 [--truncation 0.7] [--step 2000] --out grid.png [--out_dir imgs/]
+    python sample.py --workdir runs/demo --prompts_file prompts.txt --n 4 --out grid.png
+    python sample.py --workdir runs/demo --mode style_mix --prompt "a red circle" --seed 1 --seed2 2 \
+        --crossover 2 --out mix.png
+    python sample.py --workdir runs/demo --mode interpolate --prompt "a red circle" \
+        --prompt "a blue square" --seed 1 --seed2 2 --frames 8 --out strip.png [--gif anim.gif]
 
-Restores G_ema (and the run's CLIP text encoder) on whatever devices are present and writes a
-PNG grid, one row per prompt (or per --class-id for class-conditional models). The same seed
-gives byte-identical images. A missing workdir, a step that does not exist or a corrupt
-checkpoint is a one-line error with a non-zero exit code.
+Restores G_ema (and the run's CLIP text encoder) on whatever devices are present.
+  grid:        one row per prompt (or --class_id for class-conditional models), --n seeds each;
+               --out_dir also writes one PNG per image and prompts.jsonl ({file, prompt, seed}).
+  style_mix:   [coarse seed, fine seed, mix] for each prompt: levels below --crossover from
+               --seed, the rest from --seed2.
+  interpolate: --frames images moving in w and text space from (first prompt, --seed) to
+               (last prompt, --seed2), as a strip PNG and optionally an animated GIF.
+The same seed gives byte-identical images. A missing workdir or prompts file, a step that does
+not exist or a corrupt checkpoint is a one-line error with a non-zero exit code.
 """
 
+import json
 import os
 
+import numpy as np
 from absl import app, flags
+from PIL import Image
 
 from gigagan_jax.cli import fail, parse_flags
-from gigagan_jax.train.checkpoint import CheckpointError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to restore G_ema from.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest verified one).")
-_PROMPT = flags.DEFINE_multi_string("prompt", [], "Prompt(s) to sample; one grid row each.")
+_MODE = flags.DEFINE_enum("mode", "grid", ["grid", "style_mix", "interpolate"], "What to produce.")
+_PROMPT = flags.DEFINE_multi_string("prompt", [], "Prompt(s); one grid row each.")
+_PROMPTS_FILE = flags.DEFINE_string("prompts_file", None, "One prompt per line, or jsonl with a 'prompt' field.")
 _CLASS_ID = flags.DEFINE_multi_integer("class_id", [], "Class id(s), for class-conditional models.")
-_N = flags.DEFINE_integer("n", 8, "Images per prompt.")
+_N = flags.DEFINE_integer("n", 8, "Images per prompt (grid mode).")
 _SEED = flags.DEFINE_integer("seed", 0, "First seed; image k of a row uses seed + k.")
+_SEED2 = flags.DEFINE_integer("seed2", 1, "Second seed (style_mix: fine levels; interpolate: end point).")
+_CROSSOVER = flags.DEFINE_integer("crossover", 2, "style_mix: levels below this come from --seed.")
+_FRAMES = flags.DEFINE_integer("frames", 8, "interpolate: number of frames.")
 _TRUNCATION = flags.DEFINE_float("truncation", 1.0, "Truncation psi toward the per-prompt mean w (1 = none).")
-_OUT = flags.DEFINE_string("out", "grid.png", "Output PNG grid.")
+_OUT = flags.DEFINE_string("out", "grid.png", "Output PNG.")
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "grid mode: also write each image and prompts.jsonl here.")
+_GIF = flags.DEFINE_string("gif", None, "interpolate mode: also write an animated GIF.")
+
+
+def read_prompts() -> list[str]:
+    prompts = list(_PROMPT.value)
+    if _PROMPTS_FILE.value:
+        if not os.path.isfile(_PROMPTS_FILE.value):
+            fail(f"prompts file {_PROMPTS_FILE.value} does not exist")
+        with open(_PROMPTS_FILE.value, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                line = line.rstrip("\n")
+                if line.lstrip().startswith("{"):
+                    try:
+                        line = json.loads(line)["prompt"]
+                    except (ValueError, KeyError, TypeError):
+                        fail(f"{_PROMPTS_FILE.value}:{number}: a jsonl line needs a string 'prompt' field")
+                    if not isinstance(line, str):
+                        fail(f"{_PROMPTS_FILE.value}:{number}: 'prompt' must be a string")
+                prompts.append(line)
+    return prompts
+
+
+def write_images(images, prompts, seeds, out_dir: str) -> None:
+    from gigagan_jax.sampling import save_png
+
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "prompts.jsonl"), "w", encoding="utf-8") as f:
+        for i, (image, prompt, seed) in enumerate(zip(images, prompts, seeds)):
+            name = f"{i:05d}.png"
+            save_png(image, os.path.join(out_dir, name))
+            f.write(json.dumps({"file": name, "prompt": prompt, "seed": int(seed)}) + "\n")
 
 
 def main(argv):
     del argv
-    from gigagan_jax.inference import load_trained_generator, sample_classes, sample_prompts
+    from gigagan_jax import editing
+    from gigagan_jax.inference import load_trained_generator, sample_classes, sample_pairs
     from gigagan_jax.sampling import make_grid, save_png
+    from gigagan_jax.train.checkpoint import CheckpointError
 
     if not _WORKDIR.value:
         fail("--workdir is required")
     if _N.value < 1:
         fail(f"--n must be >= 1, got {_N.value}")
+    prompts = read_prompts()
     try:
         trained = load_trained_generator(_WORKDIR.value, _STEP.value)
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         fail(str(e), code=1)
-    if trained.generator.spec.text_conditioned:
-        if not _PROMPT.value:
-            fail("this model is text-conditioned: give at least one --prompt")
-        images = sample_prompts(trained, _PROMPT.value, _N.value, _SEED.value, _TRUNCATION.value)
-        rows = len(_PROMPT.value)
-    else:
-        if not _CLASS_ID.value:
-            fail("this model is class-conditional: give at least one --class_id")
-        images = sample_classes(trained, _CLASS_ID.value, _N.value, _SEED.value)
-        rows = len(_CLASS_ID.value)
+    text = trained.generator.spec.text_conditioned
+    if text and not prompts:
+        fail("this model is text-conditioned: give --prompt or --prompts_file")
+    if not text and (_MODE.value != "grid" or not _CLASS_ID.value):
+        fail("this model is class-conditional: use --mode grid with at least one --class_id")
     os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-    save_png(make_grid(images, rows=rows), _OUT.value)
-    print(f"wrote {_OUT.value}: {images.shape[0]} images from step {trained.step} of {_WORKDIR.value}")
+
+    try:
+        if _MODE.value == "style_mix":
+            images = [editing.style_mix_images(trained, p, _SEED.value, _SEED2.value, _CROSSOVER.value)
+                      for p in prompts]
+            save_png(make_grid(np.concatenate(images), rows=len(prompts)), _OUT.value)
+        elif _MODE.value == "interpolate":
+            frames = editing.interpolation_frames(trained, prompts[0], prompts[-1], _SEED.value, _SEED2.value,
+                                                  _FRAMES.value)
+            save_png(make_grid(frames, rows=1), _OUT.value)
+            if _GIF.value:
+                Image.fromarray(frames[0]).save(_GIF.value, save_all=True, loop=0, duration=120,
+                                                append_images=[Image.fromarray(f) for f in frames[1:]])
+        elif text:
+            all_prompts = [p for p in prompts for _ in range(_N.value)]
+            seeds = [_SEED.value + k for _ in prompts for k in range(_N.value)]
+            images = sample_pairs(trained, all_prompts, seeds, _TRUNCATION.value)
+            save_png(make_grid(images, rows=len(prompts)), _OUT.value)
+            if _OUT_DIR.value:
+                write_images(images, all_prompts, seeds, _OUT_DIR.value)
+        else:
+            images = sample_classes(trained, _CLASS_ID.value, _N.value, _SEED.value)
+            save_png(make_grid(images, rows=len(_CLASS_ID.value)), _OUT.value)
+    except ValueError as e:
+        fail(str(e))
+    print(f"wrote {_OUT.value} ({_MODE.value}) from step {trained.step} of {_WORKDIR.value}")
 
 
 if __name__ == "__main__":

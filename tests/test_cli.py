@@ -3,8 +3,10 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -81,3 +83,61 @@ def test_bad_input_is_one_line_before_compiling(case, tiny_clip, tmp_path):
     assert code != 0 and len(lines) == 1 and expected in lines[0], err[-2000:]
     assert "Traceback" not in err
     assert not os.path.exists(os.path.join(workdir, "checkpoints", "0"))
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_clip, tmp_path):
+    workdir = str(tmp_path / "term")
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"),
+                             *tiny_args(workdir, tiny_clip, "--config.train.num_steps=100000",
+                                        "--config.train.checkpoint_every=2")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = os.path.join(workdir, "checkpoints", "2")
+    deadline = time.time() + 600
+    while not os.path.isdir(first) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    stopped = int(out.split("stopped by signal at step ")[1].split(";")[0])
+    summary = json.load(open(os.path.join(workdir, "summary.json")))
+    assert summary["interrupted"] and summary["end_step"] == stopped >= 2
+    assert os.path.exists(os.path.join(workdir, "checkpoints", str(stopped), "manifest.sha256.json"))
+
+
+def _tiles(path, rows, cols, size=16):
+    grid = np.asarray(Image.open(path))
+    return [[grid[r * (size + 1):r * (size + 1) + size, c * (size + 1):c * (size + 1) + size] for c in range(cols)]
+            for r in range(rows)]
+
+
+def test_sample_modes_files_and_prompt_edge_cases(trained, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text('a red circle\n{"prompt": ""}\n' + "word " * 300 + "\n")
+    code, out, err = run("sample.py", "--workdir", trained, "--prompts_file", str(prompts), "--n", "2",
+                         "--out", str(tmp_path / "g.png"), "--out_dir", str(tmp_path / "imgs"))
+    assert code == 0, err[-3000:]
+    assert "truncated" in err  # the 300-word prompt is cut to 77 tokens with a warning
+    records = [json.loads(line) for line in open(tmp_path / "imgs" / "prompts.jsonl")]
+    assert [(r["prompt"][:12], r["seed"]) for r in records] == [
+        ("a red circle", 0), ("a red circle", 1), ("", 0), ("", 1), ("word word wo", 0), ("word word wo", 1)]
+    assert all(os.path.exists(tmp_path / "imgs" / r["file"]) for r in records)
+    grid = _tiles(tmp_path / "g.png", 3, 2)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "imgs" / records[3]["file"])), grid[1][1])
+
+    # Style mixing a seed with itself reproduces that seed's image exactly.
+    code, out, err = run("sample.py", "--workdir", trained, "--mode", "style_mix", "--prompt", "a red circle",
+                         "--seed", "3", "--seed2", "3", "--crossover", "1", "--out", str(tmp_path / "mix.png"))
+    assert code == 0, err[-3000:]
+    coarse, fine, mixed = _tiles(tmp_path / "mix.png", 1, 3)[0]
+    np.testing.assert_array_equal(mixed, coarse)
+    np.testing.assert_array_equal(fine, coarse)
+
+    code, out, err = run("sample.py", "--workdir", trained, "--mode", "interpolate", "--prompt", "a red circle",
+                         "--prompt", "a blue square", "--frames", "5", "--out", str(tmp_path / "strip.png"),
+                         "--gif", str(tmp_path / "anim.gif"))
+    assert code == 0, err[-3000:]
+    assert Image.open(tmp_path / "strip.png").size == (5 * 17 - 1, 16)
+    assert Image.open(tmp_path / "anim.gif").n_frames == 5
+
+    code, out, err = run("sample.py", "--workdir", trained, "--prompts_file", str(tmp_path / "nope.txt"))
+    assert code != 0 and err.strip().splitlines()[-1] == f"error: prompts file {tmp_path / 'nope.txt'} does not exist"

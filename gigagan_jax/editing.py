@@ -1,0 +1,66 @@
+"""Latent-space editing with a trained generator (paper section 4.6): style mixing and
+interpolation between (prompt, seed) pairs in w and text space.
+
+Both work on the generator's decomposition: text path -> (t_local, t_global), mapping
+(z, t_global) -> w, synthesis(per-level w, t_local) -> image. Noise inputs are off, so every
+frame is a pure function of its inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gigagan_jax.inference import TrainedGenerator, encode_prompts
+from gigagan_jax.models.generator import Generator, TextConditioning, style_mix
+from gigagan_jax.sampling import seeds_to_z, to_uint8
+
+
+def _text_and_w(trained: TrainedGenerator, prompts: Sequence[str], seeds: Sequence[int]):
+    g, params = trained.generator, {"params": trained.params}
+    feats, eot = encode_prompts(trained, prompts)
+    text = g.apply(params, feats, eot, method=Generator.encode_text)
+    w = g.apply(params, seeds_to_z(seeds, g.spec.z_dim), text.t_global, method=Generator.mapping)
+    return text, w  # TextConditioning [P, ...], [P, w_dim]
+
+
+def _synthesize(trained: TrainedGenerator, ws: jax.Array, text: TextConditioning) -> np.ndarray:
+    g, params = trained.generator, {"params": trained.params}
+    images = g.apply(params, ws, text, "none", method=Generator.synthesis)[-1]
+    return to_uint8(jnp.clip(images, -1.0, 1.0))
+
+
+def style_mix_images(trained: TrainedGenerator, prompt: str, coarse_seed: int, fine_seed: int,
+                     crossover: int) -> np.ndarray:
+    """uint8 [3, R, R, 3]: the coarse seed's image, the fine seed's image, and the mix that takes
+    levels < crossover (4 px, 8 px, ...) from the coarse seed and the rest from the fine one."""
+    levels = len(trained.generator.spec.levels)
+    if not 0 <= crossover <= levels:
+        raise ValueError(f"crossover must be a level in [0, {levels}], got {crossover}")
+    text, w = _text_and_w(trained, [prompt, prompt], [coarse_seed, fine_seed])
+    ws = jnp.repeat(w[:, None], levels, axis=1)  # [2, L, w_dim]
+    mixed = style_mix(ws[:1], ws[1:], crossover)  # [1, L, w_dim]
+    same_text = jax.tree_util.tree_map(lambda t: t[jnp.array([0, 0, 0])], text)
+    return _synthesize(trained, jnp.concatenate([ws, mixed]), same_text)
+
+
+def interpolation_frames(trained: TrainedGenerator, prompt_a: str, prompt_b: str, seed_a: int, seed_b: int,
+                         frames: int) -> np.ndarray:
+    """uint8 [frames, R, R, 3] moving linearly in w and in T's token space from (prompt_a, seed_a)
+    to (prompt_b, seed_b); the tokens valid in either prompt are attended to along the way."""
+    if frames < 2:
+        raise ValueError(f"an interpolation needs at least 2 frames, got {frames}")
+    text, w = _text_and_w(trained, [prompt_a, prompt_b], [seed_a, seed_b])
+    alpha = jnp.linspace(0.0, 1.0, frames)  # [F]
+    frames_text = TextConditioning(t_local=_lerp(text.t_local, alpha), t_global=_lerp(text.t_global, alpha),
+                                   t_mask=jnp.repeat((text.t_mask[0] | text.t_mask[1])[None], frames, axis=0))
+    return _synthesize(trained, _lerp(w, alpha), frames_text)
+
+
+def _lerp(pair: jax.Array, alpha: jax.Array) -> jax.Array:
+    """pair [2, ...], alpha [F] -> [F, ...]: (1 - alpha) * pair[0] + alpha * pair[1]."""
+    a = alpha.reshape((-1,) + (1,) * (pair.ndim - 1))
+    return pair[0][None] * (1 - a) + pair[1][None] * a
