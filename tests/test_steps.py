@@ -114,3 +114,65 @@ def test_steps_on_an_fsdp_mesh_equal_one_device(setup):
     for ref, out in ((d_ref, d_out), (g_ref, g_out)):
         for key in ref:
             np.testing.assert_allclose(out[key], ref[key], rtol=2e-4, atol=1e-5, err_msg=key)
+
+
+def test_gradient_accumulation_averages_micro_batches(setup):
+    """For a mean-reduced loss, k micro-batches give the full batch's gradient."""
+    config, steps, *_ = setup
+    params = {"w": jax.random.normal(jax.random.PRNGKey(0), (3, 2))}
+    batch = {"x": jax.random.normal(jax.random.PRNGKey(1), (8, 3))}
+
+    def loss_fn(p, b, rng):
+        loss = jnp.mean(jnp.square(b["x"] @ p["w"]))
+        return loss, {"loss": loss}
+
+    full = steps._grads(loss_fn, params, batch, jax.random.PRNGKey(2))
+    config.train.grad_accum_steps = 4
+    try:
+        accumulated = steps._grads(loss_fn, params, batch, jax.random.PRNGKey(2))
+    finally:
+        config.train.grad_accum_steps = 1
+    np.testing.assert_allclose(accumulated[0]["w"], full[0]["w"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(accumulated[1]["loss"], full[1]["loss"], rtol=1e-5)
+
+
+def test_nonfinite_skip_keeps_the_old_state(setup):
+    config, steps, state, *_ = setup
+    new = state.replace(step=state.step + 5)
+    config.train.nonfinite = "skip"
+    try:
+        kept, metrics = steps._finish(state, new, {"g": jnp.ones(3)}, {"d/loss": jnp.float32(jnp.nan)}, "d")
+        taken, ok_metrics = steps._finish(state, new, {"g": jnp.ones(3)}, {"d/loss": jnp.float32(1.0)}, "d")
+    finally:
+        config.train.nonfinite = "stop"
+    assert int(kept.step) == int(state.step) and float(metrics["d/skipped"]) == 1.0
+    assert int(taken.step) == int(state.step) + 5 and float(ok_metrics["d/skipped"]) == 0.0
+
+
+def test_vision_aided_terms_train_their_heads_and_reach_g(tiny_clip):
+    """With a (tiny, random) CLIP: the D step trains the vision heads, the G step's vision and
+    CLIP terms are finite, and CLIP's own params never change (they are not in the state)."""
+    from gigagan_jax.models.clip import load_clip
+    from gigagan_jax.models.vision_aided import VisionAidedHeads
+    from gigagan_jax.train.loop import vision_example_inputs
+
+    config = load_config("configs/tiny.py")
+    config.loss.vision_aided_start = 0
+    clip = load_clip(tiny_clip)
+    generator, disc, heads = build_generator(config), build_discriminator(config), VisionAidedHeads(hidden=16)
+    steps = GanSteps(config, generator, disc, clip=clip, vision_heads=heads)
+    state = jax.jit(lambda k: init_train_state(config, generator, disc, k, vision_heads=heads,
+                                               vision_inputs=vision_example_inputs(clip)))(jax.random.PRNGKey(0))
+    ids = clip.tokenize(["a red circle", "a blue square"] * 4)
+    feats, eot, embeds = clip.encode_text(ids)
+    batch = {"image": jnp.zeros((8, 16, 16, 3), jnp.uint8), "text_features": feats, "eot_index": eot,
+             "text_embeds": embeds}
+    d_state, d_metrics = jax.jit(functools.partial(steps.d_step, with_vision=True))(
+        state, batch, jax.random.PRNGKey(1), clip.params)
+    assert bool(jnp.isfinite(d_metrics["d/vision_aided"]))
+    moved = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), d_state.d_params["vision"],
+                                   state.d_params["vision"])
+    assert all(jax.tree_util.tree_leaves(moved))
+    _, g_metrics = jax.jit(functools.partial(steps.g_step, with_vision=True))(
+        d_state, batch, jax.random.PRNGKey(2), clip.params)
+    assert bool(jnp.isfinite(g_metrics["g/vision_aided"])) and bool(jnp.isfinite(g_metrics["g/clip"]))

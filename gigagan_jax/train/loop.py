@@ -47,7 +47,7 @@ def checkpoint_dir(workdir: str) -> str:
     return os.path.join(workdir, "checkpoints")
 
 
-def _vision_example(clip) -> tuple:
+def vision_example_inputs(clip) -> tuple:
     """Abstract (clip_features, text_embeds) to initialise the vision-aided heads."""
     size = clip.image_size
     _, feats = jax.eval_shape(lambda p: clip.encode_image(jnp.zeros((1, size, size, 3)), params=p), clip.params)
@@ -111,7 +111,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     clip_params = jax.device_put(clip.params, rep) if clip is not None else None
     generator, discriminator = build_generator(config), build_discriminator(config)
     vision = VisionAidedHeads() if uses_vision_aided(config) else None
-    vision_inputs = _vision_example(clip) if vision is not None else None
+    vision_inputs = vision_example_inputs(clip) if vision is not None else None
     steps = GanSteps(config, generator, discriminator, clip=clip, vision_heads=vision)
     init = functools.partial(init_train_state, config, generator, discriminator,
                              vision_heads=vision, vision_inputs=vision_inputs)
