@@ -133,3 +133,25 @@ def test_equalized_conv_down_halves_resolution():
         conv = EqualizedConv(8, kernel_size=k, down=True)
         y = conv.apply(_init(conv, x), x)
         assert y.shape == (2, 8, 8, 8)
+
+
+def _upfirdn_reference(x, up, down, pad0, pad1, gain):
+    """numpy upfirdn2d with the [1, 3, 3, 1] filter: zero-insert, pad, 2-D filter, subsample."""
+    f = np.outer([1, 3, 3, 1], [1, 3, 3, 1]).astype(np.float64)
+    f = f / f.sum() * gain
+    b, h, w, c = x.shape
+    z = np.zeros((b, h * up, w * up, c))
+    z[:, ::up, ::up] = x
+    z = np.pad(z, [(0, 0), (pad0, pad1), (pad0, pad1), (0, 0)])
+    out_h = z.shape[1] - 3
+    out = np.zeros((b, out_h, out_h, c))
+    for i in range(4):
+        for j in range(4):
+            out += z[:, i:i + out_h, j:j + out_h] * f[3 - i, 3 - j]
+    return out[:, ::down, ::down]
+
+
+def test_fir_resampling_matches_a_numpy_upfirdn_reference():
+    x = np.asarray(jax.random.normal(jax.random.PRNGKey(12), (2, 6, 6, 3)))
+    np.testing.assert_allclose(upsample2d(jnp.asarray(x)), _upfirdn_reference(x, 2, 1, 2, 1, 4.0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(downsample2d(jnp.asarray(x)), _upfirdn_reference(x, 1, 2, 1, 1, 1.0), rtol=1e-5, atol=1e-5)

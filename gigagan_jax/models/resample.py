@@ -16,20 +16,28 @@ import numpy as np
 DEFAULT_FILTER = (1.0, 3.0, 3.0, 1.0)
 
 
-def _filter_2d(taps: Sequence[float], gain: float) -> np.ndarray:
-    f = np.asarray(taps, dtype=np.float32)
-    f2 = np.outer(f, f)
-    return f2 / f2.sum() * gain  # [k, k]
+def _taps(taps: Sequence[float], gain: float) -> np.ndarray:
+    f = np.asarray(taps, dtype=np.float64)
+    return (f / f.sum() * gain).astype(np.float32)  # [k]
 
 
-def _depthwise(x: jax.Array, f2: np.ndarray, stride: int) -> jax.Array:
-    """Convolve every channel of x [B, H, W, C] with the same 2-D filter (valid padding)."""
-    channels = x.shape[-1]
-    kernel = jnp.broadcast_to(jnp.asarray(f2[::-1, ::-1], x.dtype)[:, :, None, None],
-                              f2.shape + (1, channels))  # [k, k, 1, C]
-    return jax.lax.conv_general_dilated(
-        x, kernel, window_strides=(stride, stride), padding="VALID",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=channels)
+def _fir(x: jax.Array, taps: np.ndarray, axis: int, stride: int) -> jax.Array:
+    """VALID 1-D filtering of x along `axis` as a sum of k strided slices (cross-correlation with
+    the flipped taps). Separable and elementwise: XLA runs this far faster than a depthwise
+    (feature_group_count = C) convolution, which took most of the sampling time on CPU."""
+    k = len(taps)
+    out_len = (x.shape[axis] - k) // stride + 1
+    flipped = taps[::-1]
+    total = None
+    for j in range(k):
+        part = jax.lax.slice_in_dim(x, j, j + (out_len - 1) * stride + 1, stride, axis) * flipped[j]
+        total = part if total is None else total + part
+    return total
+
+
+def _fir_2d(x: jax.Array, taps: np.ndarray, stride: int) -> jax.Array:
+    """Separable FIR over H and W of [B, H, W, C]."""
+    return _fir(_fir(x, taps, 1, stride), taps, 2, stride)
 
 
 def upsample2d(x: jax.Array, taps: Sequence[float] = DEFAULT_FILTER, factor: int = 2) -> jax.Array:
@@ -42,13 +50,13 @@ def upsample2d(x: jax.Array, taps: Sequence[float] = DEFAULT_FILTER, factor: int
     # the filter's border padding go to the ends.
     x = jax.lax.pad(x, zero, [(0, 0, 0), (pad0, pad1 + factor - 1, factor - 1),
                               (pad0, pad1 + factor - 1, factor - 1), (0, 0, 0)])
-    return _depthwise(x, _filter_2d(taps, factor**2), stride=1)
+    return _fir_2d(x, _taps(taps, factor), stride=1)  # gain factor per axis = factor**2 in 2-D
 
 
 def blur2d(x: jax.Array, pad: tuple[int, int], taps: Sequence[float] = DEFAULT_FILTER) -> jax.Array:
     """Low-pass [B, H, W, C] with `pad` = (before, after) zero padding on both spatial axes."""
     x = jnp.pad(x, [(0, 0), pad, pad, (0, 0)])
-    return _depthwise(x, _filter_2d(taps, 1.0), stride=1)
+    return _fir_2d(x, _taps(taps, 1.0), stride=1)
 
 
 def downsample2d(x: jax.Array, taps: Sequence[float] = DEFAULT_FILTER, factor: int = 2) -> jax.Array:
@@ -56,7 +64,7 @@ def downsample2d(x: jax.Array, taps: Sequence[float] = DEFAULT_FILTER, factor: i
     k = len(taps)
     p = k - factor
     x = jnp.pad(x, [(0, 0), ((p + 1) // 2, p // 2), ((p + 1) // 2, p // 2), (0, 0)])
-    return _depthwise(x, _filter_2d(taps, 1.0), stride=factor)
+    return _fir_2d(x, _taps(taps, 1.0), stride=factor)
 
 
 def area_downsample(x: jax.Array, factor: int) -> jax.Array:
