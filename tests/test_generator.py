@@ -188,7 +188,7 @@ def test_paper_config_parameter_count():
 
 
 def test_kernel_impl_choice_and_whole_generator_equivalence():
-    assert resolve_kernel_impl("auto", "cpu") == "bank"
+    assert resolve_kernel_impl("auto", "cpu") == "patches"
     assert resolve_kernel_impl("auto", "gpu") == "grouped"
     assert resolve_kernel_impl("grouped", "cpu") == "grouped"
     generator, params = _tiny()

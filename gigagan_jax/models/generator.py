@@ -31,13 +31,14 @@ from gigagan_jax.models.text import TextTransformer, split_at_eot
 def resolve_kernel_impl(impl: str, backend: Optional[str] = None) -> str:
     """'auto' -> the faster adaptive-conv implementation for the backend.
 
-    CPU (benchmarks/modconv_impls.py): the filter bank trains 4-7x faster than the grouped conv,
-    whose backward pass XLA:CPU handles poorly. Elsewhere we keep the grouped conv, which does
-    1/N of the bank's convolution FLOPs; it has not been measured on a GPU/TPU yet.
+    CPU (benchmarks/modconv_impls.py, BENCHMARKS.md): the im2col batched matmul ("patches")
+    trains 1.7-3.4x faster than the filter bank and 3-13x faster than the grouped conv, whose
+    backward pass XLA:CPU handles poorly. Elsewhere we keep the grouped conv (1/N of the bank's
+    FLOPs, no im2col copies); that choice has not been measured on a GPU/TPU yet.
     """
     if impl != "auto":
         return impl
-    return "bank" if (backend or jax.default_backend()) == "cpu" else "grouped"
+    return "patches" if (backend or jax.default_backend()) == "cpu" else "grouped"
 
 
 @dataclasses.dataclass(frozen=True)
