@@ -1,5 +1,5 @@
-"""Latent-space editing with a trained generator (paper section 4.6): style mixing and
-interpolation between (prompt, seed) pairs in w and text space.
+"""Latent-space editing with a trained generator (paper section 4.6): style mixing, prompt
+mixing and interpolation between (prompt, seed) pairs in w and text space.
 
 Both work on the generator's decomposition: text path -> (t_local, t_global), mapping
 (z, t_global) -> w, synthesis(per-level w, t_local) -> image. Noise inputs are off, so every
@@ -45,6 +45,25 @@ def style_mix_images(trained: TrainedGenerator, prompt: str, coarse_seed: int, f
     mixed = style_mix(ws[:1], ws[1:], crossover)  # [1, L, w_dim]
     same_text = jax.tree_util.tree_map(lambda t: t[jnp.array([0, 0, 0])], text)
     return _synthesize(trained, jnp.concatenate([ws, mixed]), same_text)
+
+
+def prompt_mix_images(trained: TrainedGenerator, prompt_coarse: str, prompt_fine: str, seed: int,
+                      crossover: int) -> np.ndarray:
+    """uint8 [3, R, R, 3]: prompt_coarse's image, prompt_fine's image (same seed), and the mix
+    whose levels < crossover (4 px, 8 px, ...) read prompt_coarse (its w = M(z, t_global) and
+    its t_local in cross-attention) and the rest prompt_fine: layout from one prompt, detail
+    from the other."""
+    levels = len(trained.generator.spec.levels)
+    if not 0 <= crossover <= levels:
+        raise ValueError(f"crossover must be a level in [0, {levels}], got {crossover}")
+    text, w = _text_and_w(trained, [prompt_coarse, prompt_fine], [seed, seed])
+    ws = jnp.repeat(w[:, None], levels, axis=1)  # [2, L, w_dim]
+    texts = text.per_level(levels)  # t_local [2, L, T-1, D]
+    row = lambda tree, i: jax.tree_util.tree_map(lambda t: t[i:i + 1], tree)  # noqa: E731
+    mixed_ws = style_mix(ws[:1], ws[1:], crossover)  # [1, L, w_dim]
+    mixed_text = style_mix(row(texts, 0), row(texts, 1), crossover)
+    all_text = jax.tree_util.tree_map(lambda a, m: jnp.concatenate([a, m]), texts, mixed_text)
+    return _synthesize(trained, jnp.concatenate([ws, mixed_ws]), all_text)
 
 
 def interpolation_frames(trained: TrainedGenerator, prompt_a: str, prompt_b: str, seed_a: int, seed_b: int,

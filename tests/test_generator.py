@@ -135,6 +135,33 @@ def test_truncation_and_style_mixing():
     assert float(jnp.abs(mixed - synth(ws2)).mean()) > 1e-4
 
 
+def test_per_level_text_prompt_mixing():
+    """Level i's cross-attention reads level i's tokens; the same text at every level is the
+    single-text path bit for bit."""
+    generator, params = _tiny()
+    spec = generator.spec
+    levels = len(spec.levels)
+    assert spec.cross_attn_resolutions == (8,) and spec.levels == [4, 8, 16]  # cross-attention at level 1 only
+    z = jax.random.normal(jax.random.PRNGKey(1), (2, spec.z_dim))
+    text_a = generator.apply(params, *_text(spec, 2), method=Generator.encode_text)
+    text_b = generator.apply(params, *_text(spec, 3), method=Generator.encode_text)
+    w = generator.apply(params, z, text_a.t_global, method=Generator.mapping)
+    synth = jax.jit(lambda text: generator.apply(params, w, text, "none", method=Generator.synthesis)[-1])
+    per_a, per_b = text_a.per_level(levels), text_b.per_level(levels)
+    assert per_a.t_local.shape == (2, levels, spec.text_len - 1, spec.text_dim)
+    assert per_a.t_mask.shape == (2, levels, spec.text_len - 1) and per_a.t_global.shape == (2, levels, spec.text_dim)
+    plain_a, plain_b = synth(text_a), synth(text_b)
+    assert float(jnp.abs(plain_a - plain_b).mean()) > 1e-3
+    np.testing.assert_array_equal(synth(per_a), plain_a)
+    np.testing.assert_array_equal(synth(style_mix(per_a, per_b, 0)), plain_b)
+    np.testing.assert_array_equal(synth(style_mix(per_a, per_b, 1)), plain_b)  # level 1 reads B
+    np.testing.assert_array_equal(synth(style_mix(per_a, per_b, 2)), plain_a)  # level 1 reads A
+    np.testing.assert_array_equal(synth(style_mix(per_a, per_b, levels)), plain_a)
+    expected = r"one entry per pyramid level: t_local \[B, 3, L-1, D\].*got t_local \(2, 2, 76, 32\)"
+    with pytest.raises(ValueError, match=expected):
+        generator.apply(params, w, text_a.per_level(2), "none", method=Generator.synthesis)
+
+
 def test_class_conditional_variant():
     generator, params = _tiny("class")
     assert "text_transformer" not in params["params"]

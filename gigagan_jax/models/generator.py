@@ -6,7 +6,8 @@ RGB image. Images accumulate StyleGAN2-style (skip architecture): level l's imag
 upsampled image of level l-1 plus toRGB(features_l), so every level is a complete image at its
 own resolution and the generator returns the whole pyramid {x_4, ..., x_R}.
 
-Style mixing works at level granularity: `synthesis` takes one w per level ([B, L, w_dim]).
+Style and prompt mixing work at level granularity: `synthesis` takes one w per level
+([B, L, w_dim]) and, optionally, one text per level (`TextConditioning.per_level`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Sequence
 
+import einops
 import flax.linen as nn
 import flax.struct
 import jax
@@ -101,14 +103,40 @@ class GeneratorSpec:
     def compute_dtype(self):
         return jnp.dtype(self.dtype)
 
+    def dummy_inputs(self, batch: int) -> dict:
+        """Zero-valued call inputs of the right shapes, for `init` and `jax.eval_shape`."""
+        inputs = {"z": jnp.zeros((batch, self.z_dim), jnp.float32)}
+        if self.text_conditioned:
+            inputs["text_features"] = jnp.zeros((batch, self.text_len, self.text_encoder_dim), jnp.float32)
+            inputs["eot_index"] = jnp.full((batch,), 1, jnp.int32)
+        elif self.conditioning == "class":
+            inputs["labels"] = jnp.zeros((batch,), jnp.int32)
+        return inputs
+
 
 @flax.struct.dataclass
 class TextConditioning:
-    """Output of the text path: what cross-attention (t_local) and mapping (t_global) read."""
+    """Output of the text path: what cross-attention (t_local) and mapping (t_global) read.
 
-    t_local: jax.Array  # [B, L-1, text_dim]
-    t_mask: jax.Array  # [B, L-1] bool: True for SOT and word tokens
-    t_global: jax.Array  # [B, text_dim]
+    Per-level form (prompt mixing): every field gains a level axis after the batch, so that
+    level i's cross-attention reads t_local[:, i]; `style_mix` mixes it like per-level ws.
+    """
+
+    t_local: jax.Array  # [B, L-1, text_dim], per level [B, num_levels, L-1, text_dim]
+    t_mask: jax.Array  # [B, L-1] bool: True for SOT and word tokens; per level [B, num_levels, L-1]
+    t_global: jax.Array  # [B, text_dim]; per level [B, num_levels, text_dim]
+
+    @property
+    def is_per_level(self) -> bool:
+        return self.t_local.ndim == 4
+
+    def per_level(self, num_levels: int) -> "TextConditioning":
+        """The same text at every level (the per-level form)."""
+        return jax.tree_util.tree_map(lambda t: einops.repeat(t, "b ... -> b l ...", l=num_levels), self)
+
+    def at_level(self, level: int) -> "TextConditioning":
+        """What level `level` reads: itself, or its slice of the per-level form."""
+        return jax.tree_util.tree_map(lambda t: t[:, level], self) if self.is_per_level else self
 
 
 class SynthesisBlock(nn.Module):
@@ -148,7 +176,8 @@ class SynthesisNetwork(nn.Module):
         x = jnp.broadcast_to(const.astype(s.compute_dtype), (ws.shape[0],) + const.shape)  # [B, 4, 4, C]
         img, pyramid = None, []
         for i, (res, ch) in enumerate(zip(s.levels, s.channels)):
-            x, img = SynthesisBlock(s, res, ch, name=f"b{res}")(x, img, ws[:, i], text, noise_mode)
+            level_text = None if text is None else text.at_level(i)
+            x, img = SynthesisBlock(s, res, ch, name=f"b{res}")(x, img, ws[:, i], level_text, noise_mode)
             pyramid.append(img)
         return pyramid
 
@@ -168,7 +197,11 @@ class Generator(nn.Module):
             self.text_transformer = TextTransformer(s.text_dim, s.text_layers, s.text_heads,
                                                     dtype=s.compute_dtype)
         self.mapping_network = MappingNetwork(s.w_dim, s.mapping_layers, s.mapping_lr_mult)
-        self.synthesis_network = SynthesisNetwork(s)
+        self.synthesis_network = self.make_synthesis_network()
+
+    def make_synthesis_network(self) -> nn.Module:
+        """The image path; the upsampler overrides it and keeps everything else."""
+        return SynthesisNetwork(self.spec)
 
     # --- conditioning -------------------------------------------------------------------
     def encode_text(self, text_features: jax.Array, eot_index: jax.Array) -> TextConditioning:
@@ -186,12 +219,17 @@ class Generator(nn.Module):
         return TextConditioning(*split_at_eot(t, eot_index.astype(jnp.int32)))
 
     def condition_vector(self, text: Optional[TextConditioning] = None,
-                         labels: Optional[jax.Array] = None) -> jax.Array:
-        """What the mapping network is conditioned on: t_global, or a one-hot class."""
+                         labels: Optional[jax.Array] = None, batch: Optional[int] = None) -> jax.Array:
+        """What the mapping network is conditioned on: t_global, a one-hot class, or (for an
+        unconditional model) a constant zero of width 1 for `batch` samples."""
         if self.spec.text_conditioned:
             if text is None:
                 raise ValueError("a text-conditioned generator needs text features")
             return text.t_global
+        if self.spec.conditioning == "none":
+            if batch is None:
+                raise ValueError("an unconditional generator needs the batch size")
+            return jnp.zeros((batch, 1), jnp.float32)
         if labels is None:
             raise ValueError("a class-conditional generator needs labels")
         return jax.nn.one_hot(labels, self.spec.num_classes)
@@ -214,13 +252,19 @@ class Generator(nn.Module):
 
     def synthesis(self, ws: jax.Array, text: Optional[TextConditioning] = None,
                   noise_mode: str = "random") -> list[jax.Array]:
-        """ws: [B, w_dim] (one w everywhere) or [B, num_levels, w_dim] (style mixing)."""
+        """ws: [B, w_dim] (one w everywhere) or [B, num_levels, w_dim] (style mixing); text: one
+        TextConditioning for every level, or its per-level form (prompt mixing)."""
         num_levels = len(self.spec.levels)
         if ws.ndim == 2:
             ws = jnp.repeat(ws[:, None], num_levels, axis=1)
         if ws.ndim != 3 or ws.shape[1:] != (num_levels, self.spec.w_dim):
             raise ValueError(f"ws must have shape [B, {self.spec.w_dim}] or [B, {num_levels}, "
                              f"{self.spec.w_dim}], got {tuple(ws.shape)}")
+        if text is not None and text.is_per_level and (text.t_local.shape[1] != num_levels
+                                                       or text.t_mask.shape[:2] != text.t_local.shape[:2]):
+            raise ValueError(f"per-level text needs one entry per pyramid level: t_local [B, {num_levels}, L-1, D] "
+                             f"and t_mask [B, {num_levels}, L-1], got t_local {tuple(text.t_local.shape)} "
+                             f"and t_mask {tuple(text.t_mask.shape)}")
         return self.synthesis_network(ws, text, noise_mode)
 
     def __call__(self, z: jax.Array, text_features: Optional[jax.Array] = None,
@@ -233,7 +277,7 @@ class Generator(nn.Module):
             if text_features is None or eot_index is None:
                 raise ValueError("a text-conditioned generator needs text_features and eot_index")
             text = self.encode_text(text_features, eot_index)
-        w = self.mapping(z, self.condition_vector(text, labels))
+        w = self.mapping(z, self.condition_vector(text, labels, batch=z.shape[0]))
         if w_avg is not None:
             w = truncate(w, w_avg, truncation_psi)
         elif truncation_psi != 1.0:
@@ -241,28 +285,31 @@ class Generator(nn.Module):
         return self.synthesis(w, text, noise_mode)
 
 
-def style_mix(ws_coarse: jax.Array, ws_fine: jax.Array, crossover_level: int) -> jax.Array:
-    """Per-level ws taking levels < crossover from `ws_coarse` and the rest from `ws_fine`.
+def style_mix(coarse, fine, crossover_level):
+    """Levels < crossover from `coarse`, the rest from `fine`.
 
-    Both inputs are [B, num_levels, w_dim]; the result has the same shape.
+    Inputs are per-level ws [B, num_levels, w_dim] (style mixing) or per-level TextConditioning
+    (prompt mixing): any pytrees whose leaves have the level axis second. The crossover may be
+    traced, so one executable serves every crossover.
     """
-    levels = jnp.arange(ws_coarse.shape[1])[None, :, None]
-    return jnp.where(levels < crossover_level, ws_coarse, ws_fine)
+    def mix(a, b):
+        levels = jnp.arange(a.shape[1]).reshape((1, -1) + (1,) * (a.ndim - 2))  # [1, L, 1, ...]
+        return jnp.where(levels < crossover_level, a, b)
+
+    return jax.tree_util.tree_map(mix, coarse, fine)
 
 
 def build_generator(config: ml_collections.ConfigDict) -> Generator:
+    """The config's generator: the base text-to-image model, or the upsampler (config.task)."""
+    if config.task == "upsampler":
+        from gigagan_jax.models.upsampler import Upsampler, UpsamplerSpec  # it builds on this module
+
+        return Upsampler(UpsamplerSpec.from_config(config))
     return Generator(GeneratorSpec.from_config(config))
 
 
 def dummy_inputs(spec: GeneratorSpec, batch: int) -> dict:
-    """Zero-valued inputs of the right shapes, for `init` and `jax.eval_shape`."""
-    inputs = {"z": jnp.zeros((batch, spec.z_dim), jnp.float32)}
-    if spec.text_conditioned:
-        inputs["text_features"] = jnp.zeros((batch, spec.text_len, spec.text_encoder_dim), jnp.float32)
-        inputs["eot_index"] = jnp.full((batch,), 1, jnp.int32)
-    else:
-        inputs["labels"] = jnp.zeros((batch,), jnp.int32)
-    return inputs
+    return spec.dummy_inputs(batch)
 
 
 def init_generator(generator: Generator, rng: jax.Array, batch: int = 1) -> dict:

@@ -1,0 +1,58 @@
+"""Prompt mixing (editing.prompt_mix_images) on a random tiny generator and a random tiny CLIP."""
+
+import functools
+
+import jax
+import numpy as np
+import pytest
+from flax.core import meta
+
+from gigagan_jax.config import load_config
+from gigagan_jax.editing import prompt_mix_images
+from gigagan_jax.inference import TrainedGenerator, sample_pairs
+from gigagan_jax.models.clip import load_clip
+from gigagan_jax.models.generator import build_generator, init_generator
+
+RED, BLUE = "a red circle in the center", "a blue square in the top left"
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_clip):
+    config = load_config("configs/tiny.py")
+    generator = build_generator(config)
+    params = meta.unbox(jax.jit(functools.partial(init_generator, generator))(jax.random.PRNGKey(0)))["params"]
+    return TrainedGenerator(config, generator, params, load_clip(tiny_clip, text_only=True), step=0)
+
+
+def _diff(a, b) -> float:
+    return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean())
+
+
+def test_same_prompt_reproduces_the_plain_sample(trained):
+    plain = sample_pairs(trained, [RED], [5])[0]
+    for crossover in (0, 1, 2, 3):
+        images = prompt_mix_images(trained, RED, RED, seed=5, crossover=crossover)
+        assert images.shape == (3, 16, 16, 3) and images.dtype == np.uint8
+        for image in images:
+            np.testing.assert_array_equal(image, plain)
+
+
+def test_crossover_ends_are_the_pure_prompts_and_the_middle_is_neither(trained):
+    levels = len(trained.generator.spec.levels)
+    pure_red, pure_blue = sample_pairs(trained, [RED, BLUE], [5, 5])
+    assert _diff(pure_red, pure_blue) > 20.0  # mean |uint8 difference|: 48
+    first = prompt_mix_images(trained, RED, BLUE, seed=5, crossover=0)
+    np.testing.assert_array_equal(first[0], pure_red)
+    np.testing.assert_array_equal(first[1], pure_blue)
+    np.testing.assert_array_equal(first[2], pure_blue)
+    np.testing.assert_array_equal(prompt_mix_images(trained, RED, BLUE, 5, levels)[2], pure_red)
+    for crossover in (1, 2):
+        mixed = prompt_mix_images(trained, RED, BLUE, 5, crossover)[2]
+        # crossover 1: 23 from red, 35 from blue; crossover 2: 11 and 43
+        assert _diff(mixed, pure_red) > 5.0 and _diff(mixed, pure_blue) > 5.0, crossover
+
+
+def test_bad_crossover_is_a_clear_error(trained):
+    for crossover in (-1, 4):
+        with pytest.raises(ValueError, match=rf"crossover must be a level in \[0, 3\], got {crossover}"):
+            prompt_mix_images(trained, RED, BLUE, 0, crossover)
