@@ -5,16 +5,28 @@
     python sample.py --workdir runs/demo --prompts_file prompts.txt --n 4 --out grid.png
     python sample.py --workdir runs/demo --mode style_mix --prompt "a red circle" --seed 1 --seed2 2 \
         --crossover 2 --out mix.png
+    python sample.py --workdir runs/demo --mode prompt_mix --prompt "a red circle" --prompt "a blue square" \
+        --seed 1 --crossover 2 --out prompt_mix.png
     python sample.py --workdir runs/demo --mode interpolate --prompt "a red circle" \
         --prompt "a blue square" --seed 1 --seed2 2 --frames 8 --out strip.png [--gif anim.gif]
+    python sample.py --workdir runs/demo --upsampler_workdir runs/upsampler --prompt "a red circle" --n 4 \
+        --out big.png
+    python sample.py --workdir runs/upsampler --upsample_images photos/ --prompt "a red circle" \
+        --out pairs.png --out_dir upsampled/
 
 Restores G_ema (and the run's CLIP text encoder) on whatever devices are present.
   grid:        one row per prompt (or --class_id for class-conditional models), --n seeds each;
                --out_dir also writes one PNG per image and prompts.jsonl ({file, prompt, seed}).
   style_mix:   [coarse seed, fine seed, mix] for each prompt: levels below --crossover from
                --seed, the rest from --seed2.
+  prompt_mix:  [first prompt, second prompt, mix] for --seed: levels below --crossover read the
+               first prompt (its w and its tokens in cross-attention), the rest the second.
   interpolate: --frames images moving in w and text space from (first prompt, --seed) to
                (last prompt, --seed2), as a strip PNG and optionally an animated GIF.
+  --upsampler_workdir UP (grid mode): base images chained through the upsampler run UP in one
+               jitted call; the grid and --out_dir hold the upsampled images.
+  --upsample_images DIR: --workdir is an upsampler run; upsample every image in DIR (centre
+               crop, resized to its input size), one --prompt (or none) for all of them.
 The same seed gives byte-identical images. A missing workdir or prompts file, a step that does
 not exist or a corrupt checkpoint is a one-line error with a non-zero exit code.
 """
@@ -30,19 +42,27 @@ from gigagan_jax.cli import fail, parse_flags
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to restore G_ema from.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest verified one).")
-_MODE = flags.DEFINE_enum("mode", "grid", ["grid", "style_mix", "interpolate"], "What to produce.")
+_MODE = flags.DEFINE_enum("mode", "grid", ["grid", "style_mix", "prompt_mix", "interpolate"], "What to produce.")
 _PROMPT = flags.DEFINE_multi_string("prompt", [], "Prompt(s); one grid row each.")
 _PROMPTS_FILE = flags.DEFINE_string("prompts_file", None, "One prompt per line, or jsonl with a 'prompt' field.")
 _CLASS_ID = flags.DEFINE_multi_integer("class_id", [], "Class id(s), for class-conditional models.")
 _N = flags.DEFINE_integer("n", 8, "Images per prompt (grid mode).")
 _SEED = flags.DEFINE_integer("seed", 0, "First seed; image k of a row uses seed + k.")
 _SEED2 = flags.DEFINE_integer("seed2", 1, "Second seed (style_mix: fine levels; interpolate: end point).")
-_CROSSOVER = flags.DEFINE_integer("crossover", 2, "style_mix: levels below this come from --seed.")
+_CROSSOVER = flags.DEFINE_integer("crossover", 2, "style_mix / prompt_mix: levels below this come from --seed / "
+                                  "the first prompt.")
 _FRAMES = flags.DEFINE_integer("frames", 8, "interpolate: number of frames.")
 _TRUNCATION = flags.DEFINE_float("truncation", 1.0, "Truncation psi toward the per-prompt mean w (1 = none).")
 _OUT = flags.DEFINE_string("out", "grid.png", "Output PNG.")
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "grid mode: also write each image and prompts.jsonl here.")
 _GIF = flags.DEFINE_string("gif", None, "interpolate mode: also write an animated GIF.")
+_UPSAMPLER_WORKDIR = flags.DEFINE_string("upsampler_workdir", None, "grid mode: chain this upsampler run after "
+                                         "the base model (same prompts and seeds).")
+_UPSAMPLER_STEP = flags.DEFINE_integer("upsampler_step", None, "Checkpoint step of --upsampler_workdir.")
+_UPSAMPLE_IMAGES = flags.DEFINE_string("upsample_images", None, "Upsample the images (png/jpg/webp) in this folder "
+                                       "with the upsampler in --workdir instead of sampling; --prompt (one, or "
+                                       "none for an empty prompt) or --class_id conditions all of them.")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 def read_prompts() -> list[str]:
@@ -75,10 +95,62 @@ def write_images(images, prompts, seeds, out_dir: str) -> None:
             f.write(json.dumps({"file": name, "prompt": prompt, "seed": int(seed)}) + "\n")
 
 
+def read_lowres_images(folder: str, size: int) -> tuple[list[str], np.ndarray]:
+    """(file names, uint8 [N, size, size, 3]): each image centre-cropped to a square and resized."""
+    if not os.path.isdir(folder):
+        fail(f"--upsample_images folder {folder} does not exist")
+    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_SUFFIXES))
+    if not names:
+        fail(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    images = []
+    for name in names:
+        try:
+            image = Image.open(os.path.join(folder, name)).convert("RGB")
+        except OSError as e:
+            fail(f"cannot read {os.path.join(folder, name)}: {e}")
+        side = min(image.size)
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+        images.append(np.asarray(image, np.uint8))
+    return names, np.stack(images)
+
+
+def upsample_folder(trained) -> None:
+    """--upsample_images: one upsampled PNG per input (under --out_dir) and an [input | output] grid."""
+    from gigagan_jax.inference import upsample_images
+    from gigagan_jax.sampling import make_grid, nearest_resize, save_png
+
+    spec = trained.generator.spec
+    if trained.config.task != "upsampler":
+        fail(f"{_WORKDIR.value} is not an upsampler run (config.task={trained.config.task!r})")
+    prompts = read_prompts()
+    if len(prompts) > 1:
+        fail(f"--upsample_images conditions every image on one prompt, got {len(prompts)}")
+    names, lowres = read_lowres_images(_UPSAMPLE_IMAGES.value, spec.input_resolution)
+    n = len(names)
+    labels = None
+    if spec.conditioning == "class":
+        if len(_CLASS_ID.value) != 1:
+            fail("this upsampler is class-conditional: give exactly one --class_id")
+        labels = [_CLASS_ID.value[0]] * n
+    prompt = prompts[0] if prompts else ""
+    images = upsample_images(trained, lowres, [prompt] * n, [_SEED.value] * n, labels)
+    shown = np.asarray(nearest_resize(lowres, spec.resolution))
+    save_png(make_grid(np.stack([shown, images], 1).reshape((-1,) + images.shape[1:]), rows=n), _OUT.value)
+    if _OUT_DIR.value:
+        os.makedirs(_OUT_DIR.value, exist_ok=True)
+        with open(os.path.join(_OUT_DIR.value, "prompts.jsonl"), "w", encoding="utf-8") as f:
+            for name, image in zip(names, images):
+                out_name = os.path.splitext(name)[0] + ".png"
+                save_png(image, os.path.join(_OUT_DIR.value, out_name))
+                f.write(json.dumps({"file": out_name, "source": name, "prompt": prompt, "seed": _SEED.value}) + "\n")
+    print(f"wrote {_OUT.value} ([input | output] for {n} images) from step {trained.step} of {_WORKDIR.value}")
+
+
 def main(argv):
     del argv
     from gigagan_jax import editing
-    from gigagan_jax.inference import load_trained_generator, sample_classes, sample_pairs
+    from gigagan_jax.inference import load_trained_generator, sample_and_upsample, sample_classes, sample_pairs
     from gigagan_jax.sampling import make_grid, save_png
     from gigagan_jax.train.checkpoint import CheckpointError
 
@@ -87,22 +159,38 @@ def main(argv):
     if _N.value < 1:
         fail(f"--n must be >= 1, got {_N.value}")
     prompts = read_prompts()
+    if _MODE.value == "prompt_mix" and len(prompts) != 2:
+        fail(f"--mode prompt_mix needs exactly two prompts (coarse levels, fine levels), got {len(prompts)}")
     try:
         trained = load_trained_generator(_WORKDIR.value, _STEP.value)
+        upsampler = None
+        if _UPSAMPLER_WORKDIR.value:
+            upsampler = load_trained_generator(_UPSAMPLER_WORKDIR.value, _UPSAMPLER_STEP.value)
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         fail(str(e), code=1)
+    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+    if _UPSAMPLE_IMAGES.value:
+        try:
+            upsample_folder(trained)
+        except ValueError as e:
+            fail(str(e))
+        return
+    if upsampler is not None and (_MODE.value != "grid" or upsampler.config.task != "upsampler"):
+        fail("--upsampler_workdir needs --mode grid and an upsampler run")
     text = trained.generator.spec.text_conditioned
     if text and not prompts:
         fail("this model is text-conditioned: give --prompt or --prompts_file")
     if not text and (_MODE.value != "grid" or not _CLASS_ID.value):
         fail("this model is class-conditional: use --mode grid with at least one --class_id")
-    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
 
     try:
         if _MODE.value == "style_mix":
             images = [editing.style_mix_images(trained, p, _SEED.value, _SEED2.value, _CROSSOVER.value)
                       for p in prompts]
             save_png(make_grid(np.concatenate(images), rows=len(prompts)), _OUT.value)
+        elif _MODE.value == "prompt_mix":
+            images = editing.prompt_mix_images(trained, prompts[0], prompts[1], _SEED.value, _CROSSOVER.value)
+            save_png(make_grid(images, rows=1), _OUT.value)
         elif _MODE.value == "interpolate":
             frames = editing.interpolation_frames(trained, prompts[0], prompts[-1], _SEED.value, _SEED2.value,
                                                   _FRAMES.value)
@@ -113,16 +201,25 @@ def main(argv):
         elif text:
             all_prompts = [p for p in prompts for _ in range(_N.value)]
             seeds = [_SEED.value + k for _ in prompts for k in range(_N.value)]
-            images = sample_pairs(trained, all_prompts, seeds, _TRUNCATION.value)
+            if upsampler is not None:
+                _, images = sample_and_upsample(trained, upsampler, all_prompts, seeds, truncation=_TRUNCATION.value)
+            else:
+                images = sample_pairs(trained, all_prompts, seeds, _TRUNCATION.value)
             save_png(make_grid(images, rows=len(prompts)), _OUT.value)
             if _OUT_DIR.value:
                 write_images(images, all_prompts, seeds, _OUT_DIR.value)
+        elif upsampler is not None:
+            labels = [c for c in _CLASS_ID.value for _ in range(_N.value)]
+            seeds = [_SEED.value + k for _ in _CLASS_ID.value for k in range(_N.value)]
+            _, images = sample_and_upsample(trained, upsampler, [""] * len(seeds), seeds, labels)
+            save_png(make_grid(images, rows=len(_CLASS_ID.value)), _OUT.value)
         else:
             images = sample_classes(trained, _CLASS_ID.value, _N.value, _SEED.value)
             save_png(make_grid(images, rows=len(_CLASS_ID.value)), _OUT.value)
     except ValueError as e:
         fail(str(e))
-    print(f"wrote {_OUT.value} ({_MODE.value}) from step {trained.step} of {_WORKDIR.value}")
+    chained = f" upsampled by step {upsampler.step} of {_UPSAMPLER_WORKDIR.value}" if upsampler is not None else ""
+    print(f"wrote {_OUT.value} ({_MODE.value}) from step {trained.step} of {_WORKDIR.value}{chained}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from typing import Any, Iterable
 import ml_collections
 
 DATA_KINDS = ("shapes", "folder", "emoji", "tfds")
-CONDITIONINGS = ("text", "class")
+CONDITIONINGS = ("text", "class", "none")
+TASKS = ("t2i", "upsampler")
 KERNEL_IMPLS = ("auto", "grouped", "bank", "patches")
 DTYPES = ("float32", "bfloat16")
 
@@ -67,6 +68,19 @@ def _discriminator_defaults() -> ml_collections.ConfigDict:
     return d
 
 
+def _upsampler_defaults() -> ml_collections.ConfigDict:
+    """The super-resolution stage (config.task = "upsampler"); model.resolution is its output size."""
+    u = ml_collections.ConfigDict()
+    u.input_resolution = 64  # low-res input; the paper chains 64 -> 256 / 512
+    u.down_blocks = 3  # encoder residual blocks (paper: 3, 64 -> 8 px)
+    # Training-time degradation of the low-res input (paper: Gaussian blur / noise augmentation),
+    # per sample: blur sigma ~ U(0, blur_sigma_max) low-res pixels, noise std ~ U(0, noise_std_max)
+    # in [-1, 1] units. Sampling feeds the input as is.
+    u.blur_sigma_max = 1.0
+    u.noise_std_max = 0.05
+    return u
+
+
 def _loss_defaults() -> ml_collections.ConfigDict:
     loss = ml_collections.ConfigDict()
     loss.matching_weight = 1.0  # matching-aware loss (eq. 8), for D and G
@@ -75,6 +89,12 @@ def _loss_defaults() -> ml_collections.ConfigDict:
     loss.clip_weight = 1.0  # CLIP contrastive loss (eq. 9) on G's output; needs a CLIP
     loss.vision_aided_weight = 0.5  # frozen-CLIP-feature discriminator (its D and G terms)
     loss.vision_aided_start = -1  # step from which it is on; -1 = never
+    # Upsampler only: perceptual distance of the output to the real high-res image (paper: LPIPS,
+    # weight 10). lpips_path = a file made by `python -m gigagan_jax.tools.convert_lpips`;
+    # "" = the fallback distance of gigagan_jax.losses.perceptual (multi-scale L1 [+ CLIP features]).
+    loss.perceptual_weight = 10.0
+    loss.lpips_path = ""
+    loss.perceptual_clip_weight = 1.0  # fallback only: weight of its frozen-CLIP feature term
     return loss
 
 
@@ -118,6 +138,7 @@ def default_config() -> ml_collections.ConfigDict:
     model.text_len = 77
     model.g = _generator_defaults()
     model.d = _discriminator_defaults()
+    model.upsampler = _upsampler_defaults()
     config.model = model
 
     config.clip = ml_collections.ConfigDict()
@@ -212,6 +233,28 @@ def resolve_mesh_shape(shape: Iterable[int], num_devices: int) -> tuple[int, ...
     return shape
 
 
+def upsampler_levels(resolution: int, input_resolution: int, down_blocks: int) -> list[int]:
+    """Decoder levels of the upsampler: one above the encoder's bottom, ..., the output size."""
+    bottom = input_resolution // 2**down_blocks
+    return [r for r in level_resolutions(resolution) if r > bottom] if bottom >= 2 else []
+
+
+def _validate_upsampler(config: ml_collections.ConfigDict) -> list[int]:
+    m, u = config.model, config.model.upsampler
+    _require(_is_power_of_two(u.input_resolution),
+             f"config.model.upsampler.input_resolution must be a power of two >= 4, got {u.input_resolution!r}")
+    _require(u.input_resolution < m.resolution,
+             f"config.model.upsampler.input_resolution={u.input_resolution} must be below "
+             f"config.model.resolution={m.resolution} (the output size)")
+    _require(isinstance(u.down_blocks, int) and u.down_blocks >= 1
+             and u.input_resolution // 2**u.down_blocks >= 2,
+             f"config.model.upsampler.down_blocks={u.down_blocks!r} must be >= 1 and leave the "
+             f"{u.input_resolution} px input at >= 2 px")
+    for key in ("blur_sigma_max", "noise_std_max"):
+        _require(u[key] >= 0, f"config.model.upsampler.{key} must be >= 0, got {u[key]}")
+    return upsampler_levels(m.resolution, u.input_resolution, u.down_blocks)
+
+
 def validate_config(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
     """Raise ValueError with a message naming the offending key/value; silent when all is well.
 
@@ -225,9 +268,13 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     _require(not missing, f"config is missing key(s): {', '.join('config.' + k for k in missing)}")
 
     m, g, d = config.model, config.model.g, config.model.d
+    _require(config.task in TASKS, f"config.task must be one of {TASKS}, got {config.task!r}")
     _require(_is_power_of_two(m.resolution),
              f"config.model.resolution must be a power of two >= 4, got {m.resolution!r}")
     levels = level_resolutions(m.resolution)
+    generated = levels  # pyramid levels G emits
+    if config.task == "upsampler":
+        generated = _validate_upsampler(config)
     _require(m.conditioning in CONDITIONINGS,
              f"config.model.conditioning must be one of {CONDITIONINGS}, got {m.conditioning!r}")
     if m.conditioning == "class":
@@ -247,15 +294,15 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     _require(g.mapping_lr_mult > 0, f"config.model.g.mapping_lr_mult must be > 0, got {g.mapping_lr_mult}")
     _require(channels_at(m.resolution, g.channel_base, g.channel_max) >= 1,
              f"config.model.g.channel_base={g.channel_base} gives no channels at {m.resolution} px")
-    _check_attn_resolutions("model.g.self_attn_resolutions", g.self_attn_resolutions, levels)
-    _check_attn_resolutions("model.g.cross_attn_resolutions", g.cross_attn_resolutions, levels)
-    if m.conditioning == "class":
+    _check_attn_resolutions("model.g.self_attn_resolutions", g.self_attn_resolutions, generated)
+    _check_attn_resolutions("model.g.cross_attn_resolutions", g.cross_attn_resolutions, generated)
+    if m.conditioning != "text":
         _require(not g.cross_attn_resolutions,
-                 "config.model.g.cross_attn_resolutions must be empty for class conditioning (no text)")
+                 f"config.model.g.cross_attn_resolutions must be empty for {m.conditioning} conditioning (no text)")
     _require(0.0 < g.attn_residual_gain <= 1.0,
              f"config.model.g.attn_residual_gain must be in (0, 1], got {g.attn_residual_gain}")
     _check_attn_resolutions("model.d.self_attn_resolutions", d.self_attn_resolutions, levels)
-    _check_attn_resolutions("model.d.input_resolutions", d.input_resolutions, levels)
+    _check_attn_resolutions("model.d.input_resolutions", d.input_resolutions, generated)
     _require(d.head_layers >= 1, f"config.model.d.head_layers must be >= 1, got {d.head_layers}")
     if m.conditioning == "text":
         _require(d.text_dim % d.text_heads == 0,
@@ -263,7 +310,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
 
     loss, optim = config.loss, config.optim
     _require(loss.r1_interval >= 1, f"config.loss.r1_interval must be >= 1, got {loss.r1_interval}")
-    for key in ("matching_weight", "r1_gamma", "clip_weight", "vision_aided_weight"):
+    for key in ("matching_weight", "r1_gamma", "clip_weight", "vision_aided_weight", "perceptual_weight",
+                "perceptual_clip_weight"):
         _require(loss[key] >= 0, f"config.loss.{key} must be >= 0, got {loss[key]}")
     for key in ("g_lr", "d_lr", "eps", "ema_half_life_images"):
         _require(optim[key] > 0, f"config.optim.{key} must be > 0, got {optim[key]}")

@@ -19,7 +19,7 @@ from flax.core import meta
 
 from gigagan_jax.models.clip import Clip, load_clip
 from gigagan_jax.models.generator import Generator, build_generator, init_generator
-from gigagan_jax.sampling import generate, seeds_to_z, to_uint8
+from gigagan_jax.sampling import generate, generate_and_upsample, seeds_to_z, to_uint8, upsample
 from gigagan_jax.train.checkpoint import Checkpointer, CheckpointError
 from gigagan_jax.train.loop import checkpoint_dir
 from gigagan_jax.train.text_encoder import clip_dir
@@ -100,10 +100,75 @@ def sample_prompts(trained: TrainedGenerator, prompts: Sequence[str], n: int, se
 
 def sample_classes(trained: TrainedGenerator, class_ids: Sequence[int], n: int, seed: int,
                    batch_size: int = 64) -> np.ndarray:
-    labels = np.repeat(np.asarray(class_ids, np.int32), n)
-    seeds = np.tile(np.arange(seed, seed + n), len(class_ids))
+    """uint8 [len(class_ids) * n, R, R, 3]: n images per class from seeds seed .. seed+n-1."""
+    return sample_label_pairs(trained, np.repeat(np.asarray(class_ids, np.int32), n),
+                              np.tile(np.arange(seed, seed + n), len(class_ids)), batch_size)
+
+
+def sample_label_pairs(trained: TrainedGenerator, labels: Sequence[int], seeds: Sequence[int],
+                       batch_size: int = 64) -> np.ndarray:
+    """uint8 [len(labels), R, R, 3]: image i from (labels[i], seeds[i]) of a class-conditional model."""
+    labels, seeds = np.asarray(labels, np.int32), np.asarray(seeds)
     out = []
     for lo in range(0, len(labels), batch_size):
         z = seeds_to_z(seeds[lo:lo + batch_size].tolist(), trained.generator.spec.z_dim)
         out.append(to_uint8(generate(trained.generator, trained.params, z, labels=jnp.asarray(labels[lo:lo + batch_size]))))
     return np.concatenate(out)
+
+
+def _condition(trained: TrainedGenerator, prompts: Sequence[str], labels: Optional[Sequence[int]]) -> dict:
+    """The generator's condition inputs for a batch: CLIP features of prompts, or labels."""
+    spec = trained.generator.spec
+    if spec.text_conditioned:
+        feats, eot = encode_prompts(trained, prompts)
+        return {"text_features": feats, "eot_index": eot}
+    if spec.conditioning == "class":
+        if labels is None:
+            raise ValueError("the model is class-conditional: give class ids")
+        return {"labels": jnp.asarray(labels, jnp.int32)}
+    return {}
+
+
+def upsample_images(trained: TrainedGenerator, images: np.ndarray, prompts: Sequence[str], seeds: Sequence[int],
+                    labels: Optional[Sequence[int]] = None, batch_size: int = 64) -> np.ndarray:
+    """uint8 low-res images [N, r, r, 3] (r = the upsampler's input size) -> uint8 [N, R, R, 3]."""
+    spec = trained.generator.spec
+    r = spec.input_resolution
+    if images.ndim != 4 or images.shape[1:] != (r, r, 3):
+        raise ValueError(f"the upsampler reads {r}x{r} RGB images, got an array of shape {images.shape}")
+    out = []
+    for lo in range(0, len(images), batch_size):
+        hi = lo + batch_size
+        lowres = jnp.asarray(images[lo:hi], jnp.float32) / 127.5 - 1.0
+        z = seeds_to_z(list(seeds[lo:hi]), spec.z_dim)
+        cond = _condition(trained, prompts[lo:hi], None if labels is None else labels[lo:hi])
+        out.append(to_uint8(upsample(trained.generator, trained.params, z, lowres, **cond)))
+    return np.concatenate(out)
+
+
+def sample_and_upsample(base: TrainedGenerator, up: TrainedGenerator, prompts: Sequence[str], seeds: Sequence[int],
+                        labels: Optional[Sequence[int]] = None, truncation: float = 1.0,
+                        batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(base images uint8 [N, r, r, 3], upsampled uint8 [N, R, R, 3]) for (prompt/label, seed) pairs,
+    base model and upsampler chained in one jitted call per batch; z_up uses the same seed."""
+    b_spec, u_spec = base.generator.spec, up.generator.spec
+    if getattr(u_spec, "input_resolution", None) != b_spec.resolution:
+        raise ValueError(f"the upsampler reads {getattr(u_spec, 'input_resolution', None)} px images but the "
+                         f"base model makes {b_spec.resolution} px ones")
+    lows, highs = [], []
+    for lo in range(0, len(seeds), batch_size):
+        hi = lo + batch_size
+        batch_prompts, batch_labels = prompts[lo:hi], None if labels is None else labels[lo:hi]
+        g_cond = _condition(base, batch_prompts, batch_labels)
+        w_avg = None
+        if truncation != 1.0:
+            if not b_spec.text_conditioned:
+                raise ValueError("truncation needs a text-conditioned base model")
+            w_avg = per_prompt_mean_w(base, g_cond["text_features"], g_cond["eot_index"])
+        low, high = generate_and_upsample(
+            base.generator, base.params, up.generator, up.params, seeds_to_z(list(seeds[lo:hi]), b_spec.z_dim),
+            seeds_to_z(list(seeds[lo:hi]), u_spec.z_dim), g_cond, _condition(up, batch_prompts, batch_labels),
+            truncation_psi=truncation, w_avg=w_avg)
+        lows.append(to_uint8(low))
+        highs.append(to_uint8(high))
+    return np.concatenate(lows), np.concatenate(highs)

@@ -33,6 +33,32 @@ def generate(generator: Generator, params, z, text_features=None, eot_index=None
     return jnp.clip(pyramid[-1], -1.0, 1.0)
 
 
+@functools.partial(jax.jit, static_argnames=("upsampler", "truncation_psi"))
+def upsample(upsampler, params, z, lowres, text_features=None, eot_index=None, labels=None,
+             truncation_psi=1.0, w_avg=None):
+    """Low-res images [B, r, r, 3] in [-1, 1] -> the upsampler's output [B, R, R, 3] (clipped)."""
+    pyramid = upsampler.apply({"params": params}, z, lowres, text_features, eot_index, labels,
+                              truncation_psi=truncation_psi, w_avg=w_avg, noise_mode="none")
+    return jnp.clip(pyramid[-1], -1.0, 1.0)
+
+
+@functools.partial(jax.jit, static_argnames=("generator", "upsampler", "truncation_psi"))
+def generate_and_upsample(generator: Generator, g_params, upsampler, u_params, z, z_up, g_condition: dict,
+                          u_condition: dict, truncation_psi=1.0, w_avg=None):
+    """Base model -> upsampler in one executable: (base images [B, r, r, 3], upsampled [B, R, R, 3]).
+
+    Each model reads its own condition dict (text_features/eot_index from its own text encoder,
+    or labels)."""
+    lowres = generate(generator, g_params, z, truncation_psi=truncation_psi, w_avg=w_avg, **g_condition)
+    return lowres, upsample(upsampler, u_params, z_up, lowres, **u_condition)
+
+
+def nearest_resize(images, size: int):
+    """[B, r, r, C] -> [B, size, size, C] by pixel repetition (how a low-res input is shown)."""
+    f = size // images.shape[1]
+    return jnp.repeat(jnp.repeat(images, f, axis=1), f, axis=2)
+
+
 def to_uint8(images) -> np.ndarray:
     """[-1, 1] float -> uint8 [B, H, W, 3]."""
     return np.asarray(jnp.round((jnp.asarray(images) + 1.0) * 127.5).clip(0, 255).astype(jnp.uint8))

@@ -141,3 +141,96 @@ def test_sample_modes_files_and_prompt_edge_cases(trained, tmp_path):
 
     code, out, err = run("sample.py", "--workdir", trained, "--prompts_file", str(tmp_path / "nope.txt"))
     assert code != 0 and err.strip().splitlines()[-1] == f"error: prompts file {tmp_path / 'nope.txt'} does not exist"
+
+
+def test_prompt_mix_mode(trained, tmp_path):
+    """[first prompt, second prompt, mix]; with every level from the first prompt the mix is
+    that prompt's plain sample."""
+    code, out, err = run("sample.py", "--workdir", trained, "--mode", "prompt_mix", "--prompt", "a red circle",
+                         "--prompt", "a blue square", "--seed", "3", "--crossover", "3",
+                         "--out", str(tmp_path / "pmix.png"))
+    assert code == 0, err[-3000:]
+    first, _, mixed = _tiles(tmp_path / "pmix.png", 1, 3)[0]
+    np.testing.assert_array_equal(mixed, first)
+    code, out, err = run("sample.py", "--workdir", trained, "--prompt", "a red circle", "--n", "1", "--seed", "3",
+                         "--out", str(tmp_path / "red.png"))
+    assert code == 0, err[-3000:]
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "red.png")), first)
+    for args, message in ((["--prompt", "a"], "--mode prompt_mix needs exactly two prompts"),
+                          (["--prompt", "a", "--prompt", "b", "--crossover", "4"],
+                           "crossover must be a level in [0, 3], got 4")):
+        code, out, err = run("sample.py", "--workdir", trained, "--mode", "prompt_mix", *args,
+                             "--out", str(tmp_path / "bad.png"))
+        assert code != 0 and err.strip().splitlines()[-1].startswith(f"error: {message}"), err[-2000:]
+
+
+@pytest.fixture(scope="module")
+def trained_upsampler(tiny_clip, tmp_path_factory):
+    """configs/upsampler_tiny.py (16 -> 32 px) for 3 steps on the same tiny CLIP as `trained`."""
+    workdir = str(tmp_path_factory.mktemp("cli_up") / "run")
+    code, out, err = run("train.py", "--config", "configs/upsampler_tiny.py", "--workdir", workdir,
+                         f"--config.clip.path={tiny_clip}", "--config.train.num_steps=3",
+                         "--config.train.checkpoint_every=3", "--config.train.log_every=1")
+    assert code == 0, err[-3000:]
+    assert "upsampler perceptual loss: fallback" in out
+    assert os.path.exists(os.path.join(workdir, "samples", "step_0000003.png"))
+    return workdir
+
+
+def test_base_then_upsampler_chain_is_deterministic(trained, trained_upsampler, tmp_path):
+    outs = []
+    for name in ("a.png", "b.png"):
+        code, out, err = run("sample.py", "--workdir", trained, "--upsampler_workdir", trained_upsampler,
+                             "--prompt", "a red circle", "--prompt", "a blue square", "--n", "2", "--seed", "5",
+                             "--out", str(tmp_path / name), "--out_dir", str(tmp_path / name[:1]))
+        assert code == 0, err[-3000:]
+        assert "upsampled by step 3" in out
+        outs.append(np.asarray(Image.open(tmp_path / name)))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert outs[0].shape == (2 * 33 - 1, 2 * 33 - 1, 3)  # 2 prompts x 2 seeds of 32 px
+    assert np.asarray(Image.open(tmp_path / "a" / "00003.png")).shape == (32, 32, 3)
+
+    code, out, err = run("sample.py", "--workdir", trained, "--upsampler_workdir", trained, "--prompt", "a",
+                         "--out", str(tmp_path / "bad.png"))
+    assert code != 0 and err.strip().splitlines()[-1] == "error: --upsampler_workdir needs --mode grid and an upsampler run"
+
+
+def test_upsample_images_folder(trained_upsampler, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, size in enumerate((16, 40, 23)):  # any size: centre-cropped and resized to 16 px
+        Image.fromarray(rng.integers(0, 256, (size, size + 3 * i, 3), np.uint8)).save(folder / f"im{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    code, out, err = run("sample.py", "--workdir", trained_upsampler, "--upsample_images", str(folder),
+                         "--prompt", "a red circle", "--out", str(tmp_path / "pairs.png"), "--out_dir",
+                         str(tmp_path / "up"))
+    assert code == 0, err[-3000:]
+    assert np.asarray(Image.open(tmp_path / "pairs.png")).shape == (3 * 33 - 1, 2 * 33 - 1, 3)
+    records = [json.loads(line) for line in open(tmp_path / "up" / "prompts.jsonl")]
+    assert [r["source"] for r in records] == ["im0.png", "im1.png", "im2.png"]
+    assert all(np.asarray(Image.open(tmp_path / "up" / r["file"])).shape == (32, 32, 3) for r in records)
+
+    code, out, err = run("sample.py", "--workdir", trained_upsampler, "--upsample_images", str(tmp_path / "none"))
+    assert code != 0 and err.strip().splitlines()[-1] == f"error: --upsample_images folder {tmp_path / 'none'} does not exist"
+
+
+@pytest.mark.slow
+def test_eval_of_a_class_conditional_run(tmp_path):
+    """`python -m gigagan_jax.eval` on a class-conditional run: FID with (random) Inception
+    weights through the .npz loader, sampled per held-out class label, no CLIP score."""
+    from test_eval_inception import torch_layout_state_dict
+
+    workdir = str(tmp_path / "run")
+    code, out, err = run("train.py", "--config", "configs/tiny.py", "--workdir", workdir,
+                         "--config.model.conditioning=class", "--config.model.num_classes=48",
+                         "--config.model.g.cross_attn_resolutions=()", "--config.train.num_steps=2",
+                         "--config.train.checkpoint_every=2")
+    assert code == 0, err[-3000:]
+    np.savez(tmp_path / "inception.npz", **torch_layout_state_dict())
+    proc = subprocess.run([sys.executable, "-m", "gigagan_jax.eval", "--workdir", workdir, "--num_images", "16",
+                           "--batch_size", "8", "--inception_path", str(tmp_path / "inception.npz")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.load(open(os.path.join(workdir, "eval", "step_2", "report.json")))
+    assert report["metrics"]["fid"] > 0 and "clip_score" not in report["metrics"]

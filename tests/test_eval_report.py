@@ -84,6 +84,23 @@ def test_generator_that_reproduces_the_data_scores_perfectly(tmp_path):
         assert f"eval/{name}".encode() in records[1]
 
 
+def test_class_conditional_evaluation_has_no_clip_score(tmp_path):
+    """Conditions are class ids: the sampler receives them, CLIP-FID is computed, CLIP score is not."""
+    real = dataset(24)
+    palette = np.linspace(-1, 1, 4)[:, None, None, None] * np.ones((1, 16, 16, 3), np.float32)
+    labels = [[i % 4 for i in range(j, j + 8)] for j in range(0, 24, 8)]
+    seen = []
+
+    def sample_fn(classes):
+        seen.extend(classes)
+        return palette[np.asarray(classes)]  # one flat image per class
+
+    metrics = evaluate(batches(real, 8), labels, sample_fn, num_images=24, out_dir=str(tmp_path),
+                       inception=standin_inception, clip=StandinClip(), with_clip_score=False)
+    assert seen == [i % 4 for i in range(24)]
+    assert "clip_score" not in metrics and metrics["clip_fid"] > 0 and metrics["fid"] > 0
+
+
 def test_a_shifted_generator_scores_worse_and_real_features_are_cached(tmp_path):
     real = dataset()
     cache = str(tmp_path / "real_features.npz")

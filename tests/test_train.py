@@ -133,3 +133,21 @@ def test_fsdp_shards_params_and_optimizer_state_to_under_a_quarter():
             abstract, batch, jax.ShapeDtypeStruct((2,), jnp.uint32)).compile()
         sizes[shape] = compiled.memory_analysis().argument_size_in_bytes
     assert sizes[(1, 8)] <= sizes[(1, 1)] / 4, sizes
+
+
+def test_a_finished_async_save_gets_its_manifest_before_the_next_save(tmp_path):
+    """sample.py can read a checkpoint as soon as its background save is done (the trainer polls
+    at every log step) instead of only after the next save."""
+    import time
+
+    config = load_config("configs/tiny.py")
+    checkpointer = Checkpointer(str(tmp_path / "ckpt"))
+    state = {"w": jnp.arange(1000.0), "step": jnp.array(3)}
+    checkpointer.save(3, state, {"next": 3}, config)
+    deadline = time.time() + 60
+    while checkpointer.latest_verified_step() is None and time.time() < deadline:
+        checkpointer.write_finished_manifests()
+        time.sleep(0.05)
+    assert checkpointer.latest_verified_step() == 3
+    checkpointer.verify(3)
+    checkpointer.close()

@@ -34,7 +34,7 @@ def main(argv):
     del argv
     from gigagan_jax.data.pipeline import InputPipeline
     from gigagan_jax.eval.report import evaluate
-    from gigagan_jax.inference import load_trained_generator, sample_pairs
+    from gigagan_jax.inference import load_trained_generator, sample_label_pairs, sample_pairs
     from gigagan_jax.models.clip import load_clip
     from gigagan_jax.models.inception import load_inception
     from gigagan_jax.train.checkpoint import CheckpointError
@@ -45,14 +45,19 @@ def main(argv):
     try:
         trained = load_trained_generator(_WORKDIR.value, _STEP.value)
         inception = load_inception(_INCEPTION.value) if _INCEPTION.value else None
-        clip = load_clip(_CLIP.value or trained.config.clip.path or clip_dir(_WORKDIR.value))
+        text = trained.generator.spec.text_conditioned
+        clip_path = _CLIP.value or trained.config.clip.path or (clip_dir(_WORKDIR.value) if text else None)
+        clip = load_clip(clip_path) if clip_path else None
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         fail(str(e), code=1)
     if inception is None:
         print("no --inception_path: skipping FID and precision/recall (FID weights: "
               "pt_inception-2015-12-05-6726825d.pth from the pytorch-fid releases on GitHub)")
-    if not trained.generator.spec.text_conditioned:
-        fail("evaluation of class-conditional runs is not supported yet; it needs prompts")
+    if trained.generator.spec.conditioning == "none" or trained.config.task != "t2i":
+        fail("gigagan_jax.eval evaluates base models conditioned on text or classes; "
+             "for the upsampler use benchmarks/upsampler_quality.py")
+    if inception is None and clip is None:
+        fail("a class-conditional run has no CLIP of its own: give --inception_path and/or --clip_path")
 
     config = trained.config
     config.train.batch_size = _BATCH.value
@@ -63,16 +68,21 @@ def main(argv):
 
     next_seed = [0]
 
-    def sample_fn(batch_prompts):  # image i of the whole evaluation uses seed i
-        seeds = list(range(next_seed[0], next_seed[0] + len(batch_prompts)))
-        next_seed[0] += len(batch_prompts)
-        images = sample_pairs(trained, batch_prompts, seeds, _TRUNCATION.value, _BATCH.value)
+    def sample_fn(conditions):  # image i of the whole evaluation uses seed i
+        seeds = list(range(next_seed[0], next_seed[0] + len(conditions)))
+        next_seed[0] += len(conditions)
+        if text:
+            images = sample_pairs(trained, conditions, seeds, _TRUNCATION.value, _BATCH.value)
+        else:
+            images = sample_label_pairs(trained, conditions, seeds, _BATCH.value)
         return images.astype(np.float32) / 127.5 - 1.0
 
     out_dir = _OUT.value or os.path.join(_WORKDIR.value, "eval", f"step_{trained.step}")
-    metrics = evaluate((b["image"] for b in real), (list(b["caption"]) for b in prompts), sample_fn,
+    conditions = (list(b["caption"]) if text else list(b["label"]) for b in prompts)  # held-out captions / classes
+    metrics = evaluate((b["image"] for b in real), conditions, sample_fn,
                        num_images=_NUM.value, out_dir=out_dir, inception=inception, clip=clip,
-                       step=trained.step, metadata={"workdir": _WORKDIR.value, "devices": jax.device_count()})
+                       step=trained.step, metadata={"workdir": _WORKDIR.value, "devices": jax.device_count()},
+                       with_clip_score=text)
     real.close()
     prompts.close()
     for name, value in metrics.items():

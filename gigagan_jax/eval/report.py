@@ -106,11 +106,14 @@ def write_report(metrics: dict, out_dir: str, step: int, metadata: dict | None =
 def evaluate(real_batches: Iterable, prompt_batches: Iterable[list[str]],
              sample_fn: Callable[[list[str]], object], *, num_images: int, out_dir: str,
              inception=None, clip=None, step: int = 0, k: int = DEFAULT_K,
-             real_cache: str | None = None, metadata: dict | None = None) -> dict[str, float]:
+             real_cache: str | None = None, metadata: dict | None = None,
+             with_clip_score: bool = True) -> dict[str, float]:
     """Evaluate a generator against real data and write the report; returns the metrics.
 
     real_batches: image batches [B, H, W, 3], uint8 or [-1, 1] float (any resolution).
     prompt_batches: lists of prompts; `sample_fn(prompts)` returns one [-1, 1] image per prompt.
+    Class-conditional runs pass lists of class ids instead, with `with_clip_score=False` (a
+    class id is no caption for CLIP to score; CLIP-FID is still computed).
     inception: an `InceptionFeatures` (models/inception.py) for FID and precision/recall.
     clip: a `Clip` (models/clip.py, with the vision tower) for CLIP-FID and CLIP score.
     num_images: images taken from each side (FID is biased upwards at small counts: compare
@@ -122,7 +125,7 @@ def evaluate(real_batches: Iterable, prompt_batches: Iterable[list[str]],
                          cache=real_cache)
 
     fake = _Features(inception, clip)
-    scorer = ClipScoreAccumulator(clip) if clip is not None else None
+    scorer = ClipScoreAccumulator(clip) if clip is not None and with_clip_score else None
     times, counts = [], []
     for prompts in _take(prompt_batches, num_images, "generated images"):
         start = time.perf_counter()
@@ -146,6 +149,7 @@ def evaluate(real_batches: Iterable, prompt_batches: Iterable[list[str]],
     if clip is not None:
         metrics["clip_fid"] = frechet_distance(*feature_stats(real["clip"]),
                                                *feature_stats(fake_arrays["clip"]))
-        metrics["clip_score"] = scorer.result()
+        if scorer is not None:
+            metrics["clip_score"] = scorer.result()
     write_report(metrics, out_dir, step, metadata)
     return metrics

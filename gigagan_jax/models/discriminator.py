@@ -149,7 +149,7 @@ class Discriminator(nn.Module):
         dtype = s.compute_dtype
         if s.conditioning == "text":
             self.text_transformer = TextTransformer(s.text_dim, s.text_layers, s.text_heads, dtype=dtype)
-        else:
+        elif s.conditioning == "class":
             self.class_embed = EqualizedDense(s.text_dim, name="class_embed")
         self.from_rgb = {str(r): EqualizedConv(s.channels_at(r), kernel_size=1, activation="lrelu", dtype=dtype)
                          for r in s.input_resolutions}
@@ -162,6 +162,8 @@ class Discriminator(nn.Module):
                        labels: Optional[jax.Array] = None) -> jax.Array:
         """t_D [B, text_dim]: the text branch's output at EOT (or a class embedding)."""
         s = self.spec
+        if s.conditioning == "none":
+            raise ValueError("an unconditional discriminator has no text branch; use unconditional_t_d")
         if s.conditioning == "class":
             if labels is None:
                 raise ValueError("a class-conditional discriminator needs labels")
@@ -198,7 +200,17 @@ class Discriminator(nn.Module):
 
     def __call__(self, pyramid: dict[int, jax.Array], text_features: Optional[jax.Array] = None,
                  eot_index: Optional[jax.Array] = None, labels: Optional[jax.Array] = None) -> dict[Pair, jax.Array]:
-        return self.predict(self.features(pyramid), self.text_embedding(text_features, eot_index, labels))
+        features = self.features(pyramid)
+        if self.spec.conditioning == "none":
+            t_d = unconditional_t_d(self.spec, next(iter(pyramid.values())).shape[0])
+        else:
+            t_d = self.text_embedding(text_features, eot_index, labels)
+        return self.predict(features, t_d)
+
+
+def unconditional_t_d(spec: DiscriminatorSpec, batch: int) -> jax.Array:
+    """t_D of an unconditional D: zeros, so the heads' modulation reduces to their learned biases."""
+    return jnp.zeros((batch, spec.text_dim), jnp.float32)
 
 
 def pyramid_dict(pyramid: list[jax.Array]) -> dict[int, jax.Array]:

@@ -90,6 +90,15 @@ class Checkpointer:
     def step_dir(self, step: int) -> str:
         return os.path.join(self.directory, str(step))
 
+    def write_finished_manifests(self) -> None:
+        """Hash the saves that finished in the background, without waiting for one in flight:
+        the trainer calls this at every log step so a finished checkpoint is verifiable (readable
+        by sample.py) long before the next save. Single-host only: hosts could disagree on
+        whether a save is done, and waiting for it is collective; multi-host runs hash at the
+        next save or at the end."""
+        if self._unhashed and jax.process_count() == 1 and not self._manager.is_saving_in_progress():
+            self._hash_finished()
+
     def _hash_finished(self) -> None:
         self._manager.wait_until_finished()
         if jax.process_index() == 0:

@@ -29,7 +29,8 @@ from gigagan_jax.data.pipeline import InputPipeline
 from gigagan_jax.models.discriminator import build_discriminator
 from gigagan_jax.models.generator import build_generator
 from gigagan_jax.models.vision_aided import VisionAidedHeads
-from gigagan_jax.sampling import generate, make_grid, save_png, seeds_to_z, to_uint8
+from gigagan_jax.models.upsampler import lowres_input
+from gigagan_jax.sampling import generate, make_grid, nearest_resize, save_png, seeds_to_z, to_uint8, upsample
 from gigagan_jax.train.checkpoint import Checkpointer, abstract_with_shardings
 from gigagan_jax.train.sharding import mesh_from_config, param_shardings, replicated
 from gigagan_jax.train.state import init_train_state, uses_vision_aided
@@ -113,6 +114,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     vision = VisionAidedHeads() if uses_vision_aided(config) else None
     vision_inputs = vision_example_inputs(clip) if vision is not None else None
     steps = GanSteps(config, generator, discriminator, clip=clip, vision_heads=vision)
+    perceptual_params = None
+    if steps.perceptual is not None:
+        perceptual_params = jax.device_put(steps.perceptual.params, rep)
+        if is_main:
+            print(f"upsampler perceptual loss: {steps.perceptual.describe()}", flush=True)
     init = functools.partial(init_train_state, config, generator, discriminator,
                              vision_heads=vision, vision_inputs=vision_inputs)
     state_shardings = param_shardings(jax.eval_shape(functools.partial(init, boxed=True), jax.random.PRNGKey(0)), mesh)
@@ -146,20 +152,40 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
             out["text_features"], out["eot_index"], out["text_embeds"] = encode_text(clip_params, batch["tokens"])
         return out
 
-    prompts = _sample_prompts(config, pipeline) if clip is not None else []
+    upsampling = config.task == "upsampler"
+    prompts = _sample_prompts(config, pipeline) if clip is not None and not upsampling else []
+    sample_examples = pipeline.source.get_batch(np.arange(min(8, len(pipeline.source)))) if upsampling else None
+
+    def upsampler_grid() -> tuple[np.ndarray, list[str]]:
+        """Rows [input (nearest) | output | real] for the first examples of the data set."""
+        ex = sample_examples
+        real = jnp.asarray(ex["image"], jnp.float32) / 127.5 - 1.0  # [n, R, R, 3]
+        lowres = lowres_input(real, generator.spec)
+        cond = {}
+        if generator.spec.text_conditioned:
+            cond["text_features"], cond["eot_index"], _ = encode_text(clip.params, clip.tokenize(list(ex["caption"])))
+        elif generator.spec.conditioning == "class":
+            cond["labels"] = jnp.asarray(ex["label"], jnp.int32)
+        out = upsample(generator, state.g_ema, seeds_to_z(range(len(real)), generator.spec.z_dim), lowres, **cond)
+        rows = np.stack([to_uint8(nearest_resize(lowres, real.shape[1])), to_uint8(out), np.asarray(ex["image"])], 1)
+        return make_grid(rows.reshape((-1,) + rows.shape[2:]), rows=len(real)), list(ex["caption"])
 
     def write_samples(step: int) -> Optional[str]:
-        if not prompts or not is_main:
+        if not is_main or not (prompts or upsampling):
             return None
-        ids = np.repeat(clip.tokenize(prompts), SAMPLE_SEEDS, axis=0)
-        feats, eot, _ = encode_text(clip.params, ids)
-        z = seeds_to_z(list(range(SAMPLE_SEEDS)) * len(prompts), generator.spec.z_dim)
-        images = to_uint8(generate(generator, state.g_ema, z, feats, eot))
+        if upsampling:
+            grid, rows = upsampler_grid()
+            rows = [f"[input | output | real] {c}" for c in rows]
+        else:
+            ids = np.repeat(clip.tokenize(prompts), SAMPLE_SEEDS, axis=0)
+            feats, eot, _ = encode_text(clip.params, ids)
+            z = seeds_to_z(list(range(SAMPLE_SEEDS)) * len(prompts), generator.spec.z_dim)
+            grid, rows = make_grid(to_uint8(generate(generator, state.g_ema, z, feats, eot)), rows=len(prompts)), prompts
         os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
         path = os.path.join(workdir, "samples", f"step_{step:07d}.png")
-        save_png(make_grid(images, rows=len(prompts)), path)
+        save_png(grid, path)
         with open(os.path.join(workdir, "samples", "prompts.txt"), "w") as f:
-            f.write("\n".join(f"row {i}: {p}" for i, p in enumerate(prompts)) + "\n")
+            f.write("\n".join(f"row {i}: {p}" for i, p in enumerate(rows)) + "\n")
         return path
 
     writer = None
@@ -213,12 +239,14 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 vis = vision is not None and step >= config.loss.vision_aided_start
                 r1 = step % config.loss.r1_interval == 0
                 state, d_metrics = d_steps[(r1, vis)](state, batch, jax.random.fold_in(rng, 0), clip_params)
-                state, g_metrics = g_steps[vis](state, batch, jax.random.fold_in(rng, 1), clip_params)
+                state, g_metrics = g_steps[vis](state, batch, jax.random.fold_in(rng, 1), clip_params,
+                                                perceptual_params)
                 pending.append((step, {**d_metrics, **g_metrics}))
                 done = step + 1
                 progress.update(1)
                 if done % config.train.log_every == 0 or done == num_steps:
                     flush()
+                    checkpointer.write_finished_manifests()
                     rate = (done - start) * batch_size / (time.time() - t0)
                     progress.set_postfix({"img/s": f"{rate:.1f}", "d": f"{last_metrics['d/loss']:.3f}",
                                           "g": f"{last_metrics['g/loss']:.3f}"})

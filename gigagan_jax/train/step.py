@@ -6,6 +6,9 @@ CLIP text encoder; both steps read them, nothing is re-encoded inside a step:
     text_features float [B, L, Dc] and eot_index int32 [B]   (text-conditioned models)
     text_embeds  float [B, P]: CLIP's projected caption embedding (CLIP loss, vision-aided D)
     label        int32 [B]                                   (class-conditional models)
+The upsampler (config.task = "upsampler") reads the same batch: its low-res input is the real
+image area-downsampled and randomly degraded inside the step, and its G loss adds the
+perceptual distance of the output to the real image.
 Frozen CLIP image params come in as an argument, never as trainable state.
 
 Randomness is an explicit key per call (the loop passes fold_in(seed_key, step)).
@@ -24,9 +27,11 @@ import optax
 
 from gigagan_jax.losses import gan
 from gigagan_jax.losses.clip_loss import clip_contrastive_loss
+from gigagan_jax.losses.perceptual import PerceptualLoss
 from gigagan_jax.losses.regularizers import r1_penalty
-from gigagan_jax.models.discriminator import Discriminator, pyramid_dict, real_pyramid
+from gigagan_jax.models.discriminator import Discriminator, pyramid_dict, real_pyramid, unconditional_t_d
 from gigagan_jax.models.generator import Generator
+from gigagan_jax.models.upsampler import UpsamplerSpec, degrade, lowres_input
 from gigagan_jax.models.vision_aided import VisionAidedHeads
 from gigagan_jax.train.state import TrainState, ema_beta, make_optimizers
 
@@ -59,7 +64,10 @@ class GanSteps:
         self.g_tx, self.d_tx = make_optimizers(config)
         self.ema_beta = ema_beta(config)
         self.text = generator.spec.text_conditioned
+        self.conditioned = generator.spec.conditioning != "none"
+        self.upsampler = isinstance(generator.spec, UpsamplerSpec)
         loss = config.loss
+        self.perceptual = PerceptualLoss(config, clip) if self.upsampler and loss.perceptual_weight > 0 else None
         self.use_clip_loss = clip is not None and loss.clip_weight > 0 and self.text
         if vision_heads is not None and clip is None:
             raise ValueError("the vision-aided discriminator needs a CLIP image encoder (config.clip.path)")
@@ -68,19 +76,26 @@ class GanSteps:
     def _condition(self, batch: Batch) -> dict:
         if self.text:
             return {"text_features": batch["text_features"], "eot_index": batch["eot_index"]}
-        return {"labels": batch["label"]}
+        return {"labels": batch["label"]} if self.conditioned else {}
 
     def _condition_key(self, batch: Batch) -> jax.Array:
         """What identifies a sample's caption/class, to detect duplicates in the batch."""
         return batch["text_features"] if self.text else batch["label"]
 
     def generate(self, g_params, batch: Batch, rng: jax.Array) -> list[jax.Array]:
-        z_rng, noise_rng = jax.random.split(rng)
+        z_rng, noise_rng, degrade_rng = jax.random.split(rng, 3)
+        spec = self.generator.spec
         b = batch["image"].shape[0]
-        z = jax.random.normal(z_rng, (b, self.generator.spec.z_dim))
-        return self.generator.apply({"params": g_params}, z, **self._condition(batch), rngs={"noise": noise_rng})
+        z = jax.random.normal(z_rng, (b, spec.z_dim))
+        inputs = self._condition(batch)
+        if self.upsampler:
+            lowres = lowres_input(images_to_float(batch["image"]), spec)
+            inputs["lowres"] = degrade(lowres, degrade_rng, spec.blur_sigma_max, spec.noise_std_max)
+        return self.generator.apply({"params": g_params}, z, **inputs, rngs={"noise": noise_rng})
 
     def _t_d(self, d_main, batch: Batch) -> jax.Array:
+        if not self.conditioned:
+            return unconditional_t_d(self.discriminator.spec, batch["image"].shape[0])
         return self.discriminator.apply({"params": d_main}, **self._condition(batch),
                                         method=Discriminator.text_embedding)
 
@@ -139,20 +154,21 @@ class GanSteps:
         real_feats = self._features(d_main, real_pyramid(reals, inputs))
         fake_feats = self._features(d_main, pyramid_dict(fakes))
         t_d = self._t_d(d_main, batch)  # [B, Dt]
-        perm = gan.mismatch_permutation(perm_rng, reals.shape[0])
-        valid = gan.distinct_condition_mask(self._condition_key(batch), perm)
         real_logits = self._predict(d_main, real_feats, t_d)
         fake_logits = self._predict(d_main, fake_feats, t_d)
-        real_mis = self._predict(d_main, real_feats, t_d[perm])
-        fake_mis = self._predict(d_main, fake_feats, t_d[perm])
-
         gan_loss = gan.d_gan_loss(real_logits, fake_logits)
-        match_loss = gan.d_matching_loss(real_mis, fake_mis, valid)
-        loss = gan_loss + cfg.matching_weight * match_loss
-        metrics = {"d/gan": gan_loss, "d/match": match_loss,
-                   "logits/real": gan.mean_logit(real_logits), "logits/fake": gan.mean_logit(fake_logits),
-                   "logits/real_mismatched": gan.mean_logit(real_mis),
-                   "logits/fake_mismatched": gan.mean_logit(fake_mis)}
+        loss = gan_loss
+        metrics = {"d/gan": gan_loss,
+                   "logits/real": gan.mean_logit(real_logits), "logits/fake": gan.mean_logit(fake_logits)}
+        if self.conditioned:  # matching-aware loss: pairs with another sample's condition are fake
+            perm = gan.mismatch_permutation(perm_rng, reals.shape[0])
+            valid = gan.distinct_condition_mask(self._condition_key(batch), perm)
+            real_mis = self._predict(d_main, real_feats, t_d[perm])
+            fake_mis = self._predict(d_main, fake_feats, t_d[perm])
+            match_loss = gan.d_matching_loss(real_mis, fake_mis, valid)
+            loss = loss + cfg.matching_weight * match_loss
+            metrics.update({"d/match": match_loss, "logits/real_mismatched": gan.mean_logit(real_mis),
+                            "logits/fake_mismatched": gan.mean_logit(fake_mis)})
 
         if with_r1:
             def real_score(x):  # [B]: every pair's mean logit, summed
@@ -185,19 +201,26 @@ class GanSteps:
 
     # ----------------------------------------------------------------------------- G step
     def g_loss(self, g_params, batch: Batch, rng: jax.Array, *, d_params, clip_params=None,
-               with_vision: bool = False) -> tuple[jax.Array, Metrics]:
+               perceptual_params=None, with_vision: bool = False) -> tuple[jax.Array, Metrics]:
         cfg = self.config.loss
         gen_rng, perm_rng = jax.random.split(rng)
         d_main = d_params["main"]
         fakes = self.generate(g_params, batch, gen_rng)
         fake_feats = self._features(d_main, pyramid_dict(fakes))
         t_d = self._t_d(d_main, batch)
-        perm = gan.mismatch_permutation(perm_rng, fakes[-1].shape[0])
-        valid = gan.distinct_condition_mask(self._condition_key(batch), perm)
         gan_loss = gan.g_gan_loss(self._predict(d_main, fake_feats, t_d))
-        match_loss = gan.g_matching_loss(self._predict(d_main, fake_feats, t_d[perm]), valid)
-        loss = gan_loss + cfg.matching_weight * match_loss
-        metrics = {"g/gan": gan_loss, "g/match": match_loss}
+        loss = gan_loss
+        metrics = {"g/gan": gan_loss}
+        if self.conditioned:
+            perm = gan.mismatch_permutation(perm_rng, fakes[-1].shape[0])
+            valid = gan.distinct_condition_mask(self._condition_key(batch), perm)
+            match_loss = gan.g_matching_loss(self._predict(d_main, fake_feats, t_d[perm]), valid)
+            loss = loss + cfg.matching_weight * match_loss
+            metrics["g/match"] = match_loss
+        if self.perceptual is not None:
+            perceptual = self.perceptual(fakes[-1], images_to_float(batch["image"]), clip_params, perceptual_params)
+            loss = loss + cfg.perceptual_weight * perceptual
+            metrics["g/perceptual"] = perceptual
 
         if self.use_clip_loss or with_vision:
             fake_embeds, fake_clip = self._clip_image(clip_params, fakes[-1])  # one CLIP pass for both
@@ -212,10 +235,11 @@ class GanSteps:
         metrics["g/loss"] = loss
         return loss, metrics
 
-    def g_step(self, state: TrainState, batch: Batch, rng: jax.Array, clip_params=None, *,
+    def g_step(self, state: TrainState, batch: Batch, rng: jax.Array, clip_params=None, perceptual_params=None, *,
                with_vision: bool = False) -> tuple[TrainState, Metrics]:
+        """`perceptual_params`: the upsampler's LPIPS weights (`self.perceptual.params`), if any."""
         loss_fn = functools.partial(self.g_loss, d_params=state.d_params, clip_params=clip_params,
-                                    with_vision=with_vision)
+                                    perceptual_params=perceptual_params, with_vision=with_vision)
         grads, metrics = self._grads(loss_fn, state.g_params, batch, rng)
         updates, g_opt = self.g_tx.update(grads, state.g_opt, state.g_params)
         g_params = optax.apply_updates(state.g_params, updates)

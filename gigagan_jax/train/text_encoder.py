@@ -20,7 +20,10 @@ def needs_clip(config: ml_collections.ConfigDict) -> bool:
 
 
 def needs_image_tower(config: ml_collections.ConfigDict) -> bool:
-    return (config.model.conditioning == "text" and config.loss.clip_weight > 0) or uses_vision_aided(config)
+    text = config.model.conditioning == "text"
+    upsampler_fallback = (config.task == "upsampler" and config.loss.perceptual_weight > 0
+                          and not config.loss.lpips_path and config.loss.perceptual_clip_weight > 0)
+    return (text and (config.loss.clip_weight > 0 or upsampler_fallback)) or uses_vision_aided(config)
 
 
 def data_spec(config: ml_collections.ConfigDict) -> str:

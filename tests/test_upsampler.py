@@ -1,0 +1,226 @@
+"""The upsampler: shapes, kernel-impl parity, identity at init, degradation, losses, config checks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax.core import meta
+
+from gigagan_jax.config import load_config, validate_config
+from gigagan_jax.losses.perceptual import PerceptualLoss, feature_distance, multiscale_l1
+from gigagan_jax.models.discriminator import build_discriminator
+from gigagan_jax.models.generator import build_generator, init_generator
+from gigagan_jax.data.shapes import ShapesSource
+from gigagan_jax.models.upsampler import RESIDUAL_GATE_INIT, Upsampler, degrade, gaussian_taps, resize_to
+from gigagan_jax.train.state import init_train_state
+from gigagan_jax.train.step import GanSteps
+
+
+def upsampler_config(conditioning="text", kernel_impl="patches"):
+    """8 -> 32 px on top of the tiny config: encoder 8 -> 4 -> 2, decoder levels 4, 8, 16, 32."""
+    c = load_config("configs/tiny.py")
+    c.task = "upsampler"
+    c.model.resolution = 32
+    c.model.upsampler.input_resolution = 8
+    c.model.upsampler.down_blocks = 2
+    c.model.conditioning = conditioning
+    c.model.num_classes = 5 if conditioning == "class" else 0
+    c.model.g.kernel_impl = kernel_impl
+    c.model.g.self_attn_resolutions = (4, 8)
+    c.model.g.cross_attn_resolutions = (8,) if conditioning == "text" else ()
+    c.model.d.input_resolutions = (16, 8)
+    c.loss.clip_weight = 0.0
+    validate_config(c)
+    return c
+
+
+def inputs_for(upsampler, batch=2, seed=0):
+    inputs = upsampler.spec.dummy_inputs(batch)
+    keys = jax.random.split(jax.random.PRNGKey(seed), 3)
+    inputs["z"] = jax.random.normal(keys[0], inputs["z"].shape)
+    inputs["lowres"] = jax.random.uniform(keys[1], inputs["lowres"].shape, minval=-1, maxval=1)
+    if "text_features" in inputs:
+        inputs["text_features"] = jax.random.normal(keys[2], inputs["text_features"].shape)
+        inputs["eot_index"] = jnp.array([3, 5])[:batch]
+    if "labels" in inputs:
+        inputs["labels"] = jnp.arange(batch) % upsampler.spec.num_classes
+    return inputs
+
+
+def randomise_gates(params, seed=1):
+    """Non-zero residual gates, so the synthesis path shows up in the output."""
+    params = jax.tree_util.tree_map(lambda x: x, params)
+    gates = params["synthesis_network"]["residual_gate"]
+    params["synthesis_network"]["residual_gate"] = jax.random.uniform(jax.random.PRNGKey(seed), gates.shape, minval=0.5)
+    return params
+
+
+@pytest.mark.parametrize("conditioning", ["text", "class", "none"])
+def test_pyramid_shapes_and_finite_gradients(conditioning):
+    up = build_generator(upsampler_config(conditioning))
+    assert isinstance(up, Upsampler) and up.spec.levels == [4, 8, 16, 32]
+    params = randomise_gates(meta.unbox(init_generator(up, jax.random.PRNGKey(0), 2)["params"]))
+    inputs = inputs_for(up)
+    pyramid = up.apply({"params": params}, **inputs, rngs={"noise": jax.random.PRNGKey(3)})
+    assert [p.shape for p in pyramid] == [(2, r, r, 3) for r in (4, 8, 16, 32)]
+
+    def loss(p):
+        return sum(jnp.mean(jnp.square(x)) for x in up.apply({"params": p}, **inputs, noise_mode="none"))
+
+    grads = jax.grad(loss)(params)
+    leaves = jax.tree_util.tree_leaves(grads)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+    # Every part of the network gets a gradient (encoder, mapping, decoder, toRGB, gates).
+    for name in ("down0", "up4", "up32", "residual_gate"):
+        sub = grads["synthesis_network"][name]
+        assert float(sum(jnp.sum(jnp.abs(g)) for g in jax.tree_util.tree_leaves(sub))) > 0, name
+
+
+def test_each_level_is_the_resized_input_plus_the_gated_residual():
+    up = build_generator(upsampler_config())
+    params = meta.unbox(init_generator(up, jax.random.PRNGKey(0), 2)["params"])
+    np.testing.assert_allclose(params["synthesis_network"]["residual_gate"], RESIDUAL_GATE_INIT)
+    inputs = inputs_for(up)
+    base = [resize_to(inputs["lowres"], r) for r in up.spec.levels]
+    start = up.apply({"params": params}, **inputs, noise_mode="none")
+    for x, b in zip(start, base):  # starts near the bicubic upsample: within 0.1 x the residual
+        assert 0 < float(jnp.mean(jnp.abs(x - b))) < 0.2
+    params["synthesis_network"]["residual_gate"] = jnp.zeros_like(params["synthesis_network"]["residual_gate"])
+    for x, b in zip(up.apply({"params": params}, **inputs, noise_mode="none"), base):
+        np.testing.assert_allclose(x, b, atol=1e-6)
+    np.testing.assert_allclose(base[-1], jax.image.resize(inputs["lowres"], (2, 32, 32, 3), "bicubic"), atol=1e-6)
+
+
+def test_kernel_impls_agree_inside_the_upsampler():
+    outs = []
+    params = None
+    for impl in ("grouped", "patches", "bank"):
+        up = build_generator(upsampler_config(kernel_impl=impl))
+        if params is None:
+            params = randomise_gates(meta.unbox(init_generator(up, jax.random.PRNGKey(0), 2)["params"]))
+        outs.append(up.apply({"params": params}, **inputs_for(up), noise_mode="none")[-1])
+    assert float(jnp.std(outs[0])) > 0.1
+    for other in outs[1:]:
+        np.testing.assert_allclose(other, outs[0], atol=2e-4, rtol=1e-4)
+
+
+def test_bad_lowres_shape_is_a_clear_error():
+    up = build_generator(upsampler_config())
+    params = meta.unbox(init_generator(up, jax.random.PRNGKey(0), 1)["params"])
+    inputs = inputs_for(up, batch=1)
+    inputs["lowres"] = jnp.zeros((1, 16, 16, 3))
+    with pytest.raises(ValueError, match=r"lowres must have shape \[B, 8, 8, 3\]"):
+        up.apply({"params": params}, **inputs, noise_mode="none")
+
+
+def test_degrade():
+    x = jax.random.uniform(jax.random.PRNGKey(0), (4, 8, 8, 3), minval=-1, maxval=1)
+    rng = jax.random.PRNGKey(1)
+    np.testing.assert_array_equal(degrade(x, rng, 0.0, 0.0), x)
+    # A zero-width Gaussian is the identity; a wide one averages (constant images stay constant).
+    np.testing.assert_allclose(gaussian_taps(jnp.array([0.0]), 2)[0], [0, 0, 1, 0, 0], atol=1e-6)
+    const = jnp.full((2, 8, 8, 3), 0.3)
+    np.testing.assert_allclose(degrade(const, rng, 2.0, 0.0), const, atol=1e-6)
+    blurred = degrade(x, rng, 2.0, 0.0)
+    assert float(jnp.std(blurred)) < float(jnp.std(x))
+    noisy = degrade(x, rng, 0.0, 0.5)
+    assert 0 < float(jnp.std(noisy - x)) < 0.5
+    # Strength is drawn per sample.
+    per_sample = jnp.std(degrade(x, rng, 0.0, 0.5) - x, axis=(1, 2, 3))
+    assert float(jnp.max(per_sample) - jnp.min(per_sample)) > 0.01
+
+
+def test_perceptual_fallback_numbers():
+    x = jax.random.uniform(jax.random.PRNGKey(0), (2, 8, 8, 3))
+    np.testing.assert_allclose(multiscale_l1(x, x), [0, 0])
+    np.testing.assert_allclose(multiscale_l1(x, x + 0.5), [0.5, 0.5], rtol=1e-6)
+    # A pixel-level checkerboard vanishes at 1/2 and 1/4 scale: only the full-size term sees it.
+    checker = 0.3 * (jnp.indices((8, 8)).sum(0) % 2 * 2 - 1)[None, :, :, None]
+    np.testing.assert_allclose(multiscale_l1(x, x + checker), [0.1, 0.1], rtol=1e-5)
+    f = [jax.random.normal(jax.random.PRNGKey(i), (2, 5, 4)) for i in range(2)]
+    np.testing.assert_allclose(feature_distance(f, f), [0, 0], atol=1e-6)
+    assert float(jnp.min(feature_distance(f, [2.0 * v for v in f]))) < 1e-6  # scale-invariant
+    loss = PerceptualLoss(upsampler_config())
+    assert "fallback" in loss.describe() and loss.clip is None
+
+
+def test_config_validation():
+    c = upsampler_config()
+    c.model.upsampler.input_resolution = 32
+    with pytest.raises(ValueError, match="must be below config.model.resolution"):
+        validate_config(c)
+    c = upsampler_config()
+    c.model.upsampler.down_blocks = 3
+    with pytest.raises(ValueError, match="down_blocks"):
+        validate_config(c)
+    c = upsampler_config()
+    c.model.d.input_resolutions = (16, 2)
+    with pytest.raises(ValueError, match="input_resolutions contains 2"):
+        validate_config(c)
+
+
+@pytest.mark.parametrize("conditioning", ["text", "none"])
+def test_d_and_g_steps_train_the_upsampler(conditioning):
+    """A few D/G steps: finite losses, matching only when conditioned, the residual path trains."""
+    config = upsampler_config(conditioning)
+    config.loss.r1_interval = 2
+    config.optim.g_lr = 0.01
+    up, disc = build_generator(config), build_discriminator(config)
+    steps = GanSteps(config, up, disc)
+    state = init_train_state(config, up, disc, jax.random.PRNGKey(0))
+    b = config.train.batch_size
+    rng = np.random.default_rng(0)
+    batch = {"image": jnp.asarray(ShapesSource(b, 32).get_batch(np.arange(b))["image"]),
+             "label": jnp.zeros((b,), jnp.int32)}
+    if conditioning == "text":
+        batch["text_features"] = jnp.asarray(rng.normal(size=(b, 77, 32)), jnp.float32)
+        batch["eot_index"] = jnp.asarray(rng.integers(2, 10, b), jnp.int32)
+    d_step = jax.jit(steps.d_step, static_argnames=("with_r1", "with_vision"))
+    g_step = jax.jit(steps.g_step, static_argnames=("with_vision",))
+    perceptual = []
+    for i in range(8):
+        key = jax.random.PRNGKey(i)
+        state, dm = d_step(state, batch, key, with_r1=(i % 2 == 0))
+        state, gm = g_step(state, batch, jax.random.fold_in(key, 1))
+        assert np.isfinite(float(dm["d/loss"])) and np.isfinite(float(gm["g/loss"]))
+        perceptual.append(float(gm["g/perceptual"]))
+    assert ("d/match" in dm) == (conditioning == "text")
+    # The perceptual term is reported and stays near its start (the output starts at the
+    # up-sampled input), while training opens the residual gates of the levels D reads.
+    assert all(0 < p < 0.5 for p in perceptual)
+    # (Level 4 px is read by no loss: D takes 32, 16 and 8 px, so its gate gets no gradient.)
+    gates = state.g_params["synthesis_network"]["residual_gate"]  # levels 4, 8, 16, 32
+    assert float(gates[0]) == RESIDUAL_GATE_INIT and float(jnp.min(jnp.abs(gates[1:] - RESIDUAL_GATE_INIT))) > 0
+
+
+def test_g_step_with_lpips_weights_passed_as_an_argument(tmp_path):
+    """config.loss.lpips_path: the G step's perceptual term is LPIPS of (output, real), with the
+    converted weights handed to the jitted step as an argument (not baked in as constants)."""
+    import torch
+
+    from gigagan_jax.models.lpips import lpips_distance
+    from gigagan_jax.tools import convert_lpips
+    from test_lpips import random_state_dicts
+
+    vgg, lin = random_state_dicts()
+    torch.save(vgg, tmp_path / "vgg16.pth")
+    torch.save(lin, tmp_path / "lin.pth")
+    out = str(tmp_path / "lpips.npz")
+    assert convert_lpips.main(["--vgg16", str(tmp_path / "vgg16.pth"), "--lin", str(tmp_path / "lin.pth"),
+                               "--out", out]) in (0, None)
+    config = upsampler_config("none")
+    config.loss.lpips_path = out
+    up, disc = build_generator(config), build_discriminator(config)
+    steps = GanSteps(config, up, disc)
+    assert steps.perceptual.describe() == f"LPIPS-VGG from {out}"
+    state = init_train_state(config, up, disc, jax.random.PRNGKey(0))
+    b = config.train.batch_size
+    images = jnp.asarray(ShapesSource(b, 32).get_batch(np.arange(b))["image"])
+    batch = {"image": images, "label": jnp.zeros((b,), jnp.int32)}
+    rng = jax.random.PRNGKey(0)
+    _, metrics = jax.jit(steps.g_step)(state, batch, rng, None, steps.perceptual.params)
+    # At init the output is the bicubic up-sampled input: recompute LPIPS of that by hand.
+    fakes = steps.generate(state.g_params, batch, jax.random.split(rng)[0])
+    expected = jnp.mean(lpips_distance(steps.perceptual.params, fakes[-1], images.astype(jnp.float32) / 127.5 - 1))
+    np.testing.assert_allclose(metrics["g/perceptual"], expected, rtol=1e-4)
+    assert float(expected) > 0
