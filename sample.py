@@ -175,6 +175,9 @@ def main(argv):
         except ValueError as e:
             fail(str(e))
         return
+    if trained.config.task == "upsampler":
+        fail(f"{_WORKDIR.value} is an upsampler run: give it as --upsampler_workdir after a base model, "
+             "or upsample images with --upsample_images")
     if upsampler is not None and (_MODE.value != "grid" or upsampler.config.task != "upsampler"):
         fail("--upsampler_workdir needs --mode grid and an upsampler run")
     text = trained.generator.spec.text_conditioned

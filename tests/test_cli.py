@@ -211,6 +211,8 @@ def test_upsample_images_folder(trained_upsampler, tmp_path):
     assert [r["source"] for r in records] == ["im0.png", "im1.png", "im2.png"]
     assert all(np.asarray(Image.open(tmp_path / "up" / r["file"])).shape == (32, 32, 3) for r in records)
 
+    code, out, err = run("sample.py", "--workdir", trained_upsampler, "--prompt", "a red circle")
+    assert code != 0 and err.strip().splitlines()[-1].startswith(f"error: {trained_upsampler} is an upsampler run")
     code, out, err = run("sample.py", "--workdir", trained_upsampler, "--upsample_images", str(tmp_path / "none"))
     assert code != 0 and err.strip().splitlines()[-1] == f"error: --upsample_images folder {tmp_path / 'none'} does not exist"
 

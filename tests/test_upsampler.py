@@ -190,7 +190,8 @@ def test_d_and_g_steps_train_the_upsampler(conditioning):
     assert all(0 < p < 0.5 for p in perceptual)
     # (Level 4 px is read by no loss: D takes 32, 16 and 8 px, so its gate gets no gradient.)
     gates = state.g_params["synthesis_network"]["residual_gate"]  # levels 4, 8, 16, 32
-    assert float(gates[0]) == RESIDUAL_GATE_INIT and float(jnp.min(jnp.abs(gates[1:] - RESIDUAL_GATE_INIT))) > 0
+    init = np.float32(RESIDUAL_GATE_INIT)
+    assert gates[0] == init and float(jnp.min(jnp.abs(gates[1:] - init))) > 0
 
 
 def test_g_step_with_lpips_weights_passed_as_an_argument(tmp_path):
