@@ -41,8 +41,8 @@ class AttributeNet(nn.Module):
         return nn.Dense(len(COLOURS))(x), nn.Dense(len(SHAPES))(x)
 
 
-def train_classifier(resolution: int, steps: int = 600, batch: int = 128):
-    source = ShapesSource(12_000, resolution, seed=1)  # not the training seed: unseen images
+def train_classifier(resolution: int, shape_scale: float = 1.0, steps: int = 600, batch: int = 128):
+    source = ShapesSource(12_000, resolution, seed=1, size_scale=shape_scale)  # not the training seed: unseen images
     data = source.get_batch(np.arange(len(source)))
     images = data["image"].astype(np.float32) / 127.5 - 1.0
     colour, shape = np.divmod(data["label"], len(SHAPES))
@@ -83,7 +83,7 @@ def main() -> None:
 
     trained = load_trained_generator(args.workdir, args.step)
     resolution = trained.config.model.resolution
-    predict, ceiling = train_classifier(resolution)
+    predict, ceiling = train_classifier(resolution, trained.config.data.get("shape_scale", 1.0))
 
     rng = np.random.default_rng(0)
     pairs = list(itertools.product(range(len(COLOURS)), range(len(SHAPES))))

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax.core import meta
 
+from _timing import median_seconds
 from gigagan_jax.config import load_config, validate_config
 from gigagan_jax.models.clip import Clip, init_params, load_clip
 from gigagan_jax.models.generator import Generator, build_generator, init_generator
@@ -29,16 +28,6 @@ from gigagan_jax.sampling import generate, seeds_to_z
 from gigagan_jax.tools import train_clip
 
 PROMPTS = ["a red circle in the center on a black background", "a blue square in the top left on a white background"]
-
-
-def median_seconds(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())  # warm-up (and compile)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def random_clip(text_width: int) -> Clip:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from _timing import median_seconds
 from gigagan_jax.config import load_config, validate_config
 from gigagan_jax.models.discriminator import build_discriminator
 from gigagan_jax.models.generator import build_generator
@@ -27,16 +26,6 @@ from gigagan_jax.train.state import init_train_state
 from gigagan_jax.train.step import GanSteps
 
 REFERENCE = {"D+G (no R1)": 1.52, "D+G (with R1)": 2.43, "sample 64": 0.39}  # PyTorch, DESIGN.md section 13
-
-
-def median_seconds(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())  # warm-up (and compile)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def main() -> None:

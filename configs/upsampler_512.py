@@ -5,16 +5,13 @@ Run:  python train.py --config configs/upsampler_512.py --workdir runs/up512 \
           --config.clip.path=/path/to/clip-vit-large-patch14 --config.loss.lpips_path=lpips_vgg.npz ...
 """
 
-import importlib.util
 import os
+
+from gigagan_jax.config import load_config
 
 
 def get_config():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "upsampler_256.py")
-    spec = importlib.util.spec_from_file_location("upsampler_256", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("512")
+    config = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "upsampler_256.py:512"))
     config.model.d.input_resolutions = (256, 128, 64)
     config.train.batch_size = 128
     return config

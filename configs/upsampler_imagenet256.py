@@ -6,16 +6,13 @@ Run:  python train.py --config configs/upsampler_imagenet256.py --workdir runs/u
           --config.data.kind=tfds --config.data.name=imagenet2012 --config.loss.lpips_path=lpips_vgg.npz
 """
 
-import importlib.util
 import os
+
+from gigagan_jax.config import load_config
 
 
 def get_config():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "upsampler_256.py")
-    spec = importlib.util.spec_from_file_location("upsampler_256", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("256")
+    config = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "upsampler_256.py:256"))
     config.model.conditioning = "class"
     config.model.num_classes = 1000
     config.model.g.cross_attn_resolutions = ()

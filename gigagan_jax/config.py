@@ -118,6 +118,7 @@ def _data_defaults() -> ml_collections.ConfigDict:
     data.split = "train"
     data.cache_dir = ""  # where prepared datasets are cached ("" = ~/.cache/gigagan_jax)
     data.num_examples = 20000  # size of the procedural shapes set
+    data.shape_scale = 1.0  # size of the procedural shapes relative to the default (kind="shapes")
     data.random_flip = False
     data.prefetch = 2
     data.num_workers = 0

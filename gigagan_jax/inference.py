@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -116,17 +116,23 @@ def sample_label_pairs(trained: TrainedGenerator, labels: Sequence[int], seeds: 
     return np.concatenate(out)
 
 
-def _condition(trained: TrainedGenerator, prompts: Sequence[str], labels: Optional[Sequence[int]]) -> dict:
-    """The generator's condition inputs for a batch: CLIP features of prompts, or labels."""
+def _conditions(trained: TrainedGenerator, prompts: Sequence[str],
+                labels: Optional[Sequence[int]]) -> Callable[[slice], dict]:
+    """The generator's condition inputs for every image, as a function of a batch slice: CLIP
+    features of the prompts (each distinct prompt encoded once), class ids, or nothing."""
     spec = trained.generator.spec
     if spec.text_conditioned:
-        feats, eot = encode_prompts(trained, prompts)
-        return {"text_features": feats, "eot_index": eot}
+        unique = list(dict.fromkeys(prompts))
+        feats, eot = encode_prompts(trained, unique)
+        row_of = {p: i for i, p in enumerate(unique)}
+        rows = np.asarray([row_of[p] for p in prompts])
+        return lambda batch: {"text_features": feats[rows[batch]], "eot_index": eot[rows[batch]]}
     if spec.conditioning == "class":
         if labels is None:
             raise ValueError("the model is class-conditional: give class ids")
-        return {"labels": jnp.asarray(labels, jnp.int32)}
-    return {}
+        ids = jnp.asarray(labels, jnp.int32)
+        return lambda batch: {"labels": ids[batch]}
+    return lambda batch: {}
 
 
 def upsample_images(trained: TrainedGenerator, images: np.ndarray, prompts: Sequence[str], seeds: Sequence[int],
@@ -136,13 +142,13 @@ def upsample_images(trained: TrainedGenerator, images: np.ndarray, prompts: Sequ
     r = spec.input_resolution
     if images.ndim != 4 or images.shape[1:] != (r, r, 3):
         raise ValueError(f"the upsampler reads {r}x{r} RGB images, got an array of shape {images.shape}")
+    conditions = _conditions(trained, prompts, labels)
     out = []
     for lo in range(0, len(images), batch_size):
         hi = lo + batch_size
         lowres = jnp.asarray(images[lo:hi], jnp.float32) / 127.5 - 1.0
         z = seeds_to_z(list(seeds[lo:hi]), spec.z_dim)
-        cond = _condition(trained, prompts[lo:hi], None if labels is None else labels[lo:hi])
-        out.append(to_uint8(upsample(trained.generator, trained.params, z, lowres, **cond)))
+        out.append(to_uint8(upsample(trained.generator, trained.params, z, lowres, **conditions(slice(lo, hi)))))
     return np.concatenate(out)
 
 
@@ -155,19 +161,19 @@ def sample_and_upsample(base: TrainedGenerator, up: TrainedGenerator, prompts: S
     if getattr(u_spec, "input_resolution", None) != b_spec.resolution:
         raise ValueError(f"the upsampler reads {getattr(u_spec, 'input_resolution', None)} px images but the "
                          f"base model makes {b_spec.resolution} px ones")
+    if truncation != 1.0 and not b_spec.text_conditioned:
+        raise ValueError("truncation needs a text-conditioned base model")
+    base_conditions, up_conditions = _conditions(base, prompts, labels), _conditions(up, prompts, labels)
     lows, highs = [], []
     for lo in range(0, len(seeds), batch_size):
-        hi = lo + batch_size
-        batch_prompts, batch_labels = prompts[lo:hi], None if labels is None else labels[lo:hi]
-        g_cond = _condition(base, batch_prompts, batch_labels)
+        batch = slice(lo, lo + batch_size)
+        g_cond = base_conditions(batch)
         w_avg = None
         if truncation != 1.0:
-            if not b_spec.text_conditioned:
-                raise ValueError("truncation needs a text-conditioned base model")
             w_avg = per_prompt_mean_w(base, g_cond["text_features"], g_cond["eot_index"])
         low, high = generate_and_upsample(
-            base.generator, base.params, up.generator, up.params, seeds_to_z(list(seeds[lo:hi]), b_spec.z_dim),
-            seeds_to_z(list(seeds[lo:hi]), u_spec.z_dim), g_cond, _condition(up, batch_prompts, batch_labels),
+            base.generator, base.params, up.generator, up.params, seeds_to_z(list(seeds[batch]), b_spec.z_dim),
+            seeds_to_z(list(seeds[batch]), u_spec.z_dim), g_cond, up_conditions(batch),
             truncation_psi=truncation, w_avg=w_avg)
         lows.append(to_uint8(low))
         highs.append(to_uint8(high))

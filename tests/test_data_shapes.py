@@ -54,3 +54,12 @@ def test_unknown_attribute_is_an_error():
         render_shape("magenta", "circle", "center", "black", 16)
     with pytest.raises(ValueError, match="num_examples"):
         ShapesSource(0, 16)
+
+
+def test_shape_scale_grows_the_shapes_and_keeps_everything_else():
+    small, large = ShapesSource(64, 32), ShapesSource(64, 32, size_scale=1.5)
+    assert [small[i]["caption"] for i in range(64)] == [large[i]["caption"] for i in range(64)]
+    area = lambda src: np.mean([np.any(src[i]["image"] != src[i]["image"][0, 0], -1).sum() for i in range(64)])
+    assert 1.5**2 * 0.8 < area(large) / area(small) < 1.5**2 * 1.2  # area ~ scale^2 (borders clip a little)
+    with pytest.raises(ValueError, match="shape_scale"):
+        ShapesSource(4, 32, size_scale=2.0)

@@ -11,7 +11,7 @@ from gigagan_jax.losses.perceptual import PerceptualLoss, feature_distance, mult
 from gigagan_jax.models.discriminator import build_discriminator
 from gigagan_jax.models.generator import build_generator, init_generator
 from gigagan_jax.data.shapes import ShapesSource
-from gigagan_jax.models.upsampler import RESIDUAL_GATE_INIT, Upsampler, degrade, gaussian_taps, resize_to
+from gigagan_jax.models.upsampler import Upsampler, degrade, gaussian_taps, resize_to
 from gigagan_jax.train.state import init_train_state
 from gigagan_jax.train.step import GanSteps
 
@@ -47,11 +47,18 @@ def inputs_for(upsampler, batch=2, seed=0):
     return inputs
 
 
-def randomise_gates(params, seed=1):
-    """Non-zero residual gates, so the synthesis path shows up in the output."""
+def to_rgb_kernels(params) -> dict:
+    """Decoder level name -> its toRGB kernel bank."""
+    net = params["synthesis_network"]
+    return {name: net[name]["to_rgb"]["conv"]["kernel"] for name in net if name.startswith("up")}
+
+
+def randomise_to_rgb(params, seed=1):
+    """Non-zero toRGB kernels (they start at zero), so the synthesis path shows up in the output."""
     params = jax.tree_util.tree_map(lambda x: x, params)
-    gates = params["synthesis_network"]["residual_gate"]
-    params["synthesis_network"]["residual_gate"] = jax.random.uniform(jax.random.PRNGKey(seed), gates.shape, minval=0.5)
+    for i, (name, kernel) in enumerate(to_rgb_kernels(params).items()):
+        noise = jax.random.normal(jax.random.PRNGKey(seed + i), kernel.shape)
+        params["synthesis_network"][name]["to_rgb"]["conv"]["kernel"] = noise
     return params
 
 
@@ -59,7 +66,7 @@ def randomise_gates(params, seed=1):
 def test_pyramid_shapes_and_finite_gradients(conditioning):
     up = build_generator(upsampler_config(conditioning))
     assert isinstance(up, Upsampler) and up.spec.levels == [4, 8, 16, 32]
-    params = randomise_gates(meta.unbox(init_generator(up, jax.random.PRNGKey(0), 2)["params"]))
+    params = randomise_to_rgb(meta.unbox(init_generator(up, jax.random.PRNGKey(0), 2)["params"]))
     inputs = inputs_for(up)
     pyramid = up.apply({"params": params}, **inputs, rngs={"noise": jax.random.PRNGKey(3)})
     assert [p.shape for p in pyramid] == [(2, r, r, 3) for r in (4, 8, 16, 32)]
@@ -70,25 +77,25 @@ def test_pyramid_shapes_and_finite_gradients(conditioning):
     grads = jax.grad(loss)(params)
     leaves = jax.tree_util.tree_leaves(grads)
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
-    # Every part of the network gets a gradient (encoder, mapping, decoder, toRGB, gates).
-    for name in ("down0", "up4", "up32", "residual_gate"):
+    # Every part of the network gets a gradient (encoder, mapping, decoder, toRGB).
+    for name in ("down0", "up4", "up32"):
         sub = grads["synthesis_network"][name]
         assert float(sum(jnp.sum(jnp.abs(g)) for g in jax.tree_util.tree_leaves(sub))) > 0, name
 
 
-def test_each_level_is_the_resized_input_plus_the_gated_residual():
+def test_each_level_starts_as_the_resized_input_and_adds_the_residual():
     up = build_generator(upsampler_config())
     params = meta.unbox(init_generator(up, jax.random.PRNGKey(0), 2)["params"])
-    np.testing.assert_allclose(params["synthesis_network"]["residual_gate"], RESIDUAL_GATE_INIT)
+    assert all(float(jnp.max(jnp.abs(k))) == 0 for k in to_rgb_kernels(params).values())
     inputs = inputs_for(up)
     base = [resize_to(inputs["lowres"], r) for r in up.spec.levels]
-    start = up.apply({"params": params}, **inputs, noise_mode="none")
-    for x, b in zip(start, base):  # starts near the bicubic upsample: within 0.1 x the residual
-        assert 0 < float(jnp.mean(jnp.abs(x - b))) < 0.2
-    params["synthesis_network"]["residual_gate"] = jnp.zeros_like(params["synthesis_network"]["residual_gate"])
-    for x, b in zip(up.apply({"params": params}, **inputs, noise_mode="none"), base):
-        np.testing.assert_allclose(x, b, atol=1e-6)
     np.testing.assert_allclose(base[-1], jax.image.resize(inputs["lowres"], (2, 32, 32, 3), "bicubic"), atol=1e-6)
+    for x, b in zip(up.apply({"params": params}, **inputs, noise_mode="none"), base):  # exactly the input
+        np.testing.assert_allclose(x, b, atol=1e-6)
+    # With non-zero toRGB kernels every level departs from its resized input.
+    moved = up.apply({"params": randomise_to_rgb(params)}, **inputs, noise_mode="none")
+    residuals = [x - b for x, b in zip(moved, base)]
+    assert all(float(jnp.mean(jnp.abs(r))) > 0.05 for r in residuals)
 
 
 def test_kernel_impls_agree_inside_the_upsampler():
@@ -97,7 +104,7 @@ def test_kernel_impls_agree_inside_the_upsampler():
     for impl in ("grouped", "patches", "bank"):
         up = build_generator(upsampler_config(kernel_impl=impl))
         if params is None:
-            params = randomise_gates(meta.unbox(init_generator(up, jax.random.PRNGKey(0), 2)["params"]))
+            params = randomise_to_rgb(meta.unbox(init_generator(up, jax.random.PRNGKey(0), 2)["params"]))
         outs.append(up.apply({"params": params}, **inputs_for(up), noise_mode="none")[-1])
     assert float(jnp.std(outs[0])) > 0.1
     for other in outs[1:]:
@@ -186,12 +193,11 @@ def test_d_and_g_steps_train_the_upsampler(conditioning):
         perceptual.append(float(gm["g/perceptual"]))
     assert ("d/match" in dm) == (conditioning == "text")
     # The perceptual term is reported and stays near its start (the output starts at the
-    # up-sampled input), while training opens the residual gates of the levels D reads.
+    # up-sampled input), while training moves the toRGB kernels of the levels a loss reads
+    # (D: 32, 16, 8 px; perceptual: 32 px) off zero. Level 4 is read by none: it stays zero.
     assert all(0 < p < 0.5 for p in perceptual)
-    # (Level 4 px is read by no loss: D takes 32, 16 and 8 px, so its gate gets no gradient.)
-    gates = state.g_params["synthesis_network"]["residual_gate"]  # levels 4, 8, 16, 32
-    init = np.float32(RESIDUAL_GATE_INIT)
-    assert gates[0] == init and float(jnp.min(jnp.abs(gates[1:] - init))) > 0
+    moved = {name: float(jnp.max(jnp.abs(k))) > 0 for name, k in to_rgb_kernels(state.g_params).items()}
+    assert moved == {"up4": False, "up8": True, "up16": True, "up32": True}
 
 
 def test_g_step_with_lpips_weights_passed_as_an_argument(tmp_path):

@@ -46,6 +46,9 @@ TEMPLATES = (
 )
 NUM_CLASSES = len(COLOURS) * len(SHAPES)  # label = colour index * len(SHAPES) + shape index
 BASE_RADIUS = 0.16  # shape half-size as a fraction of the image side
+# Largest config.data.shape_scale: a corner shape (centre 0.28) of the largest size (1.1) then
+# reaches the image border, not past it.
+MAX_SIZE_SCALE = 0.28 / (BASE_RADIUS * 1.1)
 _COLOUR_NAMES = tuple(COLOURS)
 _POSITION_NAMES = tuple(POSITIONS)
 _BACKGROUND_NAMES = tuple(BACKGROUNDS)
@@ -151,9 +154,11 @@ def label_of(colour: str, shape: str) -> int:
 class ShapesSource:
     """Random-access source of procedural examples; attributes precomputed, pixels rendered on read."""
 
-    def __init__(self, num_examples: int, resolution: int, seed: int = 0):
+    def __init__(self, num_examples: int, resolution: int, seed: int = 0, size_scale: float = 1.0):
         if num_examples < 1:
             raise ValueError(f"config.data.num_examples must be >= 1 for shapes, got {num_examples}")
+        if not 0 < size_scale <= MAX_SIZE_SCALE:
+            raise ValueError(f"config.data.shape_scale must be in (0, {MAX_SIZE_SCALE}], got {size_scale}")
         self.resolution = resolution
         index = np.arange(num_examples, dtype=np.uint64)
 
@@ -165,7 +170,7 @@ class ShapesSource:
         self._position = pick(2, len(POSITIONS))
         self._background = pick(3, len(BACKGROUNDS))
         self._template = pick(4, len(TEMPLATES))
-        self._size = 0.8 + 0.3 * _uniform(seed, index, 5)  # [N]
+        self._size = size_scale * (0.8 + 0.3 * _uniform(seed, index, 5))  # [N]
         self._offset = 0.08 * (np.stack([_uniform(seed, index, 6), _uniform(seed, index, 7)], -1) - 0.5)
 
     def __len__(self) -> int:

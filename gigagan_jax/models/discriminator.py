@@ -17,7 +17,6 @@ conditionings (the matching-aware loss pairs each image with a shuffled caption)
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Optional
 
 import flax.linen as nn
@@ -27,7 +26,7 @@ import ml_collections
 
 from gigagan_jax.config import channels_at, level_resolutions
 from gigagan_jax.models.attention import L2SelfAttention
-from gigagan_jax.models.layers import AdaptiveModulatedConv, EqualizedConv, EqualizedDense, lrelu
+from gigagan_jax.models.layers import AdaptiveModulatedConv, EqualizedConv, EqualizedDense, lrelu, residual_down
 from gigagan_jax.models.resample import area_downsample
 from gigagan_jax.models.text import TextTransformer
 
@@ -97,10 +96,7 @@ class DownBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         dtype = self.spec.compute_dtype
-        skip = EqualizedConv(self.features, kernel_size=1, down=True, use_bias=False, dtype=dtype, name="skip")(x)
-        y = EqualizedConv(x.shape[-1], activation="lrelu", dtype=dtype, name="conv0")(x)
-        y = EqualizedConv(self.features, down=True, activation="lrelu", dtype=dtype, name="conv1")(y)
-        y = (y + skip) * (1.0 / math.sqrt(2.0))
+        y = residual_down(x, self.features, dtype)
         if self.attention:
             y = L2SelfAttention(self.spec.attn_heads, self.spec.attn_head_dim, dtype=dtype, name="self_attn")(y)
         return y

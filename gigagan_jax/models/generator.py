@@ -272,6 +272,14 @@ class Generator(nn.Module):
                  truncation_psi: float = 1.0, w_avg: Optional[jax.Array] = None,
                  noise_mode: str = "random") -> list[jax.Array]:
         """z [B, z_dim] + condition -> pyramid [x_4 [B,4,4,3], ..., x_R [B,R,R,3]] in ~[-1, 1]."""
+        w, text = self.latent(z, text_features, eot_index, labels, truncation_psi, w_avg)
+        return self.synthesis(w, text, noise_mode)
+
+    def latent(self, z: jax.Array, text_features: Optional[jax.Array] = None,
+               eot_index: Optional[jax.Array] = None, labels: Optional[jax.Array] = None,
+               truncation_psi: float = 1.0, w_avg: Optional[jax.Array] = None
+               ) -> tuple[jax.Array, Optional[TextConditioning]]:
+        """z + condition -> (w [B, w_dim], text conditioning or None): everything before synthesis."""
         text = None
         if self.spec.text_conditioned:
             if text_features is None or eot_index is None:
@@ -282,7 +290,7 @@ class Generator(nn.Module):
             w = truncate(w, w_avg, truncation_psi)
         elif truncation_psi != 1.0:
             raise ValueError("truncation_psi != 1 needs w_avg (see Generator.mean_w)")
-        return self.synthesis(w, text, noise_mode)
+        return w, text
 
 
 def style_mix(coarse, fine, crossover_level):

@@ -10,7 +10,7 @@ Every parameter carries logical axis names; `gigagan_jax.train.sharding` maps th
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import einops
 import flax.linen as nn
@@ -131,6 +131,16 @@ class EqualizedConv(nn.Module):
         return y
 
 
+def residual_down(x: jax.Array, features: int, dtype: Dtype = jnp.float32) -> jax.Array:
+    """StyleGAN2's residual block r -> r/2: two 3x3 convs (the second low-passed and strided)
+    plus a strided 1x1 skip. Call it inside a compact method: its convs become that module's
+    `skip`, `conv0` and `conv1` (the discriminator's blocks and the upsampler's encoder share it)."""
+    skip = EqualizedConv(features, kernel_size=1, down=True, use_bias=False, dtype=dtype, name="skip")(x)
+    y = EqualizedConv(x.shape[-1], activation="lrelu", dtype=dtype, name="conv0")(x)
+    y = EqualizedConv(features, down=True, activation="lrelu", dtype=dtype, name="conv1")(y)
+    return (y + skip) * (1.0 / math.sqrt(2.0))
+
+
 class KernelSelection(nn.Module):
     """a = softmax(W_filter w + b_filter): each sample's weights over the N kernels.  [B, w_dim] -> [B, N]"""
 
@@ -166,6 +176,7 @@ class AdaptiveModulatedConv(nn.Module):
     up: bool = False
     impl: str = "grouped"
     dtype: Dtype = jnp.float32
+    kernel_init: Callable = nn.initializers.normal(1.0)
 
     @nn.compact
     def __call__(self, x: jax.Array, w: jax.Array) -> jax.Array:
@@ -175,7 +186,7 @@ class AdaptiveModulatedConv(nn.Module):
             raise ValueError(f"kernel impl must be one of {MODCONV_IMPLS}, got {self.impl!r}")
         styles = EqualizedDense(cin, bias_init=1.0, name="affine", dtype=jnp.float32)(w)  # [B, Cin]
         a = KernelSelection(n, name="select")(w) if n > 1 else jnp.ones((b, 1), jnp.float32)  # [B, N]
-        bank = _param(self, "kernel", nn.initializers.normal(1.0), (n, k, k, cin, self.features),
+        bank = _param(self, "kernel", self.kernel_init, (n, k, k, cin, self.features),
                       ("conv_kernels", None, None, "conv_in", "conv_out"))
         bank = bank / math.sqrt(k * k * cin)  # [N, k, k, Cin, Cout]
         if self.up:
@@ -245,10 +256,11 @@ class ToRGB(nn.Module):
 
     channels: int = 3
     dtype: Dtype = jnp.float32
+    kernel_init: Callable = nn.initializers.normal(1.0)
 
     @nn.compact
     def __call__(self, x: jax.Array, w: jax.Array) -> jax.Array:
         y = AdaptiveModulatedConv(self.channels, 1, 1, demodulate=False, impl="bank",
-                                  dtype=self.dtype, name="conv")(x, w)
+                                  dtype=self.dtype, kernel_init=self.kernel_init, name="conv")(x, w)
         bias = _param(self, "bias", nn.initializers.zeros, (self.channels,), (None,))
         return (y + bias.astype(y.dtype)).astype(jnp.float32)

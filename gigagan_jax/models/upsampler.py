@@ -7,11 +7,15 @@
          residual around the block, then toRGB
     w = M(z, t_global) as in the base generator; noise inputs in every adaptive conv.
 
-Output pyramid: level l's image is `resize(x, l) + gate_l * residual_l`, where the residual
-accumulates StyleGAN2-style (upsampled residual of the level below + toRGB of this level), resize
-is area down-sampling below r and bicubic up-sampling above it, and the learned gates start at
-0.1. The network therefore only learns what the input lacks, every level is a complete image for
-the MS-I/O discriminator, and training starts near the bicubic up-sampled input.
+Output pyramid: level l's image is `resize(x, l) + toRGB_l`, with resize = area down-sampling
+below r and bicubic up-sampling above it: every level is a complete image for the MS-I/O
+discriminator, and each level's toRGB predicts only what the resized input lacks. The decoder
+levels above r also read resize(x, l) directly, so edges can be placed from full-resolution
+input, not only from up-sampled r-px features. The toRGB kernels start at zero, so at init
+every level is exactly the resized input and each kernel's gradient (features x output error)
+is informative from the first step. Measured alternatives (pure L1 probes, BENCHMARKS.md): a
+learned scalar gate on the residual closed to ~0 within 150 steps; StyleGAN2-style accumulation
+of the upsampled lower-level residuals added their (unsupervised) noise to the top level.
 
 Text conditioning, class conditioning and no conditioning (plain super-resolution) reuse
 `Generator`'s conditioning and latent-space methods unchanged.
@@ -31,15 +35,10 @@ import ml_collections
 from gigagan_jax.config import channels_at, upsampler_levels
 from gigagan_jax.models.attention import CrossAttention, L2SelfAttention
 from gigagan_jax.models.generator import Generator, GeneratorSpec, TextConditioning
-from gigagan_jax.models.layers import EqualizedConv, SynthesisLayer, ToRGB
-from gigagan_jax.models.mapping import truncate
+from gigagan_jax.models.layers import EqualizedConv, SynthesisLayer, ToRGB, residual_down
 from gigagan_jax.models.resample import area_downsample, upsample2d
 
 SKIP_GAIN = 1.0 / math.sqrt(2.0)  # keeps the variance of a sum of two unit-variance branches at 1
-# Initial residual gate. Not 0: with Adam, an exactly-zero gate random-walks around 0 and the
-# residual branch, whose gradient flips sign with it, never learns (measured: 200 steps of pure
-# L1 training left the output at the bicubic baseline). 1 starts ~125/255 L1 away from the target.
-RESIDUAL_GATE_INIT = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,17 +89,14 @@ def resize_to(x: jax.Array, resolution: int) -> jax.Array:
 
 
 class ResidualDown(nn.Module):
-    """Encoder block r -> r/2: two convs (the second strided, low-pass first) + a 1x1 strided skip."""
+    """Encoder block r -> r/2 (the discriminator's residual block, without attention)."""
 
     features: int
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        skip = EqualizedConv(self.features, kernel_size=1, down=True, use_bias=False, dtype=self.dtype, name="skip")(x)
-        y = EqualizedConv(x.shape[-1], activation="lrelu", dtype=self.dtype, name="conv0")(x)
-        y = EqualizedConv(self.features, down=True, activation="lrelu", dtype=self.dtype, name="conv1")(y)
-        return (y + skip) * SKIP_GAIN
+        return residual_down(x, self.features, self.dtype)
 
 
 class UpBlock(nn.Module):
@@ -111,8 +107,8 @@ class UpBlock(nn.Module):
     features: int
 
     @nn.compact
-    def __call__(self, x, encoder_skip: Optional[jax.Array], w, text: Optional[TextConditioning],
-                 noise_mode: str) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, x, encoder_skip: Optional[jax.Array], image: Optional[jax.Array], w,
+                 text: Optional[TextConditioning], noise_mode: str) -> tuple[jax.Array, jax.Array]:
         s, dtype = self.spec, self.spec.compute_dtype
         shortcut = EqualizedConv(self.features, kernel_size=1, use_bias=False, dtype=dtype,
                                  name="shortcut")(upsample2d(x))
@@ -120,6 +116,8 @@ class UpBlock(nn.Module):
                            dtype=dtype, name="conv0")(x, w, noise_mode)  # [B, r, r, C]
         if encoder_skip is not None:
             y = (y + EqualizedConv(self.features, kernel_size=1, dtype=dtype, name="unet_skip")(encoder_skip)) * SKIP_GAIN
+        if image is not None:  # above the input size: the bicubic up-sampled input, read at full resolution
+            y = (y + EqualizedConv(self.features, activation="lrelu", dtype=dtype, name="from_image")(image)) * SKIP_GAIN
         for j in range(1, s.convs_per_level):
             y = SynthesisLayer(self.features, s.num_kernels, use_noise=s.use_noise, impl=s.kernel_impl,
                                dtype=dtype, name=f"conv{j}")(y, w, noise_mode)
@@ -130,7 +128,8 @@ class UpBlock(nn.Module):
             y = CrossAttention(s.attn_heads, s.attn_head_dim, s.attn_residual_gain, dtype=dtype,
                                name="cross_attn")(y, text.t_local, text.t_mask)
         y = (y + shortcut) * SKIP_GAIN
-        return y, ToRGB(dtype=dtype, name="to_rgb")(y, w)  # [B, r, r, C], [B, r, r, 3]
+        rgb = ToRGB(dtype=dtype, kernel_init=nn.initializers.zeros, name="to_rgb")(y, w)
+        return y, rgb  # [B, r, r, C], [B, r, r, 3]
 
 
 class UpsamplerSynthesis(nn.Module):
@@ -146,16 +145,13 @@ class UpsamplerSynthesis(nn.Module):
         for i, ch in enumerate(s.encoder_channels[1:]):
             x = ResidualDown(ch, dtype=dtype, name=f"down{i}")(x)
             skips[x.shape[1]] = x
-        # Per-level gate on the residual, small at init: training starts near the up-sampled
-        # input instead of input + O(1) toRGB noise.
-        gates = self.param("residual_gate", nn.initializers.constant(RESIDUAL_GATE_INIT), (len(s.levels),),
-                           jnp.float32)
-        residual, pyramid = None, []
+        pyramid = []
         for i, (res, ch) in enumerate(zip(s.levels, s.channels)):
             level_text = None if text is None else text.at_level(i)  # per-level text: prompt mixing
-            x, rgb = UpBlock(s, res, ch, name=f"up{res}")(x, skips.get(res), ws[:, i], level_text, noise_mode)
-            residual = rgb if residual is None else upsample2d(residual) + rgb
-            pyramid.append(resize_to(lowres, res) + gates[i] * residual)
+            image = resize_to(lowres, res)  # [B, res, res, 3]
+            x, rgb = UpBlock(s, res, ch, name=f"up{res}")(x, skips.get(res), image if res > s.input_resolution else None,
+                                                          ws[:, i], level_text, noise_mode)
+            pyramid.append(image + rgb)
         return pyramid
 
 
@@ -192,16 +188,7 @@ class Upsampler(Generator):
                  truncation_psi: float = 1.0, w_avg: Optional[jax.Array] = None,
                  noise_mode: str = "random") -> list[jax.Array]:
         """z [B, z_dim] + lowres [B, r, r, 3] + condition -> pyramid of the decoder levels."""
-        text = None
-        if self.spec.text_conditioned:
-            if text_features is None or eot_index is None:
-                raise ValueError("a text-conditioned upsampler needs text_features and eot_index")
-            text = self.encode_text(text_features, eot_index)
-        w = self.mapping(z, self.condition_vector(text, labels, batch=z.shape[0]))
-        if w_avg is not None:
-            w = truncate(w, w_avg, truncation_psi)
-        elif truncation_psi != 1.0:
-            raise ValueError("truncation_psi != 1 needs w_avg (see Generator.mean_w)")
+        w, text = self.latent(z, text_features, eot_index, labels, truncation_psi, w_avg)
         return self.synthesis(w, lowres, text, noise_mode)
 
 
