@@ -46,9 +46,10 @@ TEMPLATES = (
 )
 NUM_CLASSES = len(COLOURS) * len(SHAPES)  # label = colour index * len(SHAPES) + shape index
 BASE_RADIUS = 0.16  # shape half-size as a fraction of the image side
-# Largest config.data.shape_scale: a corner shape (centre 0.28) of the largest size (1.1) then
-# reaches the image border, not past it.
-MAX_SIZE_SCALE = 0.28 / (BASE_RADIUS * 1.1)
+SIZE_MIN, SIZE_SPREAD = 0.8, 0.3  # per-example size factor ~ U(SIZE_MIN, SIZE_MIN + SIZE_SPREAD)
+# Largest config.data.shape_scale: the largest shape, centred on the position nearest an edge,
+# then just reaches the image border (the small random offset may still clip it a little).
+MAX_SIZE_SCALE = min(min(x, y, 1 - x, 1 - y) for x, y in POSITIONS.values()) / (BASE_RADIUS * (SIZE_MIN + SIZE_SPREAD))
 _COLOUR_NAMES = tuple(COLOURS)
 _POSITION_NAMES = tuple(POSITIONS)
 _BACKGROUND_NAMES = tuple(BACKGROUNDS)
@@ -158,7 +159,7 @@ class ShapesSource:
         if num_examples < 1:
             raise ValueError(f"config.data.num_examples must be >= 1 for shapes, got {num_examples}")
         if not 0 < size_scale <= MAX_SIZE_SCALE:
-            raise ValueError(f"config.data.shape_scale must be in (0, {MAX_SIZE_SCALE}], got {size_scale}")
+            raise ValueError(f"config.data.shape_scale must be in (0, {MAX_SIZE_SCALE:.3f}], got {size_scale}")
         self.resolution = resolution
         index = np.arange(num_examples, dtype=np.uint64)
 
@@ -170,7 +171,7 @@ class ShapesSource:
         self._position = pick(2, len(POSITIONS))
         self._background = pick(3, len(BACKGROUNDS))
         self._template = pick(4, len(TEMPLATES))
-        self._size = size_scale * (0.8 + 0.3 * _uniform(seed, index, 5))  # [N]
+        self._size = size_scale * (SIZE_MIN + SIZE_SPREAD * _uniform(seed, index, 5))  # [N]
         self._offset = 0.08 * (np.stack([_uniform(seed, index, 6), _uniform(seed, index, 7)], -1) - 0.5)
 
     def __len__(self) -> int:
