@@ -1,15 +1,18 @@
 """How fast can a network learn to beat bicubic on the shapes data? Pure-L1 probes, no GAN.
 
     python benchmarks/upsampler_l1_probe.py --model unet [--steps 600] [--lr 1e-3] [--beta1 0.9]
-        [--set model.g.channel_base=2048 ...]
-    python benchmarks/upsampler_l1_probe.py --model cnn [--width 32] [--depth 4]
+        [--loss multiscale|l1] [--set model.g.channel_base=2048 ...]
+    python benchmarks/upsampler_l1_probe.py --model cnn [--width 32] [--depth 4] [--layers plain|equalized|modulated]
 
 `unet`: the upsampler of configs/upsampler_demo.py (16 -> 64 px), unconditional, no noise
-inputs, trained on multi-scale L1 (the demo's perceptual fallback) alone. `cnn`: a plain
-reference, `depth` 3x3 convs of `width` channels on the bicubic upsample plus a zero-initialised
-output conv, trained on L1. Both read clean area-downsampled 16 px inputs of the training shapes
-set, batch 16. Prints, every 50 steps, the mean L1 to the real 64 px image as a ratio to bicubic's
-over the last 50 batches (< 1: better than bicubic). Isolates the regression part of the
+inputs, trained on multi-scale L1 (the demo's perceptual fallback) alone, or on plain L1 with
+`--loss l1`. `cnn`: a reference, `depth` 3x3 convs of `width` channels on the bicubic upsample
+plus a zero-initialised output conv, trained on L1; `--layers` picks flax's plain convs, the
+project's equalized-lr convs (same function, parameters stored at unit scale) or its
+modulated/demodulated synthesis layers with a constant style and a zero-initialised modulated
+1x1 toRGB. Both read clean area-downsampled 16 px inputs of the training shapes set, batch 16.
+Prints, every 50 steps, the mean L1 to the real 64 px image as a ratio to bicubic's over the
+last 50 batches (< 1: better than bicubic). Isolates the regression part of the
 upsampler's objective: if this does not drop below 1, neither will the GAN run.
 """
 
@@ -29,6 +32,7 @@ from gigagan_jax.config import load_config, validate_config
 from gigagan_jax.data.shapes import ShapesSource
 from gigagan_jax.losses.perceptual import multiscale_l1
 from gigagan_jax.models.generator import build_generator, init_generator
+from gigagan_jax.models.layers import EqualizedConv, SynthesisLayer, ToRGB, conv2d
 from gigagan_jax.models.upsampler import resize_to
 
 
@@ -47,19 +51,32 @@ def set_field(config, assignment: str) -> None:
 
 
 class PlainCnn(nn.Module):
-    """Bicubic upsample + a residual from `depth` plain convs (the reference learner)."""
+    """Bicubic upsample + a residual from `depth` convs (the reference learner)."""
 
     size: int
     width: int
     depth: int
+    layers: str = "plain"
+    style_dim: int = 128  # `modulated`: the style input, all zeros, so every style is the affine's bias 1
 
     @nn.compact
     def __call__(self, lowres):
         bicubic = resize_to(lowres, self.size)
         y = bicubic
+        style = jnp.zeros((lowres.shape[0], self.style_dim))
         for _ in range(self.depth):
-            y = nn.leaky_relu(nn.Conv(self.width, (3, 3))(y), 0.2)
-        return bicubic + nn.Conv(3, (3, 3), kernel_init=nn.initializers.zeros)(y)
+            if self.layers == "plain":
+                y = nn.leaky_relu(nn.Conv(self.width, (3, 3))(y), 0.2)
+            elif self.layers == "equalized":
+                y = EqualizedConv(self.width, activation="lrelu")(y)
+            else:
+                y = SynthesisLayer(self.width, 1, use_noise=False, impl="bank")(y, style)
+        if self.layers == "plain":
+            return bicubic + nn.Conv(3, (3, 3), kernel_init=nn.initializers.zeros)(y)
+        if self.layers == "equalized":
+            kernel = self.param("to_rgb", nn.initializers.zeros, (3, 3, self.width, 3))
+            return bicubic + conv2d(y, kernel / np.sqrt(9 * self.width))
+        return bicubic + ToRGB(kernel_init=nn.initializers.zeros)(y, style)
 
 
 def main() -> None:
@@ -70,9 +87,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--beta1", type=float, default=0.9)
+    parser.add_argument("--loss", choices=("multiscale", "l1"), default=None,
+                        help="training loss (default: multiscale for unet, as the demo's fallback; l1 for cnn)")
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--layers", choices=("plain", "equalized", "modulated"), default="plain",
+                        help="cnn: flax convs, equalized-lr convs, or modulated synthesis layers")
     args = parser.parse_args()
+    args.loss = args.loss or ("multiscale" if args.model == "unet" else "l1")
 
     config = load_config(args.config)
     config.model.conditioning = "none"
@@ -90,7 +112,7 @@ def main() -> None:
             z = jax.random.normal(key, (lowres.shape[0], net.spec.z_dim))
             return net.apply({"params": p}, z, lowres, noise_mode="none")[-1]
     else:
-        net = PlainCnn(size, args.width, args.depth)
+        net = PlainCnn(size, args.width, args.depth, args.layers)
         r = config.model.upsampler.input_resolution
         params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, r, r, 3)))
 
@@ -103,7 +125,7 @@ def main() -> None:
     def loss_fn(p, x, key):  # x [B, R, R, 3] in [-1, 1]
         lowres = resize_to(x, config.model.upsampler.input_resolution)  # area down-sampling, as lowres_input
         out = forward(p, lowres, key)
-        loss = jnp.mean(multiscale_l1(out, x)) if args.model == "unet" else jnp.mean(jnp.abs(out - x))
+        loss = jnp.mean(multiscale_l1(out, x)) if args.loss == "multiscale" else jnp.mean(jnp.abs(out - x))
         return loss, (jnp.mean(jnp.abs(out - x)), jnp.mean(jnp.abs(resize_to(lowres, size) - x)))
 
     @jax.jit
