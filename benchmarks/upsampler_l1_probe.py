@@ -9,11 +9,12 @@ inputs, trained on multi-scale L1 (the demo's perceptual fallback) alone, or on 
 `--loss l1`. `cnn`: a reference, `depth` 3x3 convs of `width` channels on the bicubic upsample
 plus a zero-initialised output conv, trained on L1; `--layers` picks flax's plain convs, the
 project's equalized-lr convs (same function, parameters stored at unit scale) or its
-modulated/demodulated synthesis layers with a constant style and a zero-initialised modulated
-1x1 toRGB. Both read clean area-downsampled 16 px inputs of the training shapes set, batch 16.
-Prints, every 50 steps, the mean L1 to the real 64 px image as a ratio to bicubic's over the
-last 50 batches (< 1: better than bicubic). Isolates the regression part of the
-upsampler's objective: if this does not drop below 1, neither will the GAN run.
+modulated/demodulated synthesis layers and a zero-initialised modulated 1x1 toRGB, styled by a
+zero vector (every style is the affine's bias, 1) or with `--random-style` a fresh N(0, I) vector
+per sample, as the upsampler's w. Both read clean area-downsampled 16 px inputs of the training
+shapes set, batch 16. Prints, every 50 steps, the mean L1 to the real 64 px image as a ratio to
+bicubic's over the last 50 batches (< 1: better than bicubic). Isolates the regression part of
+the upsampler's objective: if this does not drop below 1, neither will the GAN run.
 """
 
 from __future__ import annotations
@@ -57,13 +58,12 @@ class PlainCnn(nn.Module):
     width: int
     depth: int
     layers: str = "plain"
-    style_dim: int = 128  # `modulated`: the style input, all zeros, so every style is the affine's bias 1
+    style_dim: int = 128  # `modulated`: the style vector the affines read
 
     @nn.compact
-    def __call__(self, lowres):
+    def __call__(self, lowres, style):  # style [B, style_dim]: zeros, or N(0, I) per sample (--random-style)
         bicubic = resize_to(lowres, self.size)
         y = bicubic
-        style = jnp.zeros((lowres.shape[0], self.style_dim))
         for _ in range(self.depth):
             if self.layers == "plain":
                 y = nn.leaky_relu(nn.Conv(self.width, (3, 3))(y), 0.2)
@@ -93,6 +93,8 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--layers", choices=("plain", "equalized", "modulated"), default="plain",
                         help="cnn: flax convs, equalized-lr convs, or modulated synthesis layers")
+    parser.add_argument("--random-style", action="store_true",
+                        help="cnn --layers modulated: a fresh N(0, I) style per sample instead of zeros")
     args = parser.parse_args()
     args.loss = args.loss or ("multiscale" if args.model == "unet" else "l1")
 
@@ -114,10 +116,12 @@ def main() -> None:
     else:
         net = PlainCnn(size, args.width, args.depth, args.layers)
         r = config.model.upsampler.input_resolution
-        params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, r, r, 3)))
+        params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, r, r, 3)), jnp.zeros((1, net.style_dim)))
 
         def forward(p, lowres, key):
-            return net.apply(p, lowres)
+            shape = (lowres.shape[0], net.style_dim)
+            style = jax.random.normal(key, shape) if args.random_style else jnp.zeros(shape)
+            return net.apply(p, lowres, style)
 
     tx = optax.adam(args.lr, b1=args.beta1, b2=0.99)
     opt = tx.init(params)
