@@ -1,8 +1,9 @@
 """How fast can a network learn to beat bicubic on the shapes data? Pure-L1 probes, no GAN.
 
     python benchmarks/upsampler_l1_probe.py --model unet [--steps 600] [--lr 1e-3] [--beta1 0.9]
-        [--loss multiscale|l1] [--set model.g.channel_base=2048 ...]
-    python benchmarks/upsampler_l1_probe.py --model cnn [--width 32] [--depth 4] [--layers plain|equalized|modulated]
+        [--loss multiscale|l1] [--zero-z] [--set model.g.channel_base=2048 ...]
+    python benchmarks/upsampler_l1_probe.py --model cnn [--width 32] [--depth 4]
+        [--layers plain|equalized|modulated] [--random-style]
 
 `unet`: the upsampler of configs/upsampler_demo.py (16 -> 64 px), unconditional, no noise
 inputs, trained on multi-scale L1 (the demo's perceptual fallback) alone, or on plain L1 with
@@ -95,7 +96,12 @@ def main() -> None:
                         help="cnn: flax convs, equalized-lr convs, or modulated synthesis layers")
     parser.add_argument("--random-style", action="store_true",
                         help="cnn --layers modulated: a fresh N(0, I) style per sample instead of zeros")
+    parser.add_argument("--zero-z", action="store_true", help="unet: z = 0 for every sample (a constant w = M(0))")
     args = parser.parse_args()
+    if args.random_style and not (args.model == "cnn" and args.layers == "modulated"):
+        parser.error("--random-style needs --model cnn --layers modulated")
+    if args.zero_z and args.model != "unet":
+        parser.error("--zero-z needs --model unet")
     args.loss = args.loss or ("multiscale" if args.model == "unet" else "l1")
 
     config = load_config(args.config)
@@ -111,7 +117,8 @@ def main() -> None:
         params = meta.unbox(init_generator(net, jax.random.PRNGKey(0), 1)["params"])
 
         def forward(p, lowres, key):
-            z = jax.random.normal(key, (lowres.shape[0], net.spec.z_dim))
+            shape = (lowres.shape[0], net.spec.z_dim)
+            z = jnp.zeros(shape) if args.zero_z else jax.random.normal(key, shape)
             return net.apply({"params": p}, z, lowres, noise_mode="none")[-1]
     else:
         net = PlainCnn(size, args.width, args.depth, args.layers)
