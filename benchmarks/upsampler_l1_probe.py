@@ -34,7 +34,7 @@ from gigagan_jax.config import load_config, validate_config
 from gigagan_jax.data.shapes import ShapesSource
 from gigagan_jax.losses.perceptual import multiscale_l1
 from gigagan_jax.models.generator import build_generator, init_generator
-from gigagan_jax.models.layers import EqualizedConv, SynthesisLayer, ToRGB, conv2d
+from gigagan_jax.models.layers import EqualizedConv, SynthesisLayer, ToRGB
 from gigagan_jax.models.upsampler import resize_to
 
 
@@ -75,8 +75,7 @@ class PlainCnn(nn.Module):
         if self.layers == "plain":
             return bicubic + nn.Conv(3, (3, 3), kernel_init=nn.initializers.zeros)(y)
         if self.layers == "equalized":
-            kernel = self.param("to_rgb", nn.initializers.zeros, (3, 3, self.width, 3))
-            return bicubic + conv2d(y, kernel / np.sqrt(9 * self.width))
+            return bicubic + EqualizedConv(3, use_bias=False, kernel_init=nn.initializers.zeros)(y)
         return bicubic + ToRGB(kernel_init=nn.initializers.zeros)(y, style)
 
 

@@ -108,11 +108,12 @@ class EqualizedConv(nn.Module):
     use_bias: bool = True
     activation: Optional[str] = None
     dtype: Dtype = jnp.float32
+    kernel_init: Callable = nn.initializers.normal(1.0)  # unit scale: the 1/sqrt(fan_in) is applied at run time
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         cin, k = x.shape[-1], self.kernel_size
-        kernel = _param(self, "kernel", nn.initializers.normal(1.0), (k, k, cin, self.features),
+        kernel = _param(self, "kernel", self.kernel_init, (k, k, cin, self.features),
                         (None, None, "conv_in", "conv_out"))
         kernel = (kernel / math.sqrt(k * k * cin)).astype(self.dtype)
         x = x.astype(self.dtype)
