@@ -37,6 +37,10 @@ def get_config():
     g.channel_base = 2048
     g.channel_max = 64
     g.num_kernels = 2
+    # The image-first levels above 16 px start as a CNN on the bicubic input: fromImage + 3
+    # adaptive convs. With one conv after fromImage (2 per level), a pure-L1 probe never beat
+    # bicubic; a 1-conv CNN did not either, a 4-conv one did (BENCHMARKS.md).
+    g.convs_per_level = 4
     g.self_attn_resolutions = (8,)
     g.cross_attn_resolutions = (8, 16)
     g.attn_heads = 2
@@ -59,9 +63,10 @@ def get_config():
     # dominated the fallback (0.046 of 0.059) while costing two image-tower passes per G step.
     config.loss.perceptual_clip_weight = 0.0
     # Adam beta1 0.9 (as ESRGAN) rather than StyleGAN2's 0: the regression part learns in far fewer
-    # steps with momentum; lr 1e-3 for both networks.
+    # steps with momentum. G at lr 1e-2: its equalized-lr weights sit at unit scale, so lr 1e-3
+    # moved them ~17x too slowly for pure-L1 probes to leave the bicubic error (BENCHMARKS.md).
     config.optim.beta1 = 0.9
-    config.optim.g_lr = 0.001
+    config.optim.g_lr = 0.01
     config.optim.d_lr = 0.001
     config.optim.ema_half_life_images = 2000
     config.train.batch_size = 16

@@ -62,6 +62,17 @@ def randomise_to_rgb(params, seed=1):
     return params
 
 
+def open_below_paths(params, seed=2):
+    """Open the zero-initialised paths from the level below into the image-first levels."""
+    params = jax.tree_util.tree_map(lambda x: x, params)
+    net = params["synthesis_network"]
+    for i, name in enumerate(n for n in net if "below_gain" in net[n]):
+        net[name]["below_gain"] = jnp.ones_like(net[name]["below_gain"])
+        shortcut = net[name]["shortcut"]["kernel"]
+        net[name]["shortcut"]["kernel"] = jax.random.normal(jax.random.PRNGKey(seed + i), shortcut.shape)
+    return params
+
+
 @pytest.mark.parametrize("conditioning", ["text", "class", "none"])
 def test_pyramid_shapes_and_finite_gradients(conditioning):
     up = build_generator(upsampler_config(conditioning))
@@ -98,13 +109,37 @@ def test_each_level_starts_as_the_resized_input_and_adds_the_residual():
     assert all(float(jnp.mean(jnp.abs(r))) > 0.05 for r in residuals)
 
 
+def test_levels_above_the_input_start_image_first():
+    """At init the 16 and 32 px levels (input 8 px) read only the resized input: changing the
+    encoder moves the 4 and 8 px outputs but not theirs, until their paths from below open."""
+    up = build_generator(upsampler_config())
+    params = randomise_to_rgb(meta.unbox(init_generator(up, jax.random.PRNGKey(0), 2)["params"]))
+    net = params["synthesis_network"]
+    assert sorted(n for n in net if "below_gain" in net[n]) == ["up16", "up32"]
+    assert all(float(jnp.max(jnp.abs(net[n]["below_gain"]))) == 0 for n in ("up16", "up32"))
+    inputs = inputs_for(up)
+
+    def outputs_with_encoder_scaled(p, scale):
+        p = jax.tree_util.tree_map(lambda x: x, p)
+        p["synthesis_network"]["from_rgb"] = jax.tree_util.tree_map(lambda k: k * scale,
+                                                                    p["synthesis_network"]["from_rgb"])
+        return up.apply({"params": p}, **inputs, noise_mode="none")
+
+    for p, image_levels_move in ((params, False), (open_below_paths(params), True)):
+        before, after = outputs_with_encoder_scaled(p, 1.0), outputs_with_encoder_scaled(p, 3.0)
+        change = [float(jnp.max(jnp.abs(a - b))) for a, b in zip(after, before)]  # levels 4, 8, 16, 32
+        assert min(change[:2]) > 1e-2, change
+        assert (min(change[2:]) > 1e-2) if image_levels_move else (max(change[2:]) == 0.0), change
+
+
 def test_kernel_impls_agree_inside_the_upsampler():
     outs = []
     params = None
     for impl in ("grouped", "patches", "bank"):
         up = build_generator(upsampler_config(kernel_impl=impl))
         if params is None:
-            params = randomise_to_rgb(meta.unbox(init_generator(up, jax.random.PRNGKey(0), 2)["params"]))
+            params = meta.unbox(init_generator(up, jax.random.PRNGKey(0), 2)["params"])
+            params = open_below_paths(randomise_to_rgb(params))
         outs.append(up.apply({"params": params}, **inputs_for(up), noise_mode="none")[-1])
     assert float(jnp.std(outs[0])) > 0.1
     for other in outs[1:]:

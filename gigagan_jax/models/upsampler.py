@@ -3,15 +3,17 @@
     low-res x [B, r, r, 3] -> fromRGB -> `down_blocks` residual down blocks (r -> r / 2^k)
     -> one up block per decoder level (r / 2^(k-1), ..., R), each:
          adaptive conv (upsamples, kernel selection + modulation by w) [+ U-Net skip at equal size]
-         -> adaptive conv -> L2 self-attention -> cross-attention on t_local,
+         -> adaptive convs -> L2 self-attention -> cross-attention on t_local,
          residual around the block, then toRGB
+       levels above r are image-first: fromImage(resize(x)) + gain * that up-sampling conv, with
+       the gain and the residual's shortcut starting at zero (see UpBlock)
     w = M(z, t_global) as in the base generator; noise inputs in every adaptive conv.
 
 Output pyramid: level l's image is `resize(x, l) + toRGB_l`, with resize = area down-sampling
 below r and bicubic up-sampling above it: every level is a complete image for the MS-I/O
 discriminator, and each level's toRGB predicts only what the resized input lacks. The decoder
-levels above r also read resize(x, l) directly, so edges can be placed from full-resolution
-input, not only from up-sampled r-px features. The toRGB kernels start at zero, so at init
+levels above r start from resize(x, l) itself, so edges are placed from full-resolution input,
+not from up-sampled r-px features. The toRGB kernels start at zero, so at init
 every level is exactly the resized input and each kernel's gradient (features x output error)
 is informative from the first step. Measured alternatives (pure L1 probes, BENCHMARKS.md): a
 learned scalar gate on the residual closed to ~0 within 150 steps; StyleGAN2-style accumulation
@@ -100,33 +102,50 @@ class ResidualDown(nn.Module):
 
 
 class UpBlock(nn.Module):
-    """Decoder level: r/2 -> r, adaptive convs + attention, residual, U-Net skip, toRGB."""
+    """Decoder level: r/2 -> r, adaptive convs + attention, residual, U-Net skip, toRGB.
+
+    Above the input size the level is image-first: its first features come from the resized input
+    image alone, and the features from the level below join through zero-initialised paths (a
+    per-channel gain on the up-sampling conv, a zero 1x1 shortcut). Adding them at full strength
+    from the start drowned the image's edges in unit-variance features that carry no sub-pixel
+    information yet: pure-L1 probes sat above the bicubic error for 700 steps, the image-first
+    level beat it after ~300 (BENCHMARKS.md)."""
 
     spec: UpsamplerSpec
     resolution: int
     features: int
 
+    def _synthesis_layer(self, name: str, up: bool = False) -> SynthesisLayer:
+        s = self.spec
+        return SynthesisLayer(self.features, s.num_kernels, up=up, use_noise=s.use_noise, impl=s.kernel_impl,
+                              dtype=s.compute_dtype, name=name)
+
     @nn.compact
     def __call__(self, x, encoder_skip: Optional[jax.Array], image: Optional[jax.Array], w,
                  text: Optional[TextConditioning], noise_mode: str) -> tuple[jax.Array, jax.Array]:
         s, dtype = self.spec, self.spec.compute_dtype
-        shortcut = EqualizedConv(self.features, kernel_size=1, use_bias=False, dtype=dtype,
-                                 name="shortcut")(upsample2d(x))
-        y = SynthesisLayer(self.features, s.num_kernels, up=True, use_noise=s.use_noise, impl=s.kernel_impl,
-                           dtype=dtype, name="conv0")(x, w, noise_mode)  # [B, r, r, C]
-        if encoder_skip is not None:
-            y = (y + EqualizedConv(self.features, kernel_size=1, dtype=dtype, name="unet_skip")(encoder_skip)) * SKIP_GAIN
-        if image is not None:  # above the input size: the bicubic up-sampled input, read at full resolution
-            y = (y + EqualizedConv(self.features, activation="lrelu", dtype=dtype, name="from_image")(image)) * SKIP_GAIN
+        below = self._synthesis_layer("conv0", up=True)(x, w, noise_mode)  # [B, r, r, C]
+        if image is None:  # at or below the input size: the U-Net's usual level
+            shortcut_kwargs = {}
+            y = below
+            if encoder_skip is not None:
+                y = (y + EqualizedConv(self.features, kernel_size=1, dtype=dtype, name="unet_skip")(encoder_skip)) * SKIP_GAIN
+        else:  # above it: image-first, the level below joins through zero-initialised paths
+            shortcut_kwargs = {"kernel_init": nn.initializers.zeros}
+            gain = self.param("below_gain", nn.with_logical_partitioning(nn.initializers.zeros, ("conv_out",)),
+                              (self.features,), jnp.float32)
+            y = EqualizedConv(self.features, activation="lrelu", dtype=dtype, name="from_image")(image)
+            y = y + below * gain.astype(dtype)
         for j in range(1, s.convs_per_level):
-            y = SynthesisLayer(self.features, s.num_kernels, use_noise=s.use_noise, impl=s.kernel_impl,
-                               dtype=dtype, name=f"conv{j}")(y, w, noise_mode)
+            y = self._synthesis_layer(f"conv{j}")(y, w, noise_mode)
         if self.resolution in s.self_attn_resolutions:
             y = L2SelfAttention(s.attn_heads, s.attn_head_dim, s.attn_residual_gain, dtype=dtype,
                                 name="self_attn")(y, w)
         if self.resolution in s.cross_attn_resolutions and text is not None:
             y = CrossAttention(s.attn_heads, s.attn_head_dim, s.attn_residual_gain, dtype=dtype,
                                name="cross_attn")(y, text.t_local, text.t_mask)
+        shortcut = EqualizedConv(self.features, kernel_size=1, use_bias=False, dtype=dtype,
+                                 name="shortcut", **shortcut_kwargs)(upsample2d(x))
         y = (y + shortcut) * SKIP_GAIN
         rgb = ToRGB(dtype=dtype, kernel_init=nn.initializers.zeros, name="to_rgb")(y, w)
         return y, rgb  # [B, r, r, C], [B, r, r, 3]
