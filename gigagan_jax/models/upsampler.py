@@ -108,8 +108,8 @@ class UpBlock(nn.Module):
     image alone, and the features from the level below join through zero-initialised paths (a
     per-channel gain on the up-sampling conv, a zero 1x1 shortcut). Adding them at full strength
     from the start drowned the image's edges in unit-variance features that carry no sub-pixel
-    information yet: pure-L1 probes sat above the bicubic error for 700 steps, the image-first
-    level beat it after ~300 (BENCHMARKS.md)."""
+    information yet: pure-L1 probes sat above the bicubic error for 700 steps; with image-first
+    levels they beat it after ~450 (BENCHMARKS.md)."""
 
     spec: UpsamplerSpec
     resolution: int
