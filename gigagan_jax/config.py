@@ -119,6 +119,7 @@ def _data_defaults() -> ml_collections.ConfigDict:
     data.cache_dir = ""  # where prepared datasets are cached ("" = ~/.cache/gigagan_jax)
     data.num_examples = 20000  # size of the procedural shapes set
     data.shape_scale = 1.0  # size of the procedural shapes relative to the default (kind="shapes")
+    data.shape_positions = ()  # where shapes may sit (names from data.shapes.POSITIONS); () = all five
     data.random_flip = False
     data.prefetch = 2
     data.num_workers = 0

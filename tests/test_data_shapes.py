@@ -63,3 +63,20 @@ def test_shape_scale_grows_the_shapes_and_keeps_everything_else():
     assert 1.5**2 * 0.8 < area(large) / area(small) < 1.5**2 * 1.2  # area ~ scale^2 (borders clip a little)
     with pytest.raises(ValueError, match="shape_scale"):
         ShapesSource(4, 32, size_scale=2.0)
+
+
+def test_shape_positions_restrict_placement_and_allow_larger_shapes():
+    full, named = ShapesSource(200, 32), ShapesSource(200, 32, positions=tuple(shapes.POSITIONS))
+    for i in range(200):  # () means every position: naming them all gives the very same examples
+        assert named[i]["caption"] == full[i]["caption"]
+    centre = ShapesSource(200, 32, positions=("center",))
+    assert {centre.attributes(i)["position"] for i in range(200)} == {"center"}
+    corners = ShapesSource(200, 32, positions=("top left", "bottom right"))
+    assert {corners.attributes(i)["position"] for i in range(200)} == {"top left", "bottom right"}
+    assert shapes.max_size_scale(("center",)) > 2.5 > shapes.max_size_scale()
+    big = ShapesSource(8, 32, size_scale=2.5, positions=("center",))  # too large for the corners
+    assert np.any(big[0]["image"] != big[0]["image"][0, 0], -1).sum() > 0.25 * 32 * 32
+    with pytest.raises(ValueError, match="shape_scale"):
+        ShapesSource(8, 32, size_scale=2.5)
+    with pytest.raises(ValueError, match="shape_positions"):
+        ShapesSource(8, 32, positions=("middle",))

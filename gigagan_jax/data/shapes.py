@@ -8,6 +8,7 @@ and check the generated image's colour and shape with `parse_caption` + `render_
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 import numpy as np
 
@@ -47,9 +48,15 @@ TEMPLATES = (
 NUM_CLASSES = len(COLOURS) * len(SHAPES)  # label = colour index * len(SHAPES) + shape index
 BASE_RADIUS = 0.16  # shape half-size as a fraction of the image side
 SIZE_MIN, SIZE_SPREAD = 0.8, 0.3  # per-example size factor ~ U(SIZE_MIN, SIZE_MIN + SIZE_SPREAD)
-# Largest config.data.shape_scale: the largest shape, centred on the position nearest an edge,
-# then just reaches the image border (the small random offset may still clip it a little).
-MAX_SIZE_SCALE = min(min(x, y, 1 - x, 1 - y) for x, y in POSITIONS.values()) / (BASE_RADIUS * (SIZE_MIN + SIZE_SPREAD))
+
+
+def max_size_scale(positions=tuple(POSITIONS)) -> float:
+    """Largest config.data.shape_scale: the largest shape, centred on the position nearest an edge,
+    then just reaches the image border (the small random offset may still clip it a little)."""
+    margin = min(min(x, y, 1 - x, 1 - y) for x, y in (POSITIONS[p] for p in positions))
+    return margin / (BASE_RADIUS * (SIZE_MIN + SIZE_SPREAD))
+
+
 _COLOUR_NAMES = tuple(COLOURS)
 _POSITION_NAMES = tuple(POSITIONS)
 _BACKGROUND_NAMES = tuple(BACKGROUNDS)
@@ -153,13 +160,26 @@ def label_of(colour: str, shape: str) -> int:
 
 
 class ShapesSource:
-    """Random-access source of procedural examples; attributes precomputed, pixels rendered on read."""
+    """Random-access source of procedural examples; attributes precomputed, pixels rendered on read.
 
-    def __init__(self, num_examples: int, resolution: int, seed: int = 0, size_scale: float = 1.0):
+    `positions` restricts where shapes are placed (names from POSITIONS; () = all). Fewer
+    positions make an easier set whose shapes may also be larger (`max_size_scale`).
+    """
+
+    def __init__(self, num_examples: int, resolution: int, seed: int = 0, size_scale: float = 1.0,
+                 positions: Sequence[str] = ()):
         if num_examples < 1:
             raise ValueError(f"config.data.num_examples must be >= 1 for shapes, got {num_examples}")
-        if not 0 < size_scale <= MAX_SIZE_SCALE:
-            raise ValueError(f"config.data.shape_scale must be in (0, {MAX_SIZE_SCALE:.3f}], got {size_scale}")
+        positions = tuple(positions) or _POSITION_NAMES
+        unknown = [p for p in positions if p not in POSITIONS]
+        if unknown or len(set(positions)) != len(positions):
+            raise ValueError(f"config.data.shape_positions must be distinct names from {_POSITION_NAMES}, "
+                             f"got {positions}")
+        largest = max_size_scale(positions)
+        if not 0 < size_scale <= largest:
+            raise ValueError(f"config.data.shape_scale must be in (0, {largest:.3f}] for positions "
+                             f"{positions}, got {size_scale}")
+        self.positions = positions
         self.resolution = resolution
         index = np.arange(num_examples, dtype=np.uint64)
 
@@ -168,7 +188,7 @@ class ShapesSource:
 
         self._colour = pick(0, len(COLOURS))
         self._shape = pick(1, len(SHAPES))
-        self._position = pick(2, len(POSITIONS))
+        self._position = np.asarray([_POSITION_NAMES.index(p) for p in positions])[pick(2, len(positions))]
         self._background = pick(3, len(BACKGROUNDS))
         self._template = pick(4, len(TEMPLATES))
         self._size = size_scale * (SIZE_MIN + SIZE_SPREAD * _uniform(seed, index, 5))  # [N]

@@ -137,7 +137,7 @@ def open_source(config):
     """The dataset named by config.data as a random-access source at config.model.resolution."""
     data, resolution = config.data, config.model.resolution
     if data.kind == "shapes":
-        return ShapesSource(data.num_examples, resolution, SHAPES_SEED, data.shape_scale)
+        return ShapesSource(data.num_examples, resolution, SHAPES_SEED, data.shape_scale, data.shape_positions)
     if data.kind == "folder":
         if not data.path:
             raise ValueError("config.data.path must point at a caption folder when data.kind='folder'")
