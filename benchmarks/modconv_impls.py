@@ -1,4 +1,4 @@
-"""Grouped vs filter-bank vs im2col adaptive modulated conv: median fwd and fwd+bwd time per shape.
+"""Every adaptive modulated conv implementation (grouped, bank, im2col, per-sample): median fwd and fwd+bwd time per shape.
 
     python benchmarks/modconv_impls.py [--batch 8] [--repeats 20]
 
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.core import meta
 
-from gigagan_jax.models.layers import AdaptiveModulatedConv
+from gigagan_jax.models.layers import MODCONV_IMPLS, AdaptiveModulatedConv
 
 
 def _median_seconds(fn, *args, repeats: int) -> float:
@@ -37,7 +37,7 @@ def main():
     parser.add_argument("--num-kernels", type=int, default=4)
     args = parser.parse_args()
     print(f"backend={jax.default_backend()} batch={args.batch} channels={args.channels} N={args.num_kernels}")
-    impls = ("grouped", "bank", "patches")
+    impls = MODCONV_IMPLS
     print("res  " + "  ".join(f"{i + ' fwd':>13} {i + ' f+b':>13}" for i in impls) + "   (ms)")
     for res in (4, 8, 16, 32, 64):
         x = jax.random.normal(jax.random.PRNGKey(0), (args.batch, res, res, args.channels))

@@ -1,6 +1,6 @@
 """Train-step and sampling speed at the PyTorch reference's shape (DESIGN.md section 13).
 
-    python benchmarks/step_speed.py --config configs/bench64.py [--repeats 10]
+    python benchmarks/step_speed.py --config configs/bench64.py [--repeats 10] [--kernel-impl patches]
 
 Prints the median seconds (after warm-up, compilation excluded) of: the D step without and
 with R1, the G step, one D+G iteration, and sampling 64 images; batch and shapes from the
@@ -12,6 +12,7 @@ analysis of the sampling executable as achieved GFLOP/s.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 
 import jax
@@ -20,7 +21,7 @@ import jax.numpy as jnp
 from _timing import median_seconds
 from gigagan_jax.config import load_config, validate_config
 from gigagan_jax.models.discriminator import build_discriminator
-from gigagan_jax.models.generator import build_generator
+from gigagan_jax.models.generator import Generator, build_generator
 from gigagan_jax.sampling import generate
 from gigagan_jax.train.state import init_train_state
 from gigagan_jax.train.step import GanSteps
@@ -33,8 +34,11 @@ def main() -> None:
     parser.add_argument("--config", default="configs/bench64.py")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--sample-batch", type=int, default=64)
+    parser.add_argument("--kernel-impl", default=None, help="override config.model.g.kernel_impl")
     args = parser.parse_args()
     config = load_config(args.config)
+    if args.kernel_impl:
+        config.model.g.kernel_impl = args.kernel_impl
     validate_config(config)
     generator, disc = build_generator(config), build_discriminator(config)
     steps = GanSteps(config, generator, disc)
@@ -77,7 +81,10 @@ def main() -> None:
         ref = REFERENCE.get(name)
         extra = f"{ref:>12.2f} {ref / seconds:>8.2f}x" if ref else ""
         print(f"{name:<18} {seconds:>9.3f} {extra}")
-    cost = generate.lower(generator, state.g_ema, z, feats, eot).compile().cost_analysis()
+    # Counted on the loop-free "patches" form of the same computation: XLA's cost analysis
+    # counts a loop body once, so "per_sample" (a lax.map over samples) would read n x too low.
+    counted = Generator(dataclasses.replace(spec, kernel_impl="patches"))
+    cost = generate.lower(counted, state.g_ema, z, feats, eot).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get("flops", 0.0))
     print(f"sampling {n}: {flops / 1e9:.1f} GFLOP per call (XLA cost analysis), "

@@ -15,7 +15,7 @@ import ml_collections
 DATA_KINDS = ("shapes", "folder", "emoji", "tfds")
 CONDITIONINGS = ("text", "class", "none")
 TASKS = ("t2i", "upsampler")
-KERNEL_IMPLS = ("auto", "grouped", "bank", "patches")
+KERNEL_IMPLS = ("auto", "grouped", "bank", "patches", "per_sample")
 DTYPES = ("float32", "bfloat16")
 
 
@@ -36,8 +36,8 @@ def _generator_defaults() -> ml_collections.ConfigDict:
     # Sample-adaptive kernel selection: N kernels per conv layer, softmax-combined per sample.
     g.num_kernels = 6
     # "grouped" (per-sample grouped conv) | "bank" (N shared convs) | "patches" (per-sample
-    # kernel as an im2col batched matmul) | "auto" (per backend, see
-    # gigagan_jax.models.generator.resolve_kernel_impl and BENCHMARKS.md).
+    # kernel as an im2col batched matmul) | "per_sample" (B plain convs in sequence) | "auto"
+    # (per backend, see gigagan_jax.models.generator.resolve_kernel_impl and BENCHMARKS.md).
     g.kernel_impl = "auto"
     g.self_attn_resolutions = (8, 16, 32)
     g.cross_attn_resolutions = (8, 16, 32)

@@ -215,7 +215,8 @@ def test_paper_config_parameter_count():
 
 
 def test_kernel_impl_choice_and_whole_generator_equivalence():
-    assert resolve_kernel_impl("auto", "cpu") == "patches"
+    assert resolve_kernel_impl("auto", "cpu", num_devices=1) == "per_sample"
+    assert resolve_kernel_impl("auto", "cpu", num_devices=8) == "patches"
     assert resolve_kernel_impl("auto", "gpu") == "grouped"
     assert resolve_kernel_impl("grouped", "cpu") == "grouped"
     generator, params = _tiny()
@@ -223,9 +224,9 @@ def test_kernel_impl_choice_and_whole_generator_equivalence():
     z = jax.random.normal(jax.random.PRNGKey(1), (2, spec.z_dim))
     feats, eot = _text(spec, 2)
     outputs = {}
-    for impl in ("grouped", "bank", "patches"):
+    for impl in ("grouped", "bank", "patches", "per_sample"):
         other = Generator(dataclasses.replace(spec, kernel_impl=impl))
         outputs[impl] = _sample(other, params, z, feats, eot, noise_mode="none")
-    for impl in ("bank", "patches"):
+    for impl in ("bank", "patches", "per_sample"):
         for a, b in zip(outputs["grouped"], outputs[impl]):
             np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4, err_msg=impl)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax.core import meta
 
-from gigagan_jax.models.layers import AdaptiveModulatedConv, EqualizedConv, EqualizedDense, KernelSelection
+from gigagan_jax.models.layers import MODCONV_IMPLS, AdaptiveModulatedConv, EqualizedConv, EqualizedDense, KernelSelection
 from gigagan_jax.models.resample import downsample2d, upsample2d
 
 
@@ -63,7 +63,7 @@ def _reference_modconv(x, w, p, demodulate=True):
     return out
 
 
-@pytest.mark.parametrize("impl", ["grouped", "bank", "patches"])
+@pytest.mark.parametrize("impl", MODCONV_IMPLS)
 @pytest.mark.parametrize("demodulate", [True, False])
 def test_modulated_conv_matches_numpy_reference(impl, demodulate):
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 6, 3))
@@ -83,9 +83,27 @@ def test_all_implementations_agree(up, num_kernels):
     params = _randomize(_init(grouped, x, w), seed=5)
     y_grouped = grouped.apply(params, x, w)
     assert y_grouped.shape == (3, 16 if up else 8, 16 if up else 8, 24)
-    for impl in ("bank", "patches"):
+    for impl in ("bank", "patches", "per_sample"):
         other = AdaptiveModulatedConv(24, 3, num_kernels, up=up, impl=impl).apply(params, x, w)
         np.testing.assert_allclose(other, y_grouped, rtol=1e-4, atol=1e-4, err_msg=impl)
+
+
+def test_all_implementations_have_equal_gradients():
+    """Training runs the backward pass, which each implementation builds differently."""
+    x = jax.random.normal(jax.random.PRNGKey(9), (3, 8, 8, 16))
+    w = jax.random.normal(jax.random.PRNGKey(10), (3, 12))
+    target = jax.random.normal(jax.random.PRNGKey(11), (3, 8, 8, 24))
+    params = _randomize(_init(AdaptiveModulatedConv(24, 3, 4, impl="grouped"), x, w), seed=12)
+
+    def grads(impl):
+        layer = AdaptiveModulatedConv(24, 3, 4, impl=impl)
+        loss = lambda p, x, w: jnp.sum(layer.apply(p, x, w) * target)
+        return jax.grad(loss, argnums=(0, 1, 2))(params, x, w)
+
+    reference = jax.tree_util.tree_leaves(grads("grouped"))
+    for impl in ("bank", "patches", "per_sample"):
+        for got, want in zip(jax.tree_util.tree_leaves(grads(impl)), reference):
+            np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3, err_msg=impl)
 
 
 def test_demodulation_gives_unit_variance_output():
