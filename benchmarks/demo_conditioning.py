@@ -2,12 +2,13 @@
 
     python benchmarks/demo_conditioning.py --workdir runs/demo [--step N] [--n 8]
 
-A small CNN is trained (about a minute on 2 cores) to read colour (8 classes) and shape
-(6 classes) off real shapes images at the run's resolution; it is then applied to images the
-run's G_ema generates for every (colour, shape) prompt, with position and background drawn
-from the data's vocabulary. Prints the classifier's accuracy on held-out real images (its
-ceiling), the generated images' colour and shape accuracy against chance (1/8, 1/6), and
-writes a grid (one row per colour, one column per shape) next to the run.
+A small CNN is trained (about a minute on 2 cores) to read colour (8 classes), shape (6 classes)
+and position (5 classes) off real shapes images drawn like the run's training data (its
+shape_scale and shape_positions); it is then applied to images the run's G_ema generates for
+every (colour, shape) prompt, with position and background drawn from the run's vocabulary.
+Prints the classifier's accuracy on held-out real images (its ceiling), the generated images'
+accuracy against chance (position only when the run uses more than one), and writes a grid
+(one row per colour, one column per shape) next to the run.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from gigagan_jax.sampling import make_grid, save_png
 
 
 class AttributeNet(nn.Module):
-    """Tiny CNN: image [B, R, R, 3] in [-1, 1] -> (colour logits [B, 8], shape logits [B, 6])."""
+    """Tiny CNN: image [B, R, R, 3] in [-1, 1] -> logits for colour [B, 8], shape [B, 6], position [B, 5]."""
 
     @nn.compact
     def __call__(self, x):
@@ -38,14 +39,16 @@ class AttributeNet(nn.Module):
             x = nn.max_pool(x, (2, 2), (2, 2))
         x = jnp.mean(x, axis=(1, 2))  # [B, 128]
         x = nn.relu(nn.Dense(128)(x))
-        return nn.Dense(len(COLOURS))(x), nn.Dense(len(SHAPES))(x)
+        return nn.Dense(len(COLOURS))(x), nn.Dense(len(SHAPES))(x), nn.Dense(len(POSITIONS))(x)
 
 
-def train_classifier(resolution: int, shape_scale: float = 1.0, steps: int = 600, batch: int = 128):
-    source = ShapesSource(12_000, resolution, seed=1, size_scale=shape_scale)  # not the training seed: unseen images
+def train_classifier(resolution: int, shape_scale: float = 1.0, positions=(), steps: int = 600, batch: int = 128):
+    # seed 1, not the training seed: unseen images
+    source = ShapesSource(12_000, resolution, seed=1, size_scale=shape_scale, positions=positions)
     data = source.get_batch(np.arange(len(source)))
     images = data["image"].astype(np.float32) / 127.5 - 1.0
     colour, shape = np.divmod(data["label"], len(SHAPES))
+    position = np.asarray([list(POSITIONS).index(source.attributes(i)["position"]) for i in range(len(source))])
     train_idx, test_idx = np.arange(10_000), np.arange(10_000, 12_000)
     net = AttributeNet()
     params = net.init(jax.random.PRNGKey(0), images[:1])
@@ -53,11 +56,10 @@ def train_classifier(resolution: int, shape_scale: float = 1.0, steps: int = 600
     opt = tx.init(params)
 
     @jax.jit
-    def step(params, opt, x, c, s):
+    def step(params, opt, x, c, s, q):
         def loss_fn(p):
-            lc, ls = net.apply(p, x)
-            return (optax.softmax_cross_entropy_with_integer_labels(lc, c).mean()
-                    + optax.softmax_cross_entropy_with_integer_labels(ls, s).mean())
+            return sum(optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+                       for logits, y in zip(net.apply(p, x), (c, s, q)))
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt = tx.update(grads, opt)
         return optax.apply_updates(params, updates), opt, loss
@@ -65,11 +67,12 @@ def train_classifier(resolution: int, shape_scale: float = 1.0, steps: int = 600
     rng = np.random.default_rng(0)
     for _ in range(steps):
         i = rng.choice(train_idx, batch, replace=False)
-        params, opt, _ = step(params, opt, images[i], colour[i], shape[i])
+        params, opt, _ = step(params, opt, images[i], colour[i], shape[i], position[i])
     predict = jax.jit(lambda x: [jnp.argmax(l, -1) for l in net.apply(params, x)])
-    pc, ps = predict(images[test_idx])
+    pc, ps, pq = predict(images[test_idx])
     ceiling = {"colour": float(np.mean(np.asarray(pc) == colour[test_idx])),
-               "shape": float(np.mean(np.asarray(ps) == shape[test_idx]))}
+               "shape": float(np.mean(np.asarray(ps) == shape[test_idx])),
+               "position": float(np.mean(np.asarray(pq) == position[test_idx]))}
     return predict, ceiling
 
 
@@ -83,21 +86,27 @@ def main() -> None:
 
     trained = load_trained_generator(args.workdir, args.step)
     resolution = trained.config.model.resolution
-    predict, ceiling = train_classifier(resolution, trained.config.data.get("shape_scale", 1.0))
+    data = trained.config.data
+    positions = tuple(data.get("shape_positions", ())) or tuple(POSITIONS)
+    predict, ceiling = train_classifier(resolution, data.get("shape_scale", 1.0), positions)
 
     rng = np.random.default_rng(0)
     pairs = list(itertools.product(range(len(COLOURS)), range(len(SHAPES))))
-    prompts = [make_caption(list(COLOURS)[c], SHAPES[s], rng.choice(list(POSITIONS)), rng.choice(list(BACKGROUNDS)))
-               for c, s in pairs]
+    where = [rng.choice(positions) for _ in pairs]
+    prompts = [make_caption(list(COLOURS)[c], SHAPES[s], p, rng.choice(list(BACKGROUNDS)))
+               for (c, s), p in zip(pairs, where)]
     images = sample_prompts(trained, prompts, args.n, seed=1000, truncation=args.truncation)  # [48*n, R, R, 3]
-    pc, ps = predict(images.astype(np.float32) / 127.5 - 1.0)
+    pc, ps, pq = (np.asarray(p) for p in predict(images.astype(np.float32) / 127.5 - 1.0))
     want_c = np.repeat([c for c, _ in pairs], args.n)
     want_s = np.repeat([s for _, s in pairs], args.n)
+    want_q = np.repeat([list(POSITIONS).index(p) for p in where], args.n)
+    position = {"position_accuracy": float(np.mean(pq == want_q)), "position_chance": 1 / len(positions)}
     result = {
         "workdir": args.workdir, "step": trained.step, "images": int(len(images)),
-        "colour_accuracy": float(np.mean(np.asarray(pc) == want_c)), "colour_chance": 1 / len(COLOURS),
-        "shape_accuracy": float(np.mean(np.asarray(ps) == want_s)), "shape_chance": 1 / len(SHAPES),
-        "both_accuracy": float(np.mean((np.asarray(pc) == want_c) & (np.asarray(ps) == want_s))),
+        "colour_accuracy": float(np.mean(pc == want_c)), "colour_chance": 1 / len(COLOURS),
+        "shape_accuracy": float(np.mean(ps == want_s)), "shape_chance": 1 / len(SHAPES),
+        "both_accuracy": float(np.mean((pc == want_c) & (ps == want_s))),
+        **(position if len(positions) > 1 else {}),
         "classifier_ceiling_on_real": ceiling, "truncation": args.truncation,
     }
     print(json.dumps(result, indent=2))
