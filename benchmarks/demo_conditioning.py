@@ -106,6 +106,9 @@ def main() -> None:
         "colour_accuracy": float(np.mean(pc == want_c)), "colour_chance": 1 / len(COLOURS),
         "shape_accuracy": float(np.mean(ps == want_s)), "shape_chance": 1 / len(SHAPES),
         "both_accuracy": float(np.mean((pc == want_c) & (ps == want_s))),
+        "shape_accuracy_by_shape": {name: float(np.mean(ps[want_s == k] == k)) for k, name in enumerate(SHAPES)},
+        "shape_read_as": {name: dict(zip(SHAPES, np.bincount(ps[want_s == k], minlength=len(SHAPES)).tolist()))
+                          for k, name in enumerate(SHAPES)},
         **(position if len(positions) > 1 else {}),
         "classifier_ceiling_on_real": ceiling, "truncation": args.truncation,
     }

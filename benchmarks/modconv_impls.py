@@ -1,4 +1,4 @@
-"""Every adaptive modulated conv implementation (grouped, bank, im2col, per-sample): median fwd and fwd+bwd time per shape.
+"""Every adaptive modulated conv implementation: median fwd and fwd+bwd time per shape.
 
     python benchmarks/modconv_impls.py [--batch 8] [--repeats 20]
 
