@@ -234,26 +234,7 @@ class AdaptiveModulatedConv(nn.Module):
             mixed = jnp.einsum("bn,nxyio->bxyio", a, bank)
             return mixed * styles[:, None, None, :, None]
 
-        if self.impl == "patches":
-            kernel = sample_kernels()
-            if self.demodulate:
-                kernel = kernel * demod_factor(kernel)[:, None, None, None, :]
-            kernel = einops.rearrange(kernel, "b x y i o -> b (x y i) o").astype(self.dtype)
-            y = jnp.einsum("bhwc,bco->bhwo", im2col(x.astype(self.dtype), k), kernel)
-        elif self.impl == "grouped":
-            kernel = sample_kernels()
-            if self.demodulate:
-                kernel = kernel * demod_factor(kernel)[:, None, None, None, :]
-            kernel = einops.rearrange(kernel, "b x y i o -> x y i (b o)").astype(self.dtype)
-            xg = einops.rearrange(x.astype(self.dtype), "b h w c -> 1 h w (b c)")
-            y = conv2d(xg, kernel, groups=b)  # [1, H, W, B*Cout]
-            y = einops.rearrange(y, "1 h w (b o) -> b h w o", b=b)
-        elif self.impl == "per_sample":
-            kernel = sample_kernels()
-            if self.demodulate:
-                kernel = kernel * demod_factor(kernel)[:, None, None, None, :]
-            y = per_sample_conv2d(x.astype(self.dtype), kernel.astype(self.dtype))
-        else:
+        if self.impl == "bank":
             xm = (x * styles[:, None, None, :]).astype(self.dtype)  # [B, H, W, Cin]
             kernel = einops.rearrange(bank, "n x y i o -> x y i (n o)").astype(self.dtype)
             y = conv2d(xm, kernel)  # [B, H, W, N*Cout]
@@ -262,6 +243,19 @@ class AdaptiveModulatedConv(nn.Module):
                 y = jnp.einsum("bhwno,bn->bhwo", y, a.astype(self.dtype))
             if self.demodulate:
                 y = y * demod_factor(sample_kernels())[:, None, None, :].astype(self.dtype)
+            return y
+        kernel = sample_kernels()  # the other three apply each sample's own kernel
+        if self.demodulate:
+            kernel = kernel * demod_factor(kernel)[:, None, None, None, :]
+        kernel, x = kernel.astype(self.dtype), x.astype(self.dtype)
+        if self.impl == "patches":
+            y = jnp.einsum("bhwc,bco->bhwo", im2col(x, k), einops.rearrange(kernel, "b x y i o -> b (x y i) o"))
+        elif self.impl == "grouped":
+            xg = einops.rearrange(x, "b h w c -> 1 h w (b c)")
+            y = conv2d(xg, einops.rearrange(kernel, "b x y i o -> x y i (b o)"), groups=b)  # [1, H, W, B*Cout]
+            y = einops.rearrange(y, "1 h w (b o) -> b h w o", b=b)
+        else:
+            y = per_sample_conv2d(x, kernel)
         return y
 
 
