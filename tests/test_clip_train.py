@@ -39,3 +39,28 @@ def test_learns_held_out_retrieval(tmp_path):
           "--batch", "64", "--steps", "300"] + TINY)
     metrics = json.loads((out / "train_clip.json").read_text())
     assert metrics["top1_gallery100"] > 0.2  # chance is 0.01
+
+
+def test_small_clip_of_a_run_sees_the_runs_shapes(monkeypatch, tmp_path):
+    """The GAN's CLIP loss only carries shape if its CLIP learned shapes drawn like the run's
+    (scale and positions); one trained on the default draw reads 2.2x centred shapes at chance."""
+    from gigagan_jax.config import default_config
+    from gigagan_jax.data import open_source
+    from gigagan_jax.tools import train_clip
+    from gigagan_jax.train.text_encoder import train_small_clip
+
+    config = default_config()
+    config.model.resolution = 32
+    config.data.num_examples = 300
+    config.data.shape_scale = 1.5
+    config.data.shape_positions = ("center", "top left")
+    seen = []
+    monkeypatch.setattr(train_clip, "main", lambda argv: seen.append(argv) or 0)
+    train_small_clip(config, str(tmp_path / "clip"))
+    args = train_clip.parse_args(seen[0])
+    run_images = open_source(config).get_batch(np.arange(300))["image"]
+    clip_images = open_source(train_clip.data_config(args)).get_batch(np.arange(300))["image"]
+    np.testing.assert_array_equal(clip_images, run_images)
+    default_images = open_source(train_clip.data_config(train_clip.parse_args(["--out", "x"]))).get_batch(
+        np.arange(300))["image"]
+    assert not np.array_equal(default_images, run_images)

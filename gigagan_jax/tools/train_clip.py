@@ -48,6 +48,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="shapes | emoji[:DIR] | folder:DIR | tfds:NAME[:DATA_DIR] (as config.data)")
     p.add_argument("--out", required=True, help="output folder (HF layout: config.json + flax_model.msgpack)")
     p.add_argument("--num-examples", type=int, default=20000, help="size of the shapes set")
+    p.add_argument("--shape-scale", type=float, default=1.0,
+                   help="shapes only: size relative to the default (as config.data.shape_scale)")
+    p.add_argument("--shape-positions", default="",
+                   help="shapes only: comma-separated positions, empty = all (as config.data.shape_positions)")
     p.add_argument("--holdout", type=int, default=1000, help="pairs kept out of training for retrieval")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch", type=int, default=64)
@@ -64,13 +68,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def data_config(spec: str, image_size: int, num_examples: int):
-    """`--data` spec -> the project config whose data section `open_source` reads."""
+def data_config(args: argparse.Namespace):
+    """`--data` spec and the shapes options -> the project config whose data section `open_source` reads."""
     config = default_config()
-    config.model.resolution = image_size
-    kind, _, rest = spec.partition(":")
+    config.model.resolution = args.image_size
+    kind, _, rest = args.data.partition(":")
     config.data.kind = kind
-    config.data.num_examples = num_examples
+    config.data.num_examples = args.num_examples
+    config.data.shape_scale = args.shape_scale
+    config.data.shape_positions = tuple(p for p in args.shape_positions.split(",") if p)
     if kind == "tfds":
         config.data.name, _, config.data.path = rest.partition(":")
     else:
@@ -78,11 +84,11 @@ def data_config(spec: str, image_size: int, num_examples: int):
     return config
 
 
-def load_pairs(spec: str, image_size: int, num_examples: int):
+def load_pairs(args: argparse.Namespace):
     """All examples in memory: uint8 images [N, S, S, 3] and their captions."""
     from gigagan_jax.data import open_source
 
-    source = open_source(data_config(spec, image_size, num_examples))
+    source = open_source(data_config(args))
     images, captions = [], []
     for start in range(0, len(source), 1024):
         batch = source.get_batch(np.arange(start, min(start + 1024, len(source))))
@@ -154,7 +160,7 @@ def evaluate(path: str, images: np.ndarray, captions: list[str]) -> dict[str, fl
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    images, captions = load_pairs(args.data, args.image_size, args.num_examples)
+    images, captions = load_pairs(args)
     if len(captions) <= args.holdout + args.batch:
         raise SystemExit(f"--data has {len(captions)} pairs: too few for --holdout {args.holdout} "
                          f"plus one batch of {args.batch}")

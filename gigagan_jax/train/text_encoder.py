@@ -50,6 +50,9 @@ def train_small_clip(config: ml_collections.ConfigDict, out: str) -> None:
             "--holdout", str(max(100, min(1000, config.data.num_examples // 10))),
             "--batch", str(min(128, config.data.num_examples // 4)),
             "--image-size", str(min(config.model.resolution, 64))]
+    if config.data.kind == "shapes":  # the GAN's shapes are drawn this way: the CLIP must know them
+        argv += ["--shape-scale", str(config.data.shape_scale),
+                 "--shape-positions", ",".join(config.data.shape_positions)]
     print(f"config.clip.path is empty: training a small CLIP on the training data -> {out}", flush=True)
     code = train_clip.main(argv)
     if code:
