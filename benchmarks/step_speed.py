@@ -6,7 +6,7 @@ Prints the median seconds (after warm-up, compilation excluded) of: the D step w
 with R1, the G step, one D+G iteration, and sampling 64 images; batch and shapes from the
 config, fp32, one device. CLIP text features are encoded once outside the timed region (here:
 fixed random token features of CLIP-B's shape), as in the reference. Also prints XLA's cost
-analysis of the sampling executable as achieved GFLOP/s.
+analysis of each executable as achieved GFLOP/s, the figure to hold against the machine's peak.
 """
 
 from __future__ import annotations
@@ -84,11 +84,25 @@ def main() -> None:
     # Counted on the loop-free "patches" form of the same computation: XLA's cost analysis
     # counts a loop body once, so "per_sample" (a lax.map over samples) would read n x too low.
     counted = Generator(dataclasses.replace(spec, kernel_impl="patches"))
-    cost = generate.lower(counted, state.g_ema, z, feats, eot).compile().cost_analysis()
+    counted_steps = GanSteps(config, counted, disc)
+    gflop = {
+        "D step": gflop_of(jax.jit(counted_steps.d_step), state, batch, rng),
+        "D step (with R1)": gflop_of(jax.jit(functools.partial(counted_steps.d_step, with_r1=True)),
+                                     state, batch, rng),
+        "G step": gflop_of(jax.jit(counted_steps.g_step), state, batch, rng),
+        f"sample {n}": gflop_of(generate, counted, state.g_ema, z, feats, eot),
+    }
+    gflop["D+G (no R1)"] = gflop["D step"] + gflop["G step"]
+    gflop["D+G (with R1)"] = gflop["D step (with R1)"] + gflop["G step"]
+    print(f"\n{'what':<18} {'GFLOP':>9} {'GFLOP/s':>9}   (XLA cost analysis of the patches form)")
+    for name, seconds in results.items():
+        print(f"{name:<18} {gflop[name]:>9.1f} {gflop[name] / seconds:>9.1f}")
+
+
+def gflop_of(jitted, *args) -> float:
+    cost = jitted.lower(*args).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", 0.0))
-    print(f"sampling {n}: {flops / 1e9:.1f} GFLOP per call (XLA cost analysis), "
-          f"{flops / 1e9 / results[f'sample {n}']:.1f} GFLOP/s achieved")
+    return float(cost.get("flops", 0.0)) / 1e9
 
 
 if __name__ == "__main__":
