@@ -16,12 +16,8 @@ import json
 import numpy as np
 
 from gigagan_jax.data.shapes import COLOURS, SHAPES, ShapesSource, make_caption
+from gigagan_jax.losses.clip_loss import clip_logits
 from gigagan_jax.models.clip import load_clip
-
-
-def unit(x) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 def main() -> None:
@@ -36,12 +32,12 @@ def main() -> None:
     positions = tuple(p for p in args.shape_positions.split(",") if p)
     source = ShapesSource(args.n, args.resolution, seed=5, size_scale=args.shape_scale, positions=positions)
     images = source.get_batch(np.arange(args.n))["image"].astype(np.float32) / 127.5 - 1.0
-    image_embeds = unit(clip.encode_image(images)[0])  # [N, P]
+    image_embeds = clip.encode_image(images)[0]  # [N, P]
     colours = list(COLOURS)
 
     def guess(i: int, captions: list[str]) -> int:
-        text_embeds = unit(clip.encode_text(clip.tokenize(captions))[2])  # [K, P]
-        return int(np.argmax(text_embeds @ image_embeds[i]))
+        text_embeds = clip.encode_text(clip.tokenize(captions))[2]  # [K, P]
+        return int(np.argmax(clip_logits(image_embeds[i:i + 1], text_embeds, clip.logit_scale)[0]))
 
     confusion = np.zeros((len(SHAPES), len(SHAPES)), np.int64)  # [asked, read]
     colour_hits = 0
