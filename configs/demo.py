@@ -1,7 +1,7 @@
 """CPU demo: 32 px text-to-image on the procedural shapes data, sized to learn on 2 CPU cores.
 
 About 0.35-0.43 s per D+G iteration at batch 16 on a 2-core machine: 4000 iterations (64k
-images) take under 30 minutes, after ~6 minutes training the small CLIP (config.clip.path = "")
+images) take 25-29 minutes, after ~6 minutes training the small CLIP (config.clip.path = "")
 on shapes drawn like the GAN's. At step 4000 generated images take the prompt's colour 100 % of
 the time and its shape 91 % (chance 17 %; BENCHMARKS.md). Shapes sit in the center only, at 2.2x
 the default size.
