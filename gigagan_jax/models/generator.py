@@ -35,8 +35,8 @@ def resolve_kernel_impl(impl: str, backend: Optional[str] = None, num_devices: O
 
     CPU (benchmarks/modconv_impls.py, BENCHMARKS.md): B plain convs in sequence ("per_sample")
     run the forward 3.7-4.3x faster than the im2col batched matmul ("patches") at 32-64 px and
-    train about as fast (its custom backward shares patches' kernel gradient), so sampling is
-    ~1.8x faster; both train 3-13x faster than the grouped conv, whose backward pass XLA:CPU
+    train about as fast (its custom backward: per-sample convs and one matmul per kernel tap),
+    so sampling is ~1.8x faster; both train 3-13x faster than the grouped conv, whose backward pass XLA:CPU
     handles poorly. Over several CPU devices we keep "patches": the partitioner all-gathers the
     batch into per_sample's sequential loop. Elsewhere we keep the grouped conv (1/N of the
     bank's FLOPs, no im2col copies); that choice has not been measured on a GPU/TPU yet.

@@ -124,24 +124,26 @@ def _per_sample_kernel_grad(x: jax.Array, dy: jax.Array, k: int) -> jax.Array:
     needs no k*k-wide copy of x, and the kernel gradient alone runs 1.5-3x faster at 32-64 px
     on CPU (the whole G step only a few %: BENCHMARKS.md).
     """
-    h, w = x.shape[1:3]
-    p = k // 2
-    xp = jnp.pad(x, [(0, 0), (p, p), (p, p), (0, 0)])
-    rows = [jnp.stack([jnp.einsum("bhwc,bhwo->bco", xp[:, i:i + h, j:j + w], dy) for j in range(k)], axis=1)
-            for i in range(k)]  # k x [B, k, Cin, Cout]
-    return jnp.stack(rows, axis=1)
+    taps = [jnp.einsum("bhwc,bhwo->bco", view, dy) for view in shifted_views(x, k)]  # k*k x [B, Cin, Cout]
+    return einops.rearrange(jnp.stack(taps, axis=1), "b (i j) c o -> b i j c o", i=k)
 
 
 per_sample_conv2d.defvjp(_per_sample_conv2d_fwd, _per_sample_conv2d_bwd)
 
 
-def im2col(x: jax.Array, k: int) -> jax.Array:
-    """[B, H, W, C] -> [B, H, W, k*k*C]: the SAME-padded k x k neighbourhood of every pixel,
-    ordered (dy, dx, channel) like a flattened HWIO kernel."""
+def shifted_views(x: jax.Array, k: int) -> list[jax.Array]:
+    """[B, H, W, C] -> k*k arrays [B, H, W, C]: the SAME-padded input shifted by each kernel
+    tap (dy, dx), in the row-major order of an HWIO kernel's (x, y) axes."""
     h, w = x.shape[1:3]
     p = k // 2
     xp = jnp.pad(x, [(0, 0), (p, p), (p, p), (0, 0)])
-    return jnp.concatenate([xp[:, dy:dy + h, dx:dx + w] for dy in range(k) for dx in range(k)], axis=-1)
+    return [xp[:, dy:dy + h, dx:dx + w] for dy in range(k) for dx in range(k)]
+
+
+def im2col(x: jax.Array, k: int) -> jax.Array:
+    """[B, H, W, C] -> [B, H, W, k*k*C]: the SAME-padded k x k neighbourhood of every pixel,
+    ordered (dy, dx, channel) like a flattened HWIO kernel."""
+    return jnp.concatenate(shifted_views(x, k), axis=-1)
 
 
 class EqualizedConv(nn.Module):
