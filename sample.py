@@ -85,7 +85,7 @@ def read_prompts() -> list[str]:
 
 
 def write_images(images, prompts, seeds, out_dir: str) -> None:
-    from gigagan_jax.sampling import save_png
+    from gigagan_jax.generate.grid import save_png
 
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "prompts.jsonl"), "w", encoding="utf-8") as f:
@@ -117,8 +117,8 @@ def read_lowres_images(folder: str, size: int) -> tuple[list[str], np.ndarray]:
 
 def upsample_folder(trained) -> None:
     """--upsample_images: one upsampled PNG per input (under --out_dir) and an [input | output] grid."""
-    from gigagan_jax.inference import upsample_images
-    from gigagan_jax.sampling import make_grid, nearest_resize, save_png
+    from gigagan_jax.generate.grid import make_grid, nearest_resize, save_png
+    from gigagan_jax.generate.sample import upsample_images
 
     spec = trained.generator.spec
     if trained.config.task != "upsampler":
@@ -149,10 +149,11 @@ def upsample_folder(trained) -> None:
 
 def main(argv):
     del argv
-    from gigagan_jax import editing
-    from gigagan_jax.inference import load_trained_generator, sample_and_upsample, sample_classes, sample_pairs
-    from gigagan_jax.sampling import make_grid, save_png
-    from gigagan_jax.train.checkpoint import CheckpointError
+    from gigagan_jax.checkpoint import CheckpointError
+    from gigagan_jax.generate import edit
+    from gigagan_jax.generate.grid import make_grid, save_png
+    from gigagan_jax.generate.restore import load_trained_generator
+    from gigagan_jax.generate.sample import sample_and_upsample, sample_classes, sample_pairs
 
     if not _WORKDIR.value:
         fail("--workdir is required")
@@ -188,14 +189,14 @@ def main(argv):
 
     try:
         if _MODE.value == "style_mix":
-            images = [editing.style_mix_images(trained, p, _SEED.value, _SEED2.value, _CROSSOVER.value)
+            images = [edit.style_mix_images(trained, p, _SEED.value, _SEED2.value, _CROSSOVER.value)
                       for p in prompts]
             save_png(make_grid(np.concatenate(images), rows=len(prompts)), _OUT.value)
         elif _MODE.value == "prompt_mix":
-            images = editing.prompt_mix_images(trained, prompts[0], prompts[1], _SEED.value, _CROSSOVER.value)
+            images = edit.prompt_mix_images(trained, prompts[0], prompts[1], _SEED.value, _CROSSOVER.value)
             save_png(make_grid(images, rows=1), _OUT.value)
         elif _MODE.value == "interpolate":
-            frames = editing.interpolation_frames(trained, prompts[0], prompts[-1], _SEED.value, _SEED2.value,
+            frames = edit.interpolation_frames(trained, prompts[0], prompts[-1], _SEED.value, _SEED2.value,
                                                   _FRAMES.value)
             save_png(make_grid(frames, rows=1), _OUT.value)
             if _GIF.value:

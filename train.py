@@ -10,8 +10,9 @@ one-line error with a non-zero exit code, raised before anything is compiled.
 from absl import app, flags
 
 from gigagan_jax.cli import define_config_flag, fail, parse_flags, validated
-from gigagan_jax.train.checkpoint import CheckpointError
-from gigagan_jax.train.loop import NonFiniteLossError, train
+from gigagan_jax.checkpoint import CheckpointError
+from gigagan_jax.train.loop import train
+from gigagan_jax.train.metrics import NonFiniteLossError
 
 _CONFIG = define_config_flag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and samples.")

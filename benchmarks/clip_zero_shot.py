@@ -17,7 +17,7 @@ import numpy as np
 
 from gigagan_jax.data.shapes import COLOURS, SHAPES, ShapesSource, make_caption
 from gigagan_jax.losses.clip_loss import clip_logits
-from gigagan_jax.models.clip import load_clip
+from gigagan_jax.pretrained.clip import load_clip
 
 
 def main() -> None:

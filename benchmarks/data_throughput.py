@@ -32,7 +32,7 @@ def main() -> None:
     p.add_argument("--prefetch", type=int, default=2)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--random-flip", action="store_true")
-    p.add_argument("--tokenize", action="store_true", help="CLIP-tokenize captions (gigagan_jax.data.tokenize)")
+    p.add_argument("--tokenize", action="store_true", help="CLIP-tokenize captions (gigagan_jax.pretrained.tokenize)")
     p.add_argument("--mesh", action="store_true", help="global arrays on a ('data','fsdp') mesh of all devices")
     args = p.parse_args()
 
@@ -45,7 +45,7 @@ def main() -> None:
     mesh = Mesh(np.asarray(jax.devices()).reshape(1, -1), ("data", "fsdp")) if args.mesh else None
     tokenizer = None
     if args.tokenize:
-        from gigagan_jax.data.tokenize import ClipTokenizer
+        from gigagan_jax.pretrained.tokenize import ClipTokenizer
         tokenizer = ClipTokenizer()
 
     pipe = InputPipeline(config, tokenizer=tokenizer, mesh=mesh)

@@ -26,7 +26,7 @@ import optax
 
 from gigagan_jax.data.shapes import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, ShapesSource, make_caption
 from gigagan_jax.inference import load_trained_generator, sample_prompts
-from gigagan_jax.sampling import make_grid, save_png
+from gigagan_jax.generate.sample import make_grid, save_png
 
 
 class AttributeNet(nn.Module):

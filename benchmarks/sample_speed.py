@@ -22,9 +22,10 @@ from flax.core import meta
 
 from _timing import median_seconds
 from gigagan_jax.config import load_config, validate_config
-from gigagan_jax.models.clip import Clip, init_params, load_clip
-from gigagan_jax.models.generator import Generator, build_generator, init_generator
-from gigagan_jax.sampling import generate, seeds_to_z
+from gigagan_jax.pretrained.clip import Clip, init_params, load_clip
+from gigagan_jax.models.build import build_generator
+from gigagan_jax.models.generator import Generator, init_generator
+from gigagan_jax.generate.sample import generate, seeds_to_z
 from gigagan_jax.tools import train_clip
 
 PROMPTS = ["a red circle in the center on a black background", "a blue square in the top left on a white background"]

@@ -33,7 +33,8 @@ from flax.core import meta
 from gigagan_jax.config import load_config, validate_config
 from gigagan_jax.data.shapes import ShapesSource
 from gigagan_jax.losses.perceptual import multiscale_l1
-from gigagan_jax.models.generator import build_generator, init_generator
+from gigagan_jax.models.build import build_generator
+from gigagan_jax.models.generator import init_generator
 from gigagan_jax.models.layers import EqualizedConv, SynthesisLayer, ToRGB
 from gigagan_jax.models.upsampler import resize_to
 

@@ -24,8 +24,8 @@ import numpy as np
 
 from gigagan_jax.data.shapes import ShapesSource
 from gigagan_jax.inference import encode_prompts, load_trained_generator
-from gigagan_jax.models.upsampler import lowres_input
-from gigagan_jax.sampling import make_grid, nearest_resize, save_png, seeds_to_z, to_uint8, upsample
+from gigagan_jax.data.degrade import lowres_input
+from gigagan_jax.generate.sample import make_grid, nearest_resize, save_png, seeds_to_z, to_uint8, upsample
 
 HELD_OUT_SEED = 7  # training uses the shapes set of seed 0
 
@@ -62,7 +62,7 @@ def main() -> None:
     ours, cubic, inputs = [], [], []
     for lo in range(0, args.n, args.batch):
         x = jnp.asarray(real[lo:lo + args.batch], jnp.float32) / 127.5 - 1.0
-        lowres = lowres_input(x, spec)
+        lowres = lowres_input(x, spec.input_resolution)
         cond = {}
         if spec.text_conditioned:
             cond["text_features"], cond["eot_index"] = encode_prompts(trained, data["caption"][lo:lo + args.batch])

@@ -186,6 +186,23 @@ def load_config(path: str) -> ml_collections.ConfigDict:
     return module.get_config(arg) if arg else module.get_config()
 
 
+def uses_vision_aided(config: ml_collections.ConfigDict) -> bool:
+    return config.loss.vision_aided_start >= 0 and config.loss.vision_aided_weight > 0
+
+
+def needs_clip(config: ml_collections.ConfigDict) -> bool:
+    """Text conditioning reads CLIP's tokens; the vision-aided D reads its image features."""
+    return config.model.conditioning == "text" or uses_vision_aided(config)
+
+
+def needs_image_tower(config: ml_collections.ConfigDict) -> bool:
+    """CLIP loss, vision-aided D and the upsampler's fallback perceptual term read images."""
+    text = config.model.conditioning == "text"
+    upsampler_fallback = (config.task == "upsampler" and config.loss.perceptual_weight > 0
+                          and not config.loss.lpips_path and config.loss.perceptual_clip_weight > 0)
+    return (text and (config.loss.clip_weight > 0 or upsampler_fallback)) or uses_vision_aided(config)
+
+
 def level_resolutions(resolution: int) -> list[int]:
     """Pyramid levels 4, 8, ..., resolution."""
     return [2**i for i in range(2, int(math.log2(resolution)) + 1)]

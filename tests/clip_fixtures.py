@@ -3,7 +3,7 @@
 import jax
 from transformers import CLIPConfig
 
-from gigagan_jax.models.clip import init_params, save_clip
+from gigagan_jax.pretrained.clip import init_params, save_clip
 
 
 def tiny_clip_config(image_size: int = 32) -> CLIPConfig:

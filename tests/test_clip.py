@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from transformers import FlaxCLIPModel
 
-from gigagan_jax.models.clip import (
+from gigagan_jax.pretrained.clip import (
     OPENAI_MEAN,
     OPENAI_STD,
     clip_preprocess,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gigagan_jax.losses.clip_loss import clip_contrastive_loss, clip_logits
-from gigagan_jax.models.clip import Clip, init_params
+from gigagan_jax.pretrained.clip import Clip, init_params
 
 from clip_fixtures import tiny_clip_config
 

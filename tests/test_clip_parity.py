@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from gigagan_jax.models.clip import clip_preprocess, load_clip  # noqa: E402
+from gigagan_jax.pretrained.clip import clip_preprocess, load_clip  # noqa: E402
 
 PROMPTS = ["a photo of a cat", "", "Two red circles &amp; a BLUE square, top-left!!",
            "a " * 90]

@@ -1,4 +1,4 @@
-"""`python -m gigagan_jax.tools.train_clip` writes a folder the normal loader reads, and (slow)
+"""`python -m gigagan_jax.tools.train_clip` (gigagan_jax.train.small_clip) writes a folder the normal loader reads, and (slow)
 learns retrieval on held-out shapes far above chance."""
 
 import json
@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from gigagan_jax.models.clip import load_clip
-from gigagan_jax.tools.train_clip import main, retrieval_top1
+from gigagan_jax.pretrained.clip import load_clip
+from gigagan_jax.tools.train_clip import data_config, main, parse_args
+from gigagan_jax.train.small_clip import SmallClipSpec, retrieval_top1, training_data_config
 
 TINY = ["--text-width", "32", "--text-layers", "2", "--vision-width", "32", "--vision-layers", "1",
         "--projection", "16", "--heads", "2"]
@@ -41,26 +42,21 @@ def test_learns_held_out_retrieval(tmp_path):
     assert metrics["top1_gallery100"] > 0.2  # chance is 0.01
 
 
-def test_small_clip_of_a_run_sees_the_runs_shapes(monkeypatch, tmp_path):
+def test_small_clip_of_a_run_sees_the_runs_shapes():
     """The GAN's CLIP loss only carries shape if its CLIP learned shapes drawn like the run's
     (scale and positions); one trained on the default draw reads 2.2x centred shapes at chance."""
     from gigagan_jax.config import default_config
     from gigagan_jax.data import open_source
-    from gigagan_jax.tools import train_clip
-    from gigagan_jax.train.text_encoder import train_small_clip
 
     config = default_config()
     config.model.resolution = 32
     config.data.num_examples = 300
     config.data.shape_scale = 1.5
     config.data.shape_positions = ("center", "top left")
-    seen = []
-    monkeypatch.setattr(train_clip, "main", lambda argv: seen.append(argv) or 0)
-    train_small_clip(config, str(tmp_path / "clip"))
-    args = train_clip.parse_args(seen[0])
+    spec = SmallClipSpec.for_run(config)
+    assert (spec.text_width, spec.image_size, spec.holdout, spec.batch) == (768, 32, 100, 75)
     run_images = open_source(config).get_batch(np.arange(300))["image"]
-    clip_images = open_source(train_clip.data_config(args)).get_batch(np.arange(300))["image"]
+    clip_images = open_source(training_data_config(config, spec)).get_batch(np.arange(300))["image"]
     np.testing.assert_array_equal(clip_images, run_images)
-    default_images = open_source(train_clip.data_config(train_clip.parse_args(["--out", "x"]))).get_batch(
-        np.arange(300))["image"]
-    assert not np.array_equal(default_images, run_images)
+    default_draw = training_data_config(data_config(parse_args(["--out", "x", "--num-examples", "300"])), spec)
+    assert not np.array_equal(open_source(default_draw).get_batch(np.arange(300))["image"], run_images)

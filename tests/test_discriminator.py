@@ -9,7 +9,8 @@ import pytest
 from flax.core import meta
 
 from gigagan_jax.config import load_config
-from gigagan_jax.models.discriminator import Discriminator, build_discriminator, real_pyramid
+from gigagan_jax.models.build import build_discriminator
+from gigagan_jax.models.discriminator import Discriminator, real_pyramid
 
 
 def _inputs(spec, batch=2, seed=0):

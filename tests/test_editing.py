@@ -8,10 +8,12 @@ import pytest
 from flax.core import meta
 
 from gigagan_jax.config import load_config
-from gigagan_jax.editing import prompt_mix_images
-from gigagan_jax.inference import TrainedGenerator, sample_pairs
-from gigagan_jax.models.clip import load_clip
-from gigagan_jax.models.generator import build_generator, init_generator
+from gigagan_jax.generate.edit import prompt_mix_images
+from gigagan_jax.generate.restore import TrainedGenerator
+from gigagan_jax.generate.sample import sample_pairs
+from gigagan_jax.pretrained.clip import load_clip
+from gigagan_jax.models.build import build_generator
+from gigagan_jax.models.generator import init_generator
 
 RED, BLUE = "a red circle in the center", "a blue square in the top left"
 

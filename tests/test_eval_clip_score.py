@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gigagan_jax.eval.clip_score import ClipScoreAccumulator, clip_score, clip_score_of_batches, clip_scores
-from gigagan_jax.models.clip import load_clip
+from gigagan_jax.pretrained.clip import load_clip
 
 from clip_fixtures import save_tiny_clip
 

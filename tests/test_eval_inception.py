@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
 
-from gigagan_jax.models.inception import (
+from gigagan_jax.pretrained.inception import (
     FEATURE_DIM,
     WEIGHTS_FILE,
     WEIGHTS_URL,
@@ -22,7 +22,7 @@ from gigagan_jax.models.inception import (
     torch_name,
     variables_from_state_dict,
 )
-from gigagan_jax.tools.convert_inception import convert
+from gigagan_jax.pretrained.convert_inception import convert
 
 
 def torch_layout_state_dict(seed=0):

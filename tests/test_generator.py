@@ -10,8 +10,9 @@ import pytest
 from flax.core import meta
 
 from gigagan_jax.config import load_config
-from gigagan_jax.models.generator import (Generator, GeneratorSpec, build_generator, init_generator,
-                                          pyramid_shapes, resolve_kernel_impl, style_mix)
+from gigagan_jax.models.build import build_generator
+from gigagan_jax.models.generator import (Generator, GeneratorSpec, init_generator, pyramid_shapes, resolve_kernel_impl,
+                                         style_mix)
 from gigagan_jax.tools.param_count import generator_param_counts
 
 

@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 from gigagan_jax.config import load_config
-from gigagan_jax.models.discriminator import build_discriminator
-from gigagan_jax.models.generator import build_generator
-from gigagan_jax.train.state import init_train_state
+from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.train.step import GanSteps
 
 COLOURS = np.array([[1, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, -1]], np.float32)  # R, G, B, yellow
@@ -31,7 +29,7 @@ def test_generator_learns_caption_colours():
     config.train.batch_size = 8
     generator, disc = build_generator(config), build_discriminator(config)
     steps = GanSteps(config, generator, disc)
-    state = jax.jit(lambda k: init_train_state(config, generator, disc, k))(jax.random.PRNGKey(0))
+    state = jax.jit(steps.init_state)(jax.random.PRNGKey(0))
     captions = jax.random.normal(jax.random.PRNGKey(1), (4, 77, 32))
     eots = jnp.array([4, 5, 6, 7], jnp.int32)
     d_plain = jax.jit(steps.d_step, donate_argnums=0)

@@ -12,14 +12,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gigagan_jax.models.lpips import (
+from gigagan_jax.pretrained.lpips import (
     CONVERT_COMMAND,
     VGG16_URL,
     _unit_normalise,
     load_lpips,
     lpips_distance,
 )
-from gigagan_jax.tools.convert_lpips import convert, main, torchvision_indices
+from gigagan_jax.pretrained.convert_lpips import convert, torchvision_indices
+from gigagan_jax.tools.convert_lpips import main
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

@@ -9,7 +9,8 @@ from flax.core import meta
 from jax.sharding import PartitionSpec
 
 from gigagan_jax.config import load_config
-from gigagan_jax.models.generator import build_generator, init_generator
+from gigagan_jax.models.build import build_generator
+from gigagan_jax.models.generator import init_generator
 from gigagan_jax.train.sharding import batch_sharding, logical_to_spec, make_mesh, param_shardings
 
 

@@ -9,10 +9,10 @@ import pytest
 
 from gigagan_jax.config import load_config
 from gigagan_jax.losses import gan
-from gigagan_jax.models.discriminator import build_discriminator, real_pyramid
-from gigagan_jax.models.generator import build_generator
+from gigagan_jax.models.build import build_discriminator, build_generator
+from gigagan_jax.models.discriminator import real_pyramid
 from gigagan_jax.train.sharding import batch_sharding, make_mesh, param_shardings, replicated
-from gigagan_jax.train.state import attention_mask, ema_beta, init_train_state, make_optimizers
+from gigagan_jax.train.state import attention_mask, ema_beta, make_optimizers
 from gigagan_jax.train.step import GanSteps
 
 B = 8
@@ -23,7 +23,7 @@ def setup():
     config = load_config("configs/tiny.py")
     generator, disc = build_generator(config), build_discriminator(config)
     steps = GanSteps(config, generator, disc)
-    state = jax.jit(lambda k: init_train_state(config, generator, disc, k))(jax.random.PRNGKey(0))
+    state = jax.jit(steps.init_state)(jax.random.PRNGKey(0))
     batch = {
         "image": jax.random.randint(jax.random.PRNGKey(1), (B, 16, 16, 3), 0, 256).astype(jnp.uint8),
         "text_features": jax.random.normal(jax.random.PRNGKey(2), (B, 77, 32)),
@@ -96,8 +96,7 @@ def test_steps_on_an_fsdp_mesh_equal_one_device(setup):
     _, g_ref = g_step(d_ref_state, batch, rng)
 
     mesh = make_mesh((2, 4), ("data", "fsdp"))
-    generator, disc = steps.generator, steps.discriminator
-    abstract = jax.eval_shape(lambda k: init_train_state(config, generator, disc, k, boxed=True), rng)
+    abstract = jax.eval_shape(lambda k: steps.init_state(k, boxed=True), rng)
     state_sh = param_shardings(abstract, mesh)
     batch_sh = {k: batch_sharding(mesh, v.ndim) for k, v in batch.items()}
     sharded_state = jax.device_put(state, state_sh)
@@ -152,17 +151,16 @@ def test_nonfinite_skip_keeps_the_old_state(setup):
 def test_vision_aided_terms_train_their_heads_and_reach_g(tiny_clip):
     """With a (tiny, random) CLIP: the D step trains the vision heads, the G step's vision and
     CLIP terms are finite, and CLIP's own params never change (they are not in the state)."""
-    from gigagan_jax.models.clip import load_clip
+    from gigagan_jax.pretrained.clip import load_clip
     from gigagan_jax.models.vision_aided import VisionAidedHeads
-    from gigagan_jax.train.loop import vision_example_inputs
+    from gigagan_jax.train.state import vision_example_inputs
 
     config = load_config("configs/tiny.py")
     config.loss.vision_aided_start = 0
     clip = load_clip(tiny_clip)
     generator, disc, heads = build_generator(config), build_discriminator(config), VisionAidedHeads(hidden=16)
     steps = GanSteps(config, generator, disc, clip=clip, vision_heads=heads)
-    state = jax.jit(lambda k: init_train_state(config, generator, disc, k, vision_heads=heads,
-                                               vision_inputs=vision_example_inputs(clip)))(jax.random.PRNGKey(0))
+    state = jax.jit(lambda k: steps.init_state(k, vision_inputs=vision_example_inputs(clip)))(jax.random.PRNGKey(0))
     ids = clip.tokenize(["a red circle", "a blue square"] * 4)
     feats, eot, embeds = clip.encode_text(ids)
     batch = {"image": jnp.zeros((8, 16, 16, 3), jnp.uint8), "text_features": feats, "eot_index": eot,

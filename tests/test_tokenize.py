@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
-from gigagan_jax.data.tokenize import BPE_SHA256, EOT_ID, SOT_ID, VOCAB_SIZE, ClipTokenizer, clean_text
+from gigagan_jax.pretrained.tokenize import BPE_SHA256, EOT_ID, SOT_ID, VOCAB_SIZE, ClipTokenizer, clean_text
 
 _SUPER = [1642, 2857, 13093, 2076, 5868, 26850, 835, 639, 38466, 3120, 4262, 7726, 12658, 1585, 44351]  # 'supercalifragilisticexpialidocious antidisestablishmentarianism '
 
@@ -125,7 +125,7 @@ def test_context_length_option():
 def test_agrees_with_transformers_clip_tokenizer(tok, tmp_path):
     """An independent BPE (transformers' slow CLIPTokenizer) over the same merges gives the same ids."""
     transformers = pytest.importorskip("transformers")
-    from gigagan_jax.data.tokenize import _load_merges
+    from gigagan_jax.pretrained.tokenize import _load_merges
 
     (tmp_path / "vocab.json").write_text(json.dumps(tok.encoder))
     (tmp_path / "merges.txt").write_text(

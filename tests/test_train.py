@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from gigagan_jax.config import load_config
-from gigagan_jax.models.discriminator import build_discriminator
-from gigagan_jax.models.generator import build_generator
-from gigagan_jax.train.checkpoint import Checkpointer, CheckpointError, abstract_with_shardings
-from gigagan_jax.train.loop import NonFiniteLossError, checkpoint_dir, train
+from gigagan_jax.models.build import build_discriminator, build_generator
+from gigagan_jax.checkpoint import Checkpointer, CheckpointError, abstract_with_shardings
+from gigagan_jax.train.loop import train
+from gigagan_jax.train.metrics import NonFiniteLossError
+from gigagan_jax.workdir import checkpoint_dir
 from gigagan_jax.train.sharding import batch_sharding, make_mesh, param_shardings, replicated
-from gigagan_jax.train.state import init_train_state
 from gigagan_jax.train.step import GanSteps
 
 
@@ -35,8 +35,7 @@ def tiny_config(clip_path: str, **train):
 
 
 def _restore(workdir, config, mesh):
-    generator, disc = build_generator(config), build_discriminator(config)
-    init = functools.partial(init_train_state, config, generator, disc)
+    init = GanSteps(config, build_generator(config), build_discriminator(config)).init_state
     shardings = param_shardings(jax.eval_shape(functools.partial(init, boxed=True), jax.random.PRNGKey(0)), mesh)
     checkpointer = Checkpointer(checkpoint_dir(workdir), read_only=True)
     step = checkpointer.latest_verified_step()
@@ -120,7 +119,7 @@ def test_fsdp_shards_params_and_optimizer_state_to_under_a_quarter():
     config = load_config("configs/tiny.py")
     generator, disc = build_generator(config), build_discriminator(config)
     steps = GanSteps(config, generator, disc)
-    init = functools.partial(init_train_state, config, generator, disc)
+    init = steps.init_state
     sizes = {}
     for shape, devices in (((1, 1), jax.devices()[:1]), ((1, 8), jax.devices())):
         mesh = make_mesh(shape, ("data", "fsdp"), devices)

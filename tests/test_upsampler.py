@@ -8,11 +8,11 @@ from flax.core import meta
 
 from gigagan_jax.config import load_config, validate_config
 from gigagan_jax.losses.perceptual import PerceptualLoss, feature_distance, multiscale_l1
-from gigagan_jax.models.discriminator import build_discriminator
-from gigagan_jax.models.generator import build_generator, init_generator
+from gigagan_jax.models.build import build_discriminator, build_generator
+from gigagan_jax.models.generator import init_generator
 from gigagan_jax.data.shapes import ShapesSource
-from gigagan_jax.models.upsampler import Upsampler, degrade, gaussian_taps, resize_to
-from gigagan_jax.train.state import init_train_state
+from gigagan_jax.data.degrade import degrade, gaussian_taps
+from gigagan_jax.models.upsampler import Upsampler, resize_to
 from gigagan_jax.train.step import GanSteps
 
 
@@ -209,7 +209,7 @@ def test_d_and_g_steps_train_the_upsampler(conditioning):
     config.optim.g_lr = 0.01
     up, disc = build_generator(config), build_discriminator(config)
     steps = GanSteps(config, up, disc)
-    state = init_train_state(config, up, disc, jax.random.PRNGKey(0))
+    state = steps.init_state(jax.random.PRNGKey(0))
     b = config.train.batch_size
     rng = np.random.default_rng(0)
     batch = {"image": jnp.asarray(ShapesSource(b, 32).get_batch(np.arange(b))["image"]),
@@ -240,7 +240,8 @@ def test_g_step_with_lpips_weights_passed_as_an_argument(tmp_path):
     converted weights handed to the jitted step as an argument (not baked in as constants)."""
     import torch
 
-    from gigagan_jax.models.lpips import lpips_distance
+    from gigagan_jax.pixels import to_signed
+    from gigagan_jax.pretrained.lpips import load_lpips, lpips_distance
     from gigagan_jax.tools import convert_lpips
     from test_lpips import random_state_dicts
 
@@ -255,14 +256,15 @@ def test_g_step_with_lpips_weights_passed_as_an_argument(tmp_path):
     up, disc = build_generator(config), build_discriminator(config)
     steps = GanSteps(config, up, disc)
     assert steps.perceptual.describe() == f"LPIPS-VGG from {out}"
-    state = init_train_state(config, up, disc, jax.random.PRNGKey(0))
+    state = steps.init_state(jax.random.PRNGKey(0))
     b = config.train.batch_size
     images = jnp.asarray(ShapesSource(b, 32).get_batch(np.arange(b))["image"])
     batch = {"image": images, "label": jnp.zeros((b,), jnp.int32)}
     rng = jax.random.PRNGKey(0)
-    _, metrics = jax.jit(steps.g_step)(state, batch, rng, None, steps.perceptual.params)
+    lpips_params = load_lpips(out)
+    _, metrics = jax.jit(steps.g_step)(state, batch, rng, None, lpips_params)
     # At init the output is the bicubic up-sampled input: recompute LPIPS of that by hand.
     fakes = steps.generate(state.g_params, batch, jax.random.split(rng)[0])
-    expected = jnp.mean(lpips_distance(steps.perceptual.params, fakes[-1], images.astype(jnp.float32) / 127.5 - 1))
+    expected = jnp.mean(lpips_distance(lpips_params, fakes[-1], to_signed(images)))
     np.testing.assert_allclose(metrics["g/perceptual"], expected, rtol=1e-4)
     assert float(expected) > 0

@@ -1,6 +1,6 @@
 """Datasets and the input pipeline: `open_source(config)` and `InputPipeline(config, ...)`.
 
-Exports resolve lazily so that `gigagan_jax.data.tokenize` or `.shapes` can be imported without
+Exports resolve lazily so that `gigagan_jax.pretrained.tokenize` or `.shapes` can be imported without
 loading tensorflow-datasets or jax.
 """
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 
 import jax
-import numpy as np
 from absl import app, flags
 
 from gigagan_jax.cli import fail, parse_flags
@@ -32,13 +31,15 @@ _TRUNCATION = flags.DEFINE_float("truncation", 1.0, "Truncation psi for the gene
 
 def main(argv):
     del argv
+    from gigagan_jax.checkpoint import CheckpointError
     from gigagan_jax.data.pipeline import InputPipeline
     from gigagan_jax.eval.report import evaluate
-    from gigagan_jax.inference import load_trained_generator, sample_label_pairs, sample_pairs
-    from gigagan_jax.models.clip import load_clip
-    from gigagan_jax.models.inception import load_inception
-    from gigagan_jax.train.checkpoint import CheckpointError
-    from gigagan_jax.train.text_encoder import clip_dir
+    from gigagan_jax.generate.restore import load_trained_generator
+    from gigagan_jax.generate.sample import sample_label_pairs, sample_pairs
+    from gigagan_jax.pixels import to_signed
+    from gigagan_jax.pretrained.clip import load_clip
+    from gigagan_jax.pretrained.inception import load_inception
+    from gigagan_jax.workdir import clip_dir, eval_dir
 
     if not _WORKDIR.value:
         fail("--workdir is required")
@@ -75,9 +76,9 @@ def main(argv):
             images = sample_pairs(trained, conditions, seeds, _TRUNCATION.value, _BATCH.value)
         else:
             images = sample_label_pairs(trained, conditions, seeds, _BATCH.value)
-        return images.astype(np.float32) / 127.5 - 1.0
+        return to_signed(images)
 
-    out_dir = _OUT.value or os.path.join(_WORKDIR.value, "eval", f"step_{trained.step}")
+    out_dir = _OUT.value or eval_dir(_WORKDIR.value, trained.step)
     conditions = (list(b["caption"]) if text else list(b["label"]) for b in prompts)  # held-out captions / classes
     metrics = evaluate((b["image"] for b in real), conditions, sample_fn,
                        num_images=_NUM.value, out_dir=out_dir, inception=inception, clip=clip,

@@ -33,7 +33,7 @@ def clip_score(image_embeds, text_embeds) -> float:
 
 class ClipScoreAccumulator:
     """Running CLIP score over batches of (images in [-1, 1], prompts), with a CLIP from
-    `gigagan_jax.models.clip.load_clip`. Also keeps the image embeddings, which CLIP-FID uses."""
+    `gigagan_jax.pretrained.clip.load_clip`. Also keeps the image embeddings, which CLIP-FID uses."""
 
     def __init__(self, clip):
         self.clip = clip

@@ -1,7 +1,7 @@
 """One evaluation pass: real and generated image features -> metrics -> report.json + TensorBoard.
 
 Metrics (each only when its network is given):
-- `fid`: Fréchet distance of FID Inception-v3 pool3 features (models/inception.py);
+- `fid`: Fréchet distance of FID Inception-v3 pool3 features (pretrained/inception.py);
 - `precision`, `recall`: improved precision/recall (k-NN manifolds) on the same features;
 - `clip_fid`: Fréchet distance of projected CLIP image embeddings;
 - `clip_score`: mean max(100 cos, 0) between each generated image and its prompt;
@@ -20,20 +20,13 @@ from typing import Callable, Iterable, Iterator
 
 import jax
 import numpy as np
+from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from gigagan_jax.eval.clip_score import ClipScoreAccumulator
-from gigagan_jax.eval.events import EventWriter
 from gigagan_jax.eval.fid import feature_stats, frechet_distance
 from gigagan_jax.eval.precision_recall import DEFAULT_K, precision_recall
-
-
-def to_signed_unit(images) -> np.ndarray:
-    """uint8 [0, 255] or float [-1, 1] images [B, H, W, 3] -> float32 in [-1, 1]."""
-    x = np.asarray(images)
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / 127.5 - 1.0
-    return x.astype(np.float32)
+from gigagan_jax.pixels import to_signed
 
 
 def _take(batches: Iterable, num_images: int, desc: str) -> Iterator:
@@ -83,7 +76,7 @@ def real_features(real_batches: Iterable, num_images: int, *, inception=None, cl
             return {k: cached[k] for k in wanted}
     features = _Features(inception, clip)
     for images in _take(real_batches, num_images, "real images"):
-        features.add(to_signed_unit(images))
+        features.add(to_signed(np.asarray(images)))
     arrays = features.arrays()
     if cache is not None:
         os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
@@ -98,8 +91,10 @@ def write_report(metrics: dict, out_dir: str, step: int, metadata: dict | None =
     path = os.path.join(out_dir, "report.json")
     with open(path, "w") as f:
         json.dump({"step": step, "metrics": metrics, **(metadata or {})}, f, indent=2)
-    with EventWriter(os.path.join(out_dir, "tensorboard")) as writer:
-        writer.scalars(step, {f"eval/{k}": v for k, v in metrics.items()})
+    writer = SummaryWriter(os.path.join(out_dir, "tensorboard"))
+    for name, value in metrics.items():
+        writer.add_scalar(f"eval/{name}", value, step)
+    writer.close()
     return path
 
 
@@ -114,7 +109,7 @@ def evaluate(real_batches: Iterable, prompt_batches: Iterable[list[str]],
     prompt_batches: lists of prompts; `sample_fn(prompts)` returns one [-1, 1] image per prompt.
     Class-conditional runs pass lists of class ids instead, with `with_clip_score=False` (a
     class id is no caption for CLIP to score; CLIP-FID is still computed).
-    inception: an `InceptionFeatures` (models/inception.py) for FID and precision/recall.
+    inception: an `InceptionFeatures` (pretrained/inception.py) for FID and precision/recall.
     clip: a `Clip` (models/clip.py, with the vision tower) for CLIP-FID and CLIP score.
     num_images: images taken from each side (FID is biased upwards at small counts: compare
     numbers only at equal `num_images`; papers use 10k-50k).
@@ -134,7 +129,7 @@ def evaluate(real_batches: Iterable, prompt_batches: Iterable[list[str]],
         counts.append(len(prompts))
         if len(images) != len(prompts):
             raise ValueError(f"sample_fn returned {len(images)} images for {len(prompts)} prompts")
-        images = to_signed_unit(images)
+        images = to_signed(np.asarray(images))
         fake.add(images, scorer.update(images, list(prompts)) if scorer is not None else None)
     fake_arrays = fake.arrays()
 

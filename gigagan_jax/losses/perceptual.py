@@ -1,6 +1,6 @@
 """Perceptual distance of the upsampler's output to the real high-res image (paper: LPIPS, weight 10).
 
-With `config.loss.lpips_path` set, LPIPS-VGG (gigagan_jax.models.lpips, weights converted by
+With `config.loss.lpips_path` set, LPIPS-VGG (gigagan_jax.pretrained.lpips, weights converted by
 `python -m gigagan_jax.tools.convert_lpips`). Without it, no network pretrained on natural
 images is available offline, so the fallback is
     multi-scale L1 (full size, 1/2, 1/4; area-downsampled)
@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from gigagan_jax.models.resample import area_downsample
+from gigagan_jax.pixels import area_downsample
+from gigagan_jax.pretrained.lpips import lpips_distance
 
 L1_SCALES = (1, 2, 4)
 
@@ -48,17 +49,12 @@ def feature_distance(feats_x, feats_y) -> jax.Array:
 class PerceptualLoss:
     """Callable (fake, real, clip_params, lpips_params) -> scalar mean distance over the batch.
 
-    `params` holds the LPIPS weights (None for the fallback); the trainer passes them into the
-    jitted step as an argument, so 59 MB of VGG weights are not baked into the executable."""
+    Reads no file: the trainer loads the LPIPS weights (`gigagan_jax.pretrained.lpips.load_lpips`)
+    and passes them into the jitted step as an argument, so 59 MB of VGG weights are not baked
+    into the executable."""
 
     def __init__(self, config: ml_collections.ConfigDict, clip: Any = None):
-        self.lpips: Optional[Callable] = None
-        self.params = None
-        if config.loss.lpips_path:
-            from gigagan_jax.models.lpips import load_lpips, lpips_distance
-
-            self.params = load_lpips(config.loss.lpips_path)
-            self.lpips = lpips_distance
+        self.lpips: Optional[Callable] = lpips_distance if config.loss.lpips_path else None
         use_clip = clip is not None and not getattr(clip, "text_only", True) and config.loss.perceptual_clip_weight > 0
         self.clip = clip if use_clip else None
         self.clip_weight = config.loss.perceptual_clip_weight
@@ -73,7 +69,9 @@ class PerceptualLoss:
     def __call__(self, fake: jax.Array, real: jax.Array, clip_params=None, lpips_params=None) -> jax.Array:
         real = jax.lax.stop_gradient(real)
         if self.lpips is not None:
-            return jnp.mean(self.lpips(self.params if lpips_params is None else lpips_params, fake, real))
+            if lpips_params is None:
+                raise ValueError(f"the LPIPS loss needs its weights (load_lpips({self.path!r})) as lpips_params")
+            return jnp.mean(self.lpips(lpips_params, fake, real))
         distance = multiscale_l1(fake, real)
         if self.clip is not None:
             _, fx = self.clip.encode_image(fake, params=clip_params)

@@ -27,7 +27,7 @@ import ml_collections
 from gigagan_jax.config import channels_at, level_resolutions
 from gigagan_jax.models.attention import L2SelfAttention
 from gigagan_jax.models.layers import AdaptiveModulatedConv, EqualizedConv, EqualizedDense, lrelu, residual_down
-from gigagan_jax.models.resample import area_downsample
+from gigagan_jax.pixels import area_downsample
 from gigagan_jax.models.text import TextTransformer
 
 Pair = tuple[int, int]  # (input resolution i, prediction resolution j)
@@ -218,7 +218,3 @@ def real_pyramid(images: jax.Array, resolutions) -> dict[int, jax.Array]:
     """Area-downsample real images [B, R, R, 3] to every resolution D reads."""
     full = images.shape[1]
     return {r: images if r == full else area_downsample(images, full // r) for r in resolutions}
-
-
-def build_discriminator(config: ml_collections.ConfigDict) -> Discriminator:
-    return Discriminator(DiscriminatorSpec.from_config(config))

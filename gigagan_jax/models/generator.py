@@ -312,23 +312,10 @@ def style_mix(coarse, fine, crossover_level):
     return jax.tree_util.tree_map(mix, coarse, fine)
 
 
-def build_generator(config: ml_collections.ConfigDict) -> Generator:
-    """The config's generator: the base text-to-image model, or the upsampler (config.task)."""
-    if config.task == "upsampler":
-        from gigagan_jax.models.upsampler import Upsampler, UpsamplerSpec  # it builds on this module
-
-        return Upsampler(UpsamplerSpec.from_config(config))
-    return Generator(GeneratorSpec.from_config(config))
-
-
-def dummy_inputs(spec: GeneratorSpec, batch: int) -> dict:
-    return spec.dummy_inputs(batch)
-
-
 def init_generator(generator: Generator, rng: jax.Array, batch: int = 1) -> dict:
     """Initialise the (boxed, logically-partitioned) variables of `generator`."""
     params_rng, noise_rng = jax.random.split(rng)
-    return generator.init({"params": params_rng, "noise": noise_rng}, **dummy_inputs(generator.spec, batch))
+    return generator.init({"params": params_rng, "noise": noise_rng}, **generator.spec.dummy_inputs(batch))
 
 
 def count_params(tree) -> int:

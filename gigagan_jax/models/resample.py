@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import einops
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -65,8 +64,3 @@ def downsample2d(x: jax.Array, taps: Sequence[float] = DEFAULT_FILTER, factor: i
     p = k - factor
     x = jnp.pad(x, [(0, 0), ((p + 1) // 2, p // 2), ((p + 1) // 2, p // 2), (0, 0)])
     return _fir_2d(x, _taps(taps, 1.0), stride=factor)
-
-
-def area_downsample(x: jax.Array, factor: int) -> jax.Array:
-    """Box-filter [B, H, W, C] by an integer factor; used to build real-image pyramids."""
-    return einops.reduce(x, "b (h fh) (w fw) c -> b h w c", "mean", fh=factor, fw=factor)

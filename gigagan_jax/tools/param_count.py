@@ -10,7 +10,8 @@ import argparse
 import jax
 
 from gigagan_jax.config import load_config, validate_config
-from gigagan_jax.models.generator import build_generator, count_params, init_generator
+from gigagan_jax.models.build import build_generator
+from gigagan_jax.models.generator import count_params, init_generator
 
 
 def generator_param_counts(config) -> dict[str, int]:

@@ -18,7 +18,7 @@ import optax
 from flax.core import meta
 
 from gigagan_jax.models.discriminator import Discriminator, real_pyramid
-from gigagan_jax.models.generator import Generator, dummy_inputs
+from gigagan_jax.models.generator import Generator
 from gigagan_jax.models.vision_aided import VisionAidedHeads
 
 Params = Any
@@ -64,21 +64,19 @@ def ema_beta(config: ml_collections.ConfigDict) -> float:
     return 0.5 ** (config.train.batch_size / config.optim.ema_half_life_images)
 
 
-def uses_vision_aided(config: ml_collections.ConfigDict) -> bool:
-    return config.loss.vision_aided_start >= 0 and config.loss.vision_aided_weight > 0
-
-
-def init_train_state(config: ml_collections.ConfigDict, generator: Generator, discriminator: Discriminator,
+def init_train_state(generator: Generator, discriminator: Discriminator,
+                     optimizers: tuple[optax.GradientTransformation, optax.GradientTransformation],
                      rng: jax.Array, vision_heads: VisionAidedHeads | None = None,
                      vision_inputs: tuple | None = None, boxed: bool = False) -> TrainState:
-    """Fresh state. `boxed=True` keeps the logical-partitioning boxes (for `jax.eval_shape` ->
+    """Fresh state; `optimizers` = (G's, D's), as `make_optimizers` builds them (`GanSteps.init_state`
+    passes its own). `boxed=True` keeps the logical-partitioning boxes (for `jax.eval_shape` ->
     shardings); the state used by the steps is unboxed. `vision_inputs` = example
     (clip_features, text_embeds) for the vision-aided heads when they are configured."""
     g_rng, d_rng, v_rng, n_rng = jax.random.split(rng, 4)
-    g_vars = generator.init({"params": g_rng, "noise": n_rng}, **dummy_inputs(generator.spec, 1))
+    g_vars = generator.init({"params": g_rng, "noise": n_rng}, **generator.spec.dummy_inputs(1))
     s = discriminator.spec
     images = real_pyramid(jnp.zeros((1, s.resolution, s.resolution, 3)), s.input_resolutions)
-    cond = dummy_inputs(generator.spec, 1)
+    cond = generator.spec.dummy_inputs(1)
     d_vars = discriminator.init(d_rng, images, cond.get("text_features"), cond.get("eot_index"), cond.get("labels"))
     d_params = {"main": d_vars["params"]}
     if vision_heads is not None:
@@ -86,6 +84,14 @@ def init_train_state(config: ml_collections.ConfigDict, generator: Generator, di
     g_params = g_vars["params"]
     if not boxed:
         g_params, d_params = meta.unbox(g_params), meta.unbox(d_params)
-    g_tx, d_tx = make_optimizers(config)
+    g_tx, d_tx = optimizers
     return TrainState(step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
                       g_ema=g_params, g_opt=g_tx.init(g_params), d_opt=d_tx.init(d_params))
+
+
+def vision_example_inputs(clip) -> tuple:
+    """Abstract (clip_features, text_embeds) to initialise the vision-aided heads."""
+    size = clip.image_size
+    _, feats = jax.eval_shape(lambda p: clip.encode_image(jnp.zeros((1, size, size, 3)), params=p), clip.params)
+    feats = [jnp.zeros(f.shape, f.dtype) for f in feats]
+    return feats, jnp.zeros((1, clip.projection_dim))

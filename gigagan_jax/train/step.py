@@ -25,33 +25,30 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from gigagan_jax.data.degrade import degrade, lowres_input
 from gigagan_jax.losses import gan
 from gigagan_jax.losses.clip_loss import clip_contrastive_loss
 from gigagan_jax.losses.perceptual import PerceptualLoss
 from gigagan_jax.losses.regularizers import r1_penalty
+from gigagan_jax.losses.vision_aided import d_vision_aided_loss, g_vision_aided_loss
 from gigagan_jax.models.discriminator import Discriminator, pyramid_dict, real_pyramid, unconditional_t_d
 from gigagan_jax.models.generator import Generator
-from gigagan_jax.models.upsampler import UpsamplerSpec, degrade, lowres_input
+from gigagan_jax.models.upsampler import UpsamplerSpec
 from gigagan_jax.models.vision_aided import VisionAidedHeads
-from gigagan_jax.train.state import TrainState, ema_beta, make_optimizers
+from gigagan_jax.pixels import to_signed
+from gigagan_jax.train.state import TrainState, ema_beta, init_train_state, make_optimizers
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 
 
-def images_to_float(images: jax.Array) -> jax.Array:
-    """uint8 [0, 255] -> float32 [-1, 1]; float input is passed through."""
-    if images.dtype == jnp.uint8:
-        return images.astype(jnp.float32) / 127.5 - 1.0
-    return images.astype(jnp.float32)
-
-
 class GanSteps:
     """Builds `d_step` and `g_step` for one config; both are pure functions of their inputs.
 
-    `clip` (a `gigagan_jax.models.clip.Clip`, optional) supplies the frozen image encoder used
+    `clip` (a `gigagan_jax.pretrained.clip.Clip`, optional) supplies the frozen image encoder used
     by the CLIP contrastive loss and the vision-aided discriminator; its params are passed to
-    the steps as `clip_params`.
+    the steps as `clip_params`. It owns the optimisers: `init_state` builds the train state they
+    update.
     """
 
     def __init__(self, config: ml_collections.ConfigDict, generator: Generator, discriminator: Discriminator,
@@ -72,6 +69,11 @@ class GanSteps:
         if vision_heads is not None and clip is None:
             raise ValueError("the vision-aided discriminator needs a CLIP image encoder (config.clip.path)")
 
+    def init_state(self, rng: jax.Array, vision_inputs: tuple | None = None, boxed: bool = False) -> TrainState:
+        """A fresh train state for these networks and optimisers (see `init_train_state`)."""
+        return init_train_state(self.generator, self.discriminator, (self.g_tx, self.d_tx), rng,
+                                vision_heads=self.vision_heads, vision_inputs=vision_inputs, boxed=boxed)
+
     # ----------------------------------------------------------------------------- pieces
     def _condition(self, batch: Batch) -> dict:
         if self.text:
@@ -89,7 +91,7 @@ class GanSteps:
         z = jax.random.normal(z_rng, (b, spec.z_dim))
         inputs = self._condition(batch)
         if self.upsampler:
-            lowres = lowres_input(images_to_float(batch["image"]), spec)
+            lowres = lowres_input(to_signed(batch["image"]), spec.input_resolution)
             inputs["lowres"] = degrade(lowres, degrade_rng, spec.blur_sigma_max, spec.noise_std_max)
         return self.generator.apply({"params": g_params}, z, **inputs, rngs={"noise": noise_rng})
 
@@ -148,7 +150,7 @@ class GanSteps:
         cfg = self.config.loss
         gen_rng, perm_rng = jax.random.split(rng)
         d_main = d_params["main"]
-        reals = images_to_float(batch["image"])  # [B, R, R, 3]
+        reals = to_signed(batch["image"])  # [B, R, R, 3]
         fakes = jax.lax.stop_gradient(self.generate(g_params, batch, gen_rng))
         inputs = self.discriminator.spec.input_resolutions
         real_feats = self._features(d_main, real_pyramid(reals, inputs))
@@ -184,7 +186,7 @@ class GanSteps:
             _, fake_clip = self._clip_image(clip_params, fakes[-1])
             v_real = self._vision_logits(d_params["vision"], real_clip, batch)
             v_fake = self._vision_logits(d_params["vision"], fake_clip, batch)
-            v_loss = jnp.mean(jax.nn.softplus(-v_real)) + jnp.mean(jax.nn.softplus(v_fake))
+            v_loss = d_vision_aided_loss(v_real, v_fake)
             loss = loss + cfg.vision_aided_weight * v_loss
             metrics["d/vision_aided"] = v_loss
         metrics["d/loss"] = loss
@@ -218,7 +220,7 @@ class GanSteps:
             loss = loss + cfg.matching_weight * match_loss
             metrics["g/match"] = match_loss
         if self.perceptual is not None:
-            perceptual = self.perceptual(fakes[-1], images_to_float(batch["image"]), clip_params, perceptual_params)
+            perceptual = self.perceptual(fakes[-1], to_signed(batch["image"]), clip_params, perceptual_params)
             loss = loss + cfg.perceptual_weight * perceptual
             metrics["g/perceptual"] = perceptual
 
@@ -229,7 +231,7 @@ class GanSteps:
                 loss = loss + cfg.clip_weight * clip_loss
                 metrics["g/clip"] = clip_loss
             if with_vision:
-                v_loss = jnp.mean(jax.nn.softplus(-self._vision_logits(d_params["vision"], fake_clip, batch)))
+                v_loss = g_vision_aided_loss(self._vision_logits(d_params["vision"], fake_clip, batch))
                 loss = loss + cfg.vision_aided_weight * v_loss
                 metrics["g/vision_aided"] = v_loss
         metrics["g/loss"] = loss
@@ -237,7 +239,7 @@ class GanSteps:
 
     def g_step(self, state: TrainState, batch: Batch, rng: jax.Array, clip_params=None, perceptual_params=None, *,
                with_vision: bool = False) -> tuple[TrainState, Metrics]:
-        """`perceptual_params`: the upsampler's LPIPS weights (`self.perceptual.params`), if any."""
+        """`perceptual_params`: the upsampler's LPIPS weights (`load_lpips(config.loss.lpips_path)`), if any."""
         loss_fn = functools.partial(self.g_loss, d_params=state.d_params, clip_params=clip_params,
                                     perceptual_params=perceptual_params, with_vision=with_vision)
         grads, metrics = self._grads(loss_fn, state.g_params, batch, rng)

@@ -1,67 +1,72 @@
-"""Restore a trained generator (G_ema + its text encoder) from a workdir and sample it.
+"""Sampling a generator for prompts / class ids and seeds, and chaining it into the upsampler.
 
-Only G_ema is read from the checkpoint (D and the optimiser states stay on disk), onto
-whatever devices are present: one CPU is enough. The checkpoint's sha256 manifest is verified
-first, so a corrupt file is a `CheckpointError` naming it.
+One jitted forward pass per batch; noise inputs off (`noise_mode='none'`) so an image is a
+pure function of (params, condition, seed): the same seed gives byte-identical images.
+Prompts go through the frozen CLIP once per distinct prompt.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from typing import Any, Callable, Optional, Sequence
+import functools
+from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-from flax.core import meta
 
-from gigagan_jax.models.clip import Clip, load_clip
-from gigagan_jax.models.generator import Generator, build_generator, init_generator
-from gigagan_jax.sampling import generate, generate_and_upsample, seeds_to_z, to_uint8, upsample
-from gigagan_jax.train.checkpoint import Checkpointer, CheckpointError
-from gigagan_jax.train.loop import checkpoint_dir
-from gigagan_jax.train.text_encoder import clip_dir
+from gigagan_jax.generate.restore import TrainedGenerator
+from gigagan_jax.models.generator import Generator
+from gigagan_jax.pixels import to_signed, to_uint8
+from gigagan_jax.pretrained.clip import Clip
 
 
-@dataclasses.dataclass
-class TrainedGenerator:
-    config: ml_collections.ConfigDict
-    generator: Generator
-    params: Any  # G_ema
-    clip: Optional[Clip]
-    step: int
+def seeds_to_z(seeds: Sequence[int], z_dim: int) -> jax.Array:
+    """One z per seed, independent of batch composition: [len(seeds), z_dim]."""
+    return jnp.stack([jax.random.normal(jax.random.PRNGKey(int(s)), (z_dim,)) for s in seeds])
 
 
-def load_trained_generator(workdir: str, step: Optional[int] = None) -> TrainedGenerator:
-    if not os.path.isdir(workdir):
-        raise FileNotFoundError(f"workdir {workdir} does not exist")
-    checkpointer = Checkpointer(checkpoint_dir(workdir), read_only=True)
-    if not checkpointer.all_steps():
-        raise CheckpointError(f"no checkpoints in {checkpointer.directory}")
-    if step is None:
-        step = checkpointer.latest_verified_step()
-        if step is None:
-            raise CheckpointError(f"no verified checkpoint in {checkpointer.directory}")
-    checkpointer.verify(step)
-    config = ml_collections.ConfigDict(checkpointer.restore_config(step))
-    generator = build_generator(config)
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = jax.eval_shape(lambda: meta.unbox(init_generator(generator, jax.random.PRNGKey(0))["params"]))
-    abstract = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
-    params = checkpointer.restore_subtree(step, "g_ema", abstract)
-    checkpointer.close()
-    clip = None
-    if generator.spec.text_conditioned:
-        clip = load_clip(config.clip.path or clip_dir(workdir), text_only=True)
-    return TrainedGenerator(config, generator, params, clip, step)
+@functools.partial(jax.jit, static_argnames=("generator", "truncation_psi"))
+def generate(generator: Generator, params, z, text_features=None, eot_index=None, labels=None,
+             truncation_psi=1.0, w_avg=None):
+    """Final-resolution images [B, R, R, 3] in [-1, 1] (clipped)."""
+    pyramid = generator.apply({"params": params}, z, text_features, eot_index, labels,
+                              truncation_psi=truncation_psi, w_avg=w_avg, noise_mode="none")
+    return jnp.clip(pyramid[-1], -1.0, 1.0)
 
 
-def encode_prompts(trained: TrainedGenerator, prompts: Sequence[str]):
+@functools.partial(jax.jit, static_argnames=("upsampler", "truncation_psi"))
+def upsample(upsampler, params, z, lowres, text_features=None, eot_index=None, labels=None,
+             truncation_psi=1.0, w_avg=None):
+    """Low-res images [B, r, r, 3] in [-1, 1] -> the upsampler's output [B, R, R, 3] (clipped)."""
+    pyramid = upsampler.apply({"params": params}, z, lowres, text_features, eot_index, labels,
+                              truncation_psi=truncation_psi, w_avg=w_avg, noise_mode="none")
+    return jnp.clip(pyramid[-1], -1.0, 1.0)
+
+
+@functools.partial(jax.jit, static_argnames=("generator", "upsampler", "truncation_psi"))
+def generate_and_upsample(generator: Generator, g_params, upsampler, u_params, z, z_up, g_condition: dict,
+                          u_condition: dict, truncation_psi=1.0, w_avg=None):
+    """Base model -> upsampler in one executable: (base images [B, r, r, 3], upsampled [B, R, R, 3]).
+
+    Each model reads its own condition dict (text_features/eot_index from its own text encoder,
+    or labels)."""
+    lowres = generate(generator, g_params, z, truncation_psi=truncation_psi, w_avg=w_avg, **g_condition)
+    return lowres, upsample(upsampler, u_params, z_up, lowres, **u_condition)
+
+
+def encode_prompts(clip: Clip, prompts: Sequence[str]):
     """Prompts -> frozen CLIP (text_features [P, L, D], eot_index [P]); tokenised in one batch."""
-    feats, eot, _ = trained.clip.encode_text(trained.clip.tokenize(list(prompts)))
+    feats, eot, _ = clip.encode_text(clip.tokenize(list(prompts)))
     return feats, eot
+
+
+def _encode_distinct(clip: Clip, prompts: Sequence[str]):
+    """(text_features [U, L, D], eot_index [U], rows [P]): each distinct prompt encoded once,
+    prompt i's features at row rows[i]."""
+    unique = list(dict.fromkeys(prompts))
+    feats, eot = encode_prompts(clip, unique)
+    row_of = {p: i for i, p in enumerate(unique)}
+    return feats, eot, np.asarray([row_of[p] for p in prompts])
 
 
 def per_prompt_mean_w(trained: TrainedGenerator, text_features, eot_index, num_samples: int = 256,
@@ -76,10 +81,8 @@ def per_prompt_mean_w(trained: TrainedGenerator, text_features, eot_index, num_s
 def sample_pairs(trained: TrainedGenerator, prompts: Sequence[str], seeds: Sequence[int],
                  truncation: float = 1.0, batch_size: int = 64) -> np.ndarray:
     """uint8 [len(prompts), R, R, 3]: image i from (prompts[i], seeds[i])."""
-    unique = list(dict.fromkeys(prompts))  # each distinct prompt is encoded once
-    feats, eot = encode_prompts(trained, unique)
+    feats, eot, rows = _encode_distinct(trained.clip, prompts)
     w_avg = per_prompt_mean_w(trained, feats, eot) if truncation != 1.0 else None
-    rows = np.asarray([unique.index(p) for p in prompts])
     seeds = np.asarray(seeds)
     out = []
     for lo in range(0, len(rows), batch_size):
@@ -116,16 +119,13 @@ def sample_label_pairs(trained: TrainedGenerator, labels: Sequence[int], seeds: 
     return np.concatenate(out)
 
 
-def _conditions(trained: TrainedGenerator, prompts: Sequence[str],
-                labels: Optional[Sequence[int]]) -> Callable[[slice], dict]:
+def condition_inputs(spec, clip: Optional[Clip], prompts: Sequence[str] = (),
+                     labels: Optional[Sequence[int]] = None) -> Callable[[slice], dict]:
     """The generator's condition inputs for every image, as a function of a batch slice: CLIP
-    features of the prompts (each distinct prompt encoded once), class ids, or nothing."""
-    spec = trained.generator.spec
+    features of the prompts (each distinct prompt encoded once), class ids, or nothing; `spec`
+    (a GeneratorSpec) says which the model reads."""
     if spec.text_conditioned:
-        unique = list(dict.fromkeys(prompts))
-        feats, eot = encode_prompts(trained, unique)
-        row_of = {p: i for i, p in enumerate(unique)}
-        rows = np.asarray([row_of[p] for p in prompts])
+        feats, eot, rows = _encode_distinct(clip, prompts)
         return lambda batch: {"text_features": feats[rows[batch]], "eot_index": eot[rows[batch]]}
     if spec.conditioning == "class":
         if labels is None:
@@ -142,11 +142,11 @@ def upsample_images(trained: TrainedGenerator, images: np.ndarray, prompts: Sequ
     r = spec.input_resolution
     if images.ndim != 4 or images.shape[1:] != (r, r, 3):
         raise ValueError(f"the upsampler reads {r}x{r} RGB images, got an array of shape {images.shape}")
-    conditions = _conditions(trained, prompts, labels)
+    conditions = condition_inputs(spec, trained.clip, prompts, labels)
     out = []
     for lo in range(0, len(images), batch_size):
         hi = lo + batch_size
-        lowres = jnp.asarray(images[lo:hi], jnp.float32) / 127.5 - 1.0
+        lowres = to_signed(jnp.asarray(images[lo:hi]))
         z = seeds_to_z(list(seeds[lo:hi]), spec.z_dim)
         out.append(to_uint8(upsample(trained.generator, trained.params, z, lowres, **conditions(slice(lo, hi)))))
     return np.concatenate(out)
@@ -163,7 +163,8 @@ def sample_and_upsample(base: TrainedGenerator, up: TrainedGenerator, prompts: S
                          f"base model makes {b_spec.resolution} px ones")
     if truncation != 1.0 and not b_spec.text_conditioned:
         raise ValueError("truncation needs a text-conditioned base model")
-    base_conditions, up_conditions = _conditions(base, prompts, labels), _conditions(up, prompts, labels)
+    base_conditions = condition_inputs(b_spec, base.clip, prompts, labels)
+    up_conditions = condition_inputs(u_spec, up.clip, prompts, labels)
     lows, highs = [], []
     for lo in range(0, len(seeds), batch_size):
         batch = slice(lo, lo + batch_size)

@@ -14,14 +14,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gigagan_jax.inference import TrainedGenerator, encode_prompts
+from gigagan_jax.generate.restore import TrainedGenerator
+from gigagan_jax.generate.sample import encode_prompts, seeds_to_z
 from gigagan_jax.models.generator import Generator, TextConditioning, style_mix
-from gigagan_jax.sampling import seeds_to_z, to_uint8
+from gigagan_jax.pixels import to_uint8
 
 
 def _text_and_w(trained: TrainedGenerator, prompts: Sequence[str], seeds: Sequence[int]):
     g, params = trained.generator, {"params": trained.params}
-    feats, eot = encode_prompts(trained, prompts)
+    feats, eot = encode_prompts(trained.clip, prompts)
     text = g.apply(params, feats, eot, method=Generator.encode_text)
     w = g.apply(params, seeds_to_z(seeds, g.spec.z_dim), text.t_global, method=Generator.mapping)
     return text, w  # TextConditioning [P, ...], [P, w_dim]

@@ -29,7 +29,7 @@ from transformers.models.clip.modeling_flax_clip import (
     FlaxCLIPVisionTransformer,
 )
 
-from gigagan_jax.data.tokenize import VOCAB_SIZE, ClipTokenizer
+from gigagan_jax.pretrained.tokenize import VOCAB_SIZE, ClipTokenizer
 
 # OpenAI's pixel statistics; a folder's preprocessor_config.json overrides them.
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -1,0 +1,63 @@
+"""Training metrics without a host round-trip per step: step metrics stay on device until a log
+step, are fetched once, checked for non-finite values, averaged and written to TensorBoard."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import jax
+import numpy as np
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss or gradient went NaN/inf; the message names the first bad step."""
+
+
+class MetricsLog:
+    """`append` each step's device metrics; `flush` at log steps (and before every checkpoint, so
+    a saved state never followed a non-finite step). `writer` is a tensorboardX SummaryWriter or None."""
+
+    def __init__(self, writer, stop_on_nonfinite: bool, kept_in: str):
+        self.writer = writer
+        self.stop_on_nonfinite = stop_on_nonfinite
+        self.kept_in = kept_in  # where the last good checkpoint is, for the error message
+        self.pending: list[tuple[int, dict]] = []
+        self.last: dict[str, float] = {}
+
+    def append(self, step: int, metrics: dict) -> None:
+        self.pending.append((step, metrics))
+
+    def flush(self) -> None:
+        """Fetch pending metrics once, raise on a non-finite value, log their means."""
+        if not self.pending:
+            return
+        fetched = jax.device_get(self.pending)
+        self.pending.clear()
+        for step, metrics in fetched:
+            bad = sorted(k for k, v in metrics.items() if not math.isfinite(float(v)))
+            if bad and self.stop_on_nonfinite:
+                raise NonFiniteLossError(f"non-finite {', '.join(bad)} at step {step}; the last good "
+                                         f"checkpoint is kept in {self.kept_in}")
+        keys = sorted(set().union(*(m.keys() for _, m in fetched)))  # R1 / vision terms come and go
+        self.last = {k: float(np.mean([float(m[k]) for _, m in fetched if k in m])) for k in keys}
+        self.scalar_dict(self.last, fetched[-1][0] + 1)
+
+    def scalar_dict(self, scalars: dict[str, float], step: int) -> None:
+        if self.writer is not None:
+            for k, v in scalars.items():
+                self.writer.add_scalar(k, v, step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def open_writer(log_dir: str, enabled: bool) -> Optional[object]:
+    """A TensorBoard writer on the main process, None elsewhere."""
+    if not enabled:
+        return None
+    from tensorboardX import SummaryWriter
+
+    return SummaryWriter(log_dir)

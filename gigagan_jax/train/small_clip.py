@@ -1,0 +1,196 @@
+"""Train a small CLIP on image+caption data and write it as a Hugging Face CLIP folder.
+
+No pretrained CLIP can be downloaded here, yet GigaGAN's text conditioning, CLIP loss and CLIP
+score all need one whose embeddings mean something for the training captions. This trains one
+from scratch with CLIP's symmetric contrastive objective, on any data kind the GAN trains on
+(read through `config.data`), using the real OpenAI tokenizer (so the folder is a drop-in
+`config.clip.path`), and reports text->image retrieval on held-out pairs it never saw.
+
+A run with `config.clip.path = ""` calls `train_small_clip(config, out, SmallClipSpec.for_run(config))`;
+`python -m gigagan_jax.tools.train_clip` is the same function behind a command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from transformers import CLIPConfig
+
+from gigagan_jax.config import default_config
+from gigagan_jax.data import open_source
+from gigagan_jax.losses.clip_loss import clip_logits
+from gigagan_jax.pixels import to_signed
+from gigagan_jax.pretrained.clip import (
+    ClipTextTower,
+    ClipVisionTower,
+    clip_preprocess,
+    init_params,
+    load_clip,
+    save_clip,
+)
+from gigagan_jax.pretrained.tokenize import ClipTokenizer
+
+MAX_LOGIT_SCALE = float(np.log(100.0))  # CLIP clamps its temperature at 1/100
+
+
+@dataclasses.dataclass(frozen=True)
+class SmallClipSpec:
+    """Sizes and schedule of the small CLIP. Defaults give 256-wide text tokens, matching
+    `configs/demo.py`'s text_encoder_dim."""
+
+    steps: int = 1000
+    batch: int = 64
+    lr: float = 2e-3
+    seed: int = 0
+    holdout: int = 1000  # pairs kept out of training for retrieval
+    image_size: int = 32
+    patch: int = 4
+    text_width: int = 256
+    text_layers: int = 2
+    vision_width: int = 128
+    vision_layers: int = 2
+    heads: int = 4
+    projection: int = 128
+
+    @classmethod
+    def for_run(cls, config: ml_collections.ConfigDict) -> "SmallClipSpec":
+        """The CLIP a GAN run trains for itself: text width = config.model.text_encoder_dim, the
+        run's seed, a holdout and batch scaled to the data set, images at <= 64 px."""
+        n = config.data.num_examples
+        return cls(steps=config.clip.train_steps, text_width=config.model.text_encoder_dim,
+                   seed=config.train.seed, holdout=max(100, min(1000, n // 10)), batch=min(128, n // 4),
+                   image_size=min(config.model.resolution, 64))
+
+
+def training_data_config(config: ml_collections.ConfigDict, spec: SmallClipSpec) -> ml_collections.ConfigDict:
+    """The config whose data section the CLIP reads: the run's data (so its shapes are drawn the
+    way the GAN's are), rendered at the CLIP's image size."""
+    out = default_config()
+    out.data = ml_collections.ConfigDict(config.data.to_dict())
+    out.model.resolution = spec.image_size
+    return out
+
+
+def load_pairs(config: ml_collections.ConfigDict):
+    """All examples in memory: uint8 images [N, S, S, 3] and their captions."""
+    source = open_source(config)
+    images, captions = [], []
+    for start in range(0, len(source), 1024):
+        batch = source.get_batch(np.arange(start, min(start + 1024, len(source))))
+        images.append(np.asarray(batch["image"], np.uint8))
+        captions.extend(batch["caption"])
+    return np.concatenate(images), captions
+
+
+def clip_config(spec: SmallClipSpec) -> CLIPConfig:
+    return CLIPConfig(
+        text_config=dict(hidden_size=spec.text_width, intermediate_size=4 * spec.text_width,
+                         num_hidden_layers=spec.text_layers, num_attention_heads=spec.heads,
+                         max_position_embeddings=77, vocab_size=49408),
+        vision_config=dict(hidden_size=spec.vision_width, intermediate_size=4 * spec.vision_width,
+                           num_hidden_layers=spec.vision_layers, num_attention_heads=spec.heads,
+                           image_size=spec.image_size, patch_size=spec.patch),
+        projection_dim=spec.projection)
+
+
+def make_train_step(config: CLIPConfig, optimizer: optax.GradientTransformation):
+    text = ClipTextTower(config.text_config, config.projection_dim)
+    vision = ClipVisionTower(config.vision_config, config.projection_dim)
+
+    def loss_fn(params, ids, pixels):  # ids [B, L], pixels [B, S, S, 3] in [-1, 1]
+        _, _, t = text.apply({"params": {k: params[k] for k in ("text_model", "text_projection")}}, ids)
+        x = clip_preprocess(pixels, config.vision_config.image_size)
+        i, _ = vision.apply({"params": {k: params[k] for k in ("vision_model", "visual_projection")}}, x)
+        logits = clip_logits(i, t, params["logit_scale"])  # [B, B] image -> caption
+        labels = jnp.arange(ids.shape[0])
+        image_to_text = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        text_to_image = optax.softmax_cross_entropy_with_integer_labels(logits.T, labels).mean()
+        return 0.5 * (image_to_text + text_to_image)
+
+    @jax.jit
+    def step(params, opt_state, ids, pixels):
+        loss, grads = jax.value_and_grad(loss_fn)(params, ids, pixels)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        params["logit_scale"] = jnp.clip(params["logit_scale"], 0.0, MAX_LOGIT_SCALE)
+        return params, opt_state, loss
+
+    return step
+
+
+def retrieval_top1(text_embeds: np.ndarray, image_embeds: np.ndarray, gallery: int) -> float:
+    """Text->image top-1 accuracy: each caption ranks the images of its gallery of `gallery`
+    consecutive held-out pairs (chance = 1 / gallery)."""
+    hits, total = 0, 0
+    for start in range(0, len(text_embeds) - gallery + 1, gallery):
+        t, i = text_embeds[start:start + gallery], image_embeds[start:start + gallery]
+        sims = np.asarray(clip_logits(t, i, 0.0))  # [G, G], caption -> image
+        hits += int((sims.argmax(axis=1) == np.arange(gallery)).sum())
+        total += gallery
+    return hits / total
+
+
+def evaluate(path: str, images: np.ndarray, captions: list[str]) -> dict[str, float]:
+    """Held-out retrieval through the normal loader, as the GAN will see the model."""
+    clip = load_clip(path)
+    texts, pics = [], []
+    for start in range(0, len(captions), 250):
+        texts.append(np.asarray(clip.encode_text(clip.tokenize(captions[start:start + 250]))[2]))
+        pixels = to_signed(images[start:start + 250])
+        pics.append(np.asarray(clip.encode_image(pixels)[0]))
+    t, i = np.concatenate(texts), np.concatenate(pics)
+    return {"top1_gallery100": retrieval_top1(t, i, 100), "chance_gallery100": 0.01,
+            f"top1_gallery{len(t)}": retrieval_top1(t, i, len(t)), f"chance_gallery{len(t)}": 1 / len(t)}
+
+
+def train_small_clip(config: ml_collections.ConfigDict, out: str, spec: SmallClipSpec,
+                     command: str = "") -> dict:
+    """Train on `config`'s data (`training_data_config`), write the HF folder `out` with
+    `train_clip.json` (held-out retrieval, the spec, `command` when given); returns the metrics."""
+    images, captions = load_pairs(training_data_config(config, spec))
+    if len(captions) <= spec.holdout + spec.batch:
+        raise ValueError(f"the data has {len(captions)} pairs: too few for a holdout of {spec.holdout} "
+                         f"plus one batch of {spec.batch}")
+    # The held-out pairs are a fixed random subset; training never sees them.
+    order = np.random.default_rng(spec.seed).permutation(len(captions))
+    test_idx, train_idx = order[:spec.holdout], order[spec.holdout:]
+    ids = ClipTokenizer()(captions)  # [N, 77]
+    # Causal attention: positions after the longest caption's EOT cannot change any pooled
+    # embedding, so training runs on the shortest prefix that holds every EOT.
+    length = int(min(77, -(-(ids.argmax(axis=1).max() + 1) // 8) * 8))
+
+    hf_config = clip_config(spec)
+    params = init_params(hf_config, jax.random.key(spec.seed))
+    schedule = optax.warmup_cosine_decay_schedule(0.0, spec.lr, min(100, spec.steps // 10 + 1), spec.steps)
+    optimizer = optax.adamw(schedule, b2=0.98, weight_decay=0.1,
+                            mask=jax.tree.map(lambda p: p.ndim >= 2, params))
+    opt_state = optimizer.init(params)
+    step = make_train_step(hf_config, optimizer)
+    rng = np.random.default_rng(spec.seed + 1)
+    start = time.time()
+    for i in range(spec.steps):
+        batch = rng.choice(train_idx, spec.batch, replace=False)
+        pixels = to_signed(images[batch])  # [B, S, S, 3]
+        params, opt_state, loss = step(params, opt_state, ids[batch, :length], pixels)
+        if i % 100 == 0 or i == spec.steps - 1:
+            print(f"step {i:5d}  loss {float(loss):.4f}  logit_scale {float(params['logit_scale']):.2f}  "
+                  f"{time.time() - start:.0f}s", flush=True)
+
+    save_clip(out, hf_config, params)
+    metrics = evaluate(out, images[test_idx], [captions[j] for j in test_idx])
+    metrics.update(steps=spec.steps, batch=spec.batch, train_pairs=len(train_idx),
+                   seconds=round(time.time() - start, 1), spec=dataclasses.asdict(spec),
+                   data=config.data.to_dict())
+    if command:
+        metrics["command"] = command
+    with open(os.path.join(out, "train_clip.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    return metrics

@@ -1,0 +1,117 @@
+"""The package's layers import only downward, and no module imports itself back through others.
+
+    config, workdir, pixels            foundations: import nothing of the package
+    data, pretrained, checkpoint       datasets; frozen third-party networks; Orbax + sha256
+    models                             GigaGAN's own networks
+    losses                             loss terms
+    generate                           restore a trained model, sample, edit, upsample
+    train                              steps, state, loop (its sample grid goes through generate)
+    eval                               metrics and reports
+    cli, tools, any __main__           command lines: may import anything
+
+Imports inside functions count too: a lazy import is still a dependency.
+"""
+
+import ast
+import os
+
+import pytest
+
+PACKAGE = "gigagan_jax"
+ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGE)
+FOUNDATIONS = {"config", "workdir", "pixels"}
+MAY_IMPORT = {
+    "config": set(),
+    "workdir": set(),
+    "pixels": set(),
+    "data": {"config", "pixels"},
+    "pretrained": {"config", "pixels"},
+    "checkpoint": {"config"},
+    "models": {"config", "pixels"},
+    "losses": FOUNDATIONS | {"models", "pretrained"},
+    "generate": FOUNDATIONS | {"checkpoint", "pretrained", "models"},
+    "train": FOUNDATIONS | {"checkpoint", "data", "pretrained", "models", "losses", "generate"},
+    "eval": FOUNDATIONS | {"checkpoint", "data", "pretrained", "models", "generate"},
+}
+CLI_LAYERS = {"cli", "tools"}
+
+
+def package_modules() -> dict[str, str]:
+    """{dotted module name: file path} of every module in the package."""
+    out = {}
+    for folder, _, files in os.walk(ROOT):
+        for name in files:
+            if name.endswith(".py"):
+                rel = os.path.relpath(os.path.join(folder, name), os.path.dirname(ROOT))[:-3]
+                parts = rel.split(os.sep)
+                if parts[-1] == "__init__":
+                    parts = parts[:-1]
+                out[".".join(parts)] = os.path.join(folder, name)
+    return out
+
+
+def imported_modules(path: str, modules: dict[str, str]) -> set[str]:
+    """The package modules a file imports (the longest known prefix of each imported name)."""
+    found = set()
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        for name in names:
+            if not name.startswith(PACKAGE + "."):
+                continue
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name and name != PACKAGE:
+                found.add(name)
+    return found
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    return "cli" if parts[-1] == "__main__" else parts[1]
+
+
+MODULES = package_modules()
+GRAPH = {m: imported_modules(p, MODULES) for m, p in MODULES.items()}
+
+
+def test_every_top_level_module_has_a_layer():
+    assert {layer_of(m) for m in MODULES if m != PACKAGE} <= set(MAY_IMPORT) | CLI_LAYERS
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m != PACKAGE and layer_of(m) not in CLI_LAYERS))
+def test_imports_only_go_down(module):
+    layer = layer_of(module)
+    upward = sorted(dep for dep in GRAPH[module]
+                    if layer_of(dep) != layer and layer_of(dep) not in MAY_IMPORT[layer])
+    assert not upward, f"{module} ({layer}) imports {upward}; {layer} may import only {sorted(MAY_IMPORT[layer])}"
+
+
+def test_no_import_cycles():
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(module, path):
+        state[module] = 1
+        for dep in sorted(GRAPH[module]):
+            if dep == module or dep.startswith(module + "."):
+                continue  # a package's __init__ may name its own submodules
+            if state.get(dep) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(dep):] + [dep]))
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[module] = 2
+
+    for module in sorted(MODULES):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_the_checker_sees_a_violation(tmp_path):
+    """The walk finds function-level imports and maps `from a.b import c` to the module a.b.c."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from gigagan_jax.train import loop\n    import gigagan_jax.generate.sample\n")
+    assert imported_modules(str(bad), MODULES) == {"gigagan_jax.train.loop", "gigagan_jax.generate.sample",
+                                                   "gigagan_jax.train"}
