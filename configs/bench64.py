@@ -5,42 +5,18 @@ kernels, self- and cross-attention at 8 and 16 px (4 heads x 16), mapping 4 laye
 z = w = 64, text transformer 2 layers 64 wide over 512-wide CLIP-B token features.
 D: 64 channels per stage, L2 self-attention at 8 and 16 px, multi-scale inputs at 32/16/8.
 
-Run:  python benchmarks/step_speed.py --config configs/bench64.py
+Run:  python -m benchmarks.step_speed --config configs/bench64.py
 """
 
-from gigagan_jax.config import default_config
+from gigagan_jax.config import apply_size, default_config
 
 
 def get_config():
-    config = default_config()
+    config = apply_size(default_config(), "bench64")
     m = config.model
     m.resolution = 64
     m.text_encoder_dim = 512
-    g = m.g
-    g.z_dim = 64
-    g.w_dim = 64
-    g.mapping_layers = 4
-    g.text_dim = 64
-    g.text_layers = 2
-    g.text_heads = 4
-    g.channel_base = 64 * 64
-    g.channel_max = 64
-    g.convs_per_level = 2
-    g.num_kernels = 4
-    g.self_attn_resolutions = (8, 16)
-    g.cross_attn_resolutions = (8, 16)
-    g.attn_heads = 4
-    g.attn_head_dim = 16
-    d = m.d
-    d.channel_base = 64 * 64
-    d.channel_max = 64
-    d.self_attn_resolutions = (8, 16)
-    d.input_resolutions = (32, 16, 8)
-    d.text_dim = 64
-    d.text_layers = 2
-    d.text_heads = 4
-    d.attn_heads = 4
-    d.attn_head_dim = 16
+    m.d.input_resolutions = (32, 16, 8)
     config.train.batch_size = 8
     config.mesh.shape = (1, 1)
     return config

@@ -3,17 +3,17 @@
 Sized for 2 CPU cores. The text encoder is the project's small CLIP (config.clip.path = "": it is
 trained first, ~8 minutes, or copy a demo run's `clip/` folder into the workdir to reuse it).
 No LPIPS weights offline, so the perceptual term is the documented fallback, here multi-scale L1
-only (see perceptual_clip_weight below). Measure it with benchmarks/upsampler_quality.py.
+only (see perceptual_clip_weight below). Measure it with acceptance/upsampler_quality.py.
 
 Run:  python train.py --config configs/upsampler_demo.py --workdir runs/upsampler_demo
-Then: python benchmarks/upsampler_quality.py --workdir runs/upsampler_demo
+Then: python -m acceptance.upsampler_quality --workdir runs/upsampler_demo
 """
 
-from gigagan_jax.config import default_config
+from gigagan_jax.config import apply_size, default_config
 
 
 def get_config():
-    config = default_config()
+    config = apply_size(default_config(), "demo")  # configs/demo.py's size; G's changes below
     config.task = "upsampler"
     m = config.model
     m.resolution = 64
@@ -26,35 +26,15 @@ def get_config():
     u.blur_sigma_max = 0.0
     u.noise_std_max = 0.0
     g = m.g
-    g.z_dim = 64
-    g.w_dim = 128
-    g.mapping_layers = 2
-    g.text_dim = 128
-    g.text_layers = 1
-    g.text_heads = 4
     # 64 channels at 4-32 px, 32 at 64 px. With 16 channels at 64 px, pure-L1 probes stayed at the
     # bicubic error for 600 steps; a plain 32-channel CNN beats it after ~300 (BENCHMARKS.md).
     g.channel_base = 2048
-    g.channel_max = 64
-    g.num_kernels = 2
     # The image-first levels above 16 px start as a CNN on the bicubic input: fromImage + 3
     # adaptive convs. With one conv after fromImage (2 per level), a pure-L1 probe never beat
     # bicubic; a 1-conv CNN did not either, a 4-conv one did (BENCHMARKS.md).
     g.convs_per_level = 4
     g.self_attn_resolutions = (8,)
-    g.cross_attn_resolutions = (8, 16)
-    g.attn_heads = 2
-    g.attn_head_dim = 32
-    d = m.d
-    d.channel_base = 1024
-    d.channel_max = 64
-    d.self_attn_resolutions = (8,)
-    d.input_resolutions = (32,)
-    d.text_dim = 128
-    d.text_layers = 1
-    d.text_heads = 4
-    d.attn_heads = 2
-    d.attn_head_dim = 32
+    m.d.input_resolutions = (32,)  # D keeps the demo size (channel_base 1024: 32 channels at 64 px)
     config.loss.clip_weight = 0.0
     # The paper weighs LPIPS by 10. The offline fallback (multi-scale L1 in [-1, 1] units, mostly
     # flat shapes images) is ~10x smaller than LPIPS for the same error, so its weight is 10x larger.
@@ -65,15 +45,8 @@ def get_config():
     # Adam beta1 0.9 (as ESRGAN) rather than StyleGAN2's 0: the regression part learns in far fewer
     # steps with momentum. G at lr 1e-2: its equalized-lr weights sit at unit scale, so lr 1e-3
     # moved them ~17x too slowly for pure-L1 probes to leave the bicubic error (BENCHMARKS.md).
-    config.optim.beta1 = 0.9
-    config.optim.g_lr = 0.01
-    config.optim.d_lr = 0.001
-    config.optim.ema_half_life_images = 2000
-    config.train.batch_size = 16
+    config.optim.update(beta1=0.9, g_lr=0.01, d_lr=0.001, ema_half_life_images=2000)
     # 2250 steps ≈ 55 min on 2 CPU cores: L1 0.42 vs bicubic's 2.24, HF energy 0.79 of the real
     # images' (BENCHMARKS.md).
-    config.train.num_steps = 2250
-    config.train.checkpoint_every = 250
-    config.train.sample_every = 250
-    config.train.log_every = 25
+    config.train.update(batch_size=16, num_steps=2250, checkpoint_every=250, sample_every=250, log_every=25)
     return config

@@ -1,8 +1,11 @@
 """Config validation: every shipped config is valid, and each kind of mistake names itself."""
 
 import glob
+import json
 import os
+import pickle
 
+import ml_collections
 import pytest
 
 from gigagan_jax.config import default_config, load_config, resolve_mesh_shape, validate_config
@@ -66,3 +69,132 @@ def test_default_config_is_the_paper_model():
     config = default_config()
     assert config.model.resolution == 64 and config.model.g.z_dim == 128
     assert config.model.g.mapping_layers == 4 and config.model.g.mapping_lr_mult == 0.01
+
+
+# --- named sizes, D following G, and the config as saved with a checkpoint -----------------
+
+FOLLOWED = ("text_dim", "text_layers", "text_heads", "attn_heads", "attn_head_dim")
+
+
+def test_sizes_set_the_named_values():
+    from gigagan_jax.config import D_FOLLOWS_G, SIZES, apply_size
+
+    assert D_FOLLOWS_G == FOLLOWED
+    for name, size in SIZES.items():
+        config = apply_size(default_config(), name)
+        for net, values in size.items():
+            assert {k: config.model[net][k] for k in values} == values, (name, net)
+        assert not set(FOLLOWED) & set(size["d"]), f"size {name!r} restates what D takes from G"
+        for key in FOLLOWED:
+            assert config.model.d[key] == config.model.g[key], (name, key)
+    config = _tiny()
+    assert (config.model.g.z_dim, config.model.g.channel_base, config.model.g.attn_head_dim) == (32, 512, 16)
+    assert (config.model.d.channel_base, config.model.d.text_dim, config.model.d.attn_heads) == (512, 32, 2)
+    assert tuple(config.model.d.input_resolutions) == (8, 4)  # by resolution: the config's, not the size's
+    with pytest.raises(ValueError, match=r"unknown model size 'huge'; sizes: tiny, demo, bench64"):
+        apply_size(default_config(), "huge")
+
+
+def test_discriminator_follows_the_generator_unless_set():
+    config = _tiny()
+    config.lock()  # as --config loads it (lock_config=True)
+    g, d = config.model.g, config.model.d
+    g.text_dim, g.attn_heads = 64, 4  # G moves: D follows
+    assert (d.text_dim, d.attn_heads) == (64, 4)
+    d.text_dim = 16  # D set: G stays, and D no longer follows
+    assert (g.text_dim, d.text_dim) == (64, 16)
+    g.text_dim = 128
+    assert (g.text_dim, d.text_dim, d.attn_heads) == (128, 16, 4)
+    with pytest.raises(TypeError):
+        d.text_layers = 1.5  # the followed keys stay integers
+    # A copy made through pickle (a worker process) keeps the link and its own values.
+    copy = pickle.loads(pickle.dumps(config))
+    copy.model.g.attn_heads = 8
+    assert (copy.model.d.attn_heads, d.attn_heads) == (8, 4)
+
+
+@pytest.mark.parametrize("overrides, g_dim, d_dim", [
+    ([], 32, 32),
+    (["--config.model.g.text_dim=64"], 64, 64),
+    (["--config.model.d.text_dim=16"], 32, 16),
+    (["--config.model.d.text_dim=16", "--config.model.g.text_dim=64"], 64, 16),
+    (["--config.model.g.text_dim=64", "--config.model.d.text_dim=16"], 64, 16),
+])
+def test_command_line_overrides(overrides, g_dim, d_dim):
+    """--config.model.{g,d}.X= through ml_collections' config_flags, as train.py parses them."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    argv = ["train.py", "--config", "configs/tiny.py", *overrides]
+    flag_values = flags.FlagValues()  # (config_flags finds the override flags in sys_argv)
+    holder = config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True,
+                                             sys_argv=argv)
+    flag_values(argv)
+    config = holder.value
+    assert (config.model.g.text_dim, config.model.d.text_dim) == (g_dim, d_dim)
+    assert config.model.d.text_heads == config.model.g.text_heads == 2
+    validate_config(config)
+
+
+def test_d_overrides_are_validated_by_name():
+    config = _tiny()
+    config.model.d.text_heads = 5
+    with pytest.raises(ValueError, match=r"config.model.d.text_dim=32 is not divisible by text_heads=5"):
+        validate_config(config)
+
+
+def _saved(config):
+    """config.to_dict() as the checkpoint's JSON holds it."""
+    return json.loads(json.dumps(config.to_dict()))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=os.path.basename)
+def test_saved_config_holds_numbers(path):
+    config = load_config(path)
+    saved = _saved(config)
+    for key in FOLLOWED:
+        assert type(saved["model"]["d"][key]) is int and saved["model"]["d"][key] == config.model.d[key]
+    # Restored without references (as generate/restore.py and a resume read it), it is the same config.
+    restored = ml_collections.ConfigDict(saved)
+    assert _saved(restored) == saved
+    validate_config(restored, num_devices=1 if tuple(config.mesh.shape) == (1, 1) else 8)
+
+
+@pytest.mark.parametrize("path", ["configs/tiny.py", "configs/upsampler_tiny.py", "configs/upsampler_512.py"])
+def test_specs_from_a_saved_config_equal_the_live_ones(path):
+    from gigagan_jax.models.build import discriminator_spec, generator_spec
+
+    config = load_config(path)
+    restored = ml_collections.ConfigDict(_saved(config))
+    assert generator_spec(restored) == generator_spec(config)
+    assert discriminator_spec(restored) == discriminator_spec(config)
+    assert type(generator_spec(config)).__name__ == ("UpsamplerSpec" if config.task == "upsampler" else "GeneratorSpec")
+
+
+def test_tiny_specs():
+    from gigagan_jax.models.build import discriminator_spec, generator_spec
+
+    config = _tiny()
+    g, d = generator_spec(config), discriminator_spec(config)
+    assert g.channels == (32, 32, 32) and (g.z_dim, g.text_dim, g.cross_attn_resolutions) == (32, 32, (8,))
+    assert g.kernel_impl != "auto"
+    assert d.channels == (32, 32, 32) and d.input_resolutions == (16, 8, 4)
+    assert (d.text_dim, d.text_layers, d.text_heads, d.attn_heads, d.attn_head_dim) == (32, 1, 2, 2, 16)
+    config.model.d.attn_head_dim = 8
+    assert discriminator_spec(config).attn_head_dim == 8 and generator_spec(config).attn_head_dim == 16
+
+
+def test_resume_check_accepts_the_same_model_and_names_a_change():
+    from gigagan_jax.train.loop import _check_compatible
+
+    saved = _saved(_tiny())
+    _check_compatible(saved, _tiny(), "runs/x")
+    changed = _tiny()
+    changed.model.g.text_dim = 64  # D follows: both keys differ
+    with pytest.raises(ValueError, match=r"config.model.d.text_dim=32, but this config has 64; "
+                                         r"config.model.g.text_dim=32, but this config has 64; use a new"):
+        _check_compatible(saved, changed, "runs/x")
+    changed = _tiny()
+    changed.model.resolution = 32
+    with pytest.raises(ValueError, match=r"config.model.resolution=16, but this config has 32"):
+        _check_compatible(saved, changed, "runs/x")

@@ -22,9 +22,8 @@ from typing import Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
-from gigagan_jax.config import channels_at, level_resolutions
+from gigagan_jax.config import level_resolutions
 from gigagan_jax.models.attention import L2SelfAttention
 from gigagan_jax.models.layers import AdaptiveModulatedConv, EqualizedConv, EqualizedDense, lrelu, residual_down
 from gigagan_jax.pixels import area_downsample
@@ -35,6 +34,8 @@ Pair = tuple[int, int]  # (input resolution i, prediction resolution j)
 
 @dataclasses.dataclass(frozen=True)
 class DiscriminatorSpec:
+    """Hashable, typed view of `config.model` for the discriminator (made by models.build.discriminator_spec)."""
+
     resolution: int
     conditioning: str
     num_classes: int
@@ -50,20 +51,6 @@ class DiscriminatorSpec:
     attn_head_dim: int
     head_layers: int
     dtype: str
-
-    @classmethod
-    def from_config(cls, config: ml_collections.ConfigDict) -> "DiscriminatorSpec":
-        m, d = config.model, config.model.d
-        levels = level_resolutions(m.resolution)
-        inputs = tuple(sorted({m.resolution, *d.input_resolutions}, reverse=True))
-        return cls(
-            resolution=m.resolution, conditioning=m.conditioning, num_classes=m.num_classes,
-            text_encoder_dim=m.text_encoder_dim, text_len=m.text_len,
-            channels=tuple(channels_at(r, d.channel_base, d.channel_max) for r in levels),
-            input_resolutions=inputs, self_attn_resolutions=tuple(d.self_attn_resolutions),
-            text_dim=d.text_dim, text_layers=d.text_layers, text_heads=d.text_heads,
-            attn_heads=d.attn_heads, attn_head_dim=d.attn_head_dim, head_layers=d.head_layers,
-            dtype=m.dtype)
 
     def channels_at(self, res: int) -> int:
         """Feature channels at resolution res (the 1x1 output uses the 4 px width)."""

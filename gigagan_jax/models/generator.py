@@ -20,9 +20,8 @@ import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
-import ml_collections
 
-from gigagan_jax.config import channels_at, level_resolutions
+from gigagan_jax.config import level_resolutions
 from gigagan_jax.models.attention import CrossAttention, L2SelfAttention
 from gigagan_jax.models.layers import SynthesisLayer, ToRGB
 from gigagan_jax.models.mapping import MappingNetwork, truncate
@@ -50,7 +49,7 @@ def resolve_kernel_impl(impl: str, backend: Optional[str] = None, num_devices: O
 
 @dataclasses.dataclass(frozen=True)
 class GeneratorSpec:
-    """Hashable, typed view of `config.model` for the generator."""
+    """Hashable, typed view of `config.model` for the generator (made by models.build.generator_spec)."""
 
     resolution: int
     conditioning: str
@@ -76,25 +75,6 @@ class GeneratorSpec:
     attn_residual_gain: float
     use_noise: bool
     dtype: str
-
-    @classmethod
-    def from_config(cls, config: ml_collections.ConfigDict) -> "GeneratorSpec":
-        m, g = config.model, config.model.g
-        levels = level_resolutions(m.resolution)
-        return cls(
-            resolution=m.resolution, conditioning=m.conditioning, num_classes=m.num_classes,
-            text_encoder_dim=m.text_encoder_dim, text_len=m.text_len,
-            z_dim=g.z_dim, w_dim=g.w_dim, mapping_layers=g.mapping_layers,
-            mapping_lr_mult=g.mapping_lr_mult, text_dim=g.text_dim, text_layers=g.text_layers,
-            text_heads=g.text_heads,
-            channels=tuple(channels_at(r, g.channel_base, g.channel_max) for r in levels),
-            convs_per_level=g.convs_per_level, num_kernels=g.num_kernels,
-            kernel_impl=resolve_kernel_impl(g.kernel_impl),
-            self_attn_resolutions=tuple(g.self_attn_resolutions),
-            cross_attn_resolutions=tuple(g.cross_attn_resolutions),
-            attn_blocks_per_level=g.attn_blocks_per_level, attn_heads=g.attn_heads,
-            attn_head_dim=g.attn_head_dim, attn_residual_gain=g.attn_residual_gain,
-            use_noise=g.use_noise, dtype=m.dtype)
 
     @property
     def levels(self) -> list[int]:

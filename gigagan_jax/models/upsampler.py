@@ -32,9 +32,7 @@ from typing import Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
-from gigagan_jax.config import channels_at, upsampler_levels
 from gigagan_jax.models.attention import CrossAttention, L2SelfAttention
 from gigagan_jax.models.generator import Generator, GeneratorSpec, TextConditioning
 from gigagan_jax.models.layers import EqualizedConv, SynthesisLayer, ToRGB, residual_down
@@ -52,18 +50,6 @@ class UpsamplerSpec(GeneratorSpec):
     encoder_channels: tuple[int, ...]  # at input_resolution, /2, ..., the bottom
     blur_sigma_max: float
     noise_std_max: float
-
-    @classmethod
-    def from_config(cls, config: ml_collections.ConfigDict) -> "UpsamplerSpec":
-        base = GeneratorSpec.from_config(config)
-        m, g, u = config.model, config.model.g, config.model.upsampler
-        decoder = upsampler_levels(m.resolution, u.input_resolution, u.down_blocks)
-        encoder = [u.input_resolution // 2**i for i in range(u.down_blocks + 1)]
-        fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(GeneratorSpec)}
-        fields["channels"] = tuple(channels_at(r, g.channel_base, g.channel_max) for r in decoder)
-        return cls(**fields, input_resolution=u.input_resolution,
-                   encoder_channels=tuple(channels_at(r, g.channel_base, g.channel_max) for r in encoder),
-                   blur_sigma_max=u.blur_sigma_max, noise_std_max=u.noise_std_max)
 
     @property
     def levels(self) -> list[int]:

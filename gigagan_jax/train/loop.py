@@ -57,11 +57,27 @@ class _Stop:
 
 
 def _check_compatible(saved: dict, config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Refuse to resume from a checkpoint whose config.model differs, naming every key that does
+    (one override can change several: D's text and attention widths follow G's unless set)."""
     now = json.loads(json.dumps(config.model.to_dict()))  # tuples -> lists, as saved
-    for key, value in sorted(now.items()):
-        if saved["model"].get(key) != value:
-            raise ValueError(f"{workdir} was trained with config.model.{key}={saved['model'].get(key)!r}, "
-                             f"but this config has {value!r}; use a new --workdir")
+
+    def leaves(value, name: str) -> dict:
+        if isinstance(value, dict) and value:
+            return {k: v for key, sub in value.items() for k, v in leaves(sub, f"{name}.{key}").items()}
+        return {name: value}
+
+    absent = object()
+    differ = []
+    for key in sorted(now):
+        was = leaves(saved["model"].get(key, absent), f"config.model.{key}")
+        has = leaves(now[key], f"config.model.{key}")
+        for name in sorted(was.keys() | has.keys()):
+            old, new = was.get(name, absent), has.get(name, absent)
+            if old != new:
+                differ.append(f"{name}={'nothing' if old is absent else repr(old)}, but this config has "
+                              f"{'nothing' if new is absent else repr(new)}")
+    if differ:
+        raise ValueError(f"{workdir} was trained with {'; '.join(differ)}; use a new --workdir")
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict:

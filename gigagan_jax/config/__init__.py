@@ -3,6 +3,11 @@
 Every config file starts from `default_config()` and overrides values; it never adds keys.
 `validate_config` is called by every entry point before anything is built or compiled so
 that a typo or an impossible shape is a one-line `ValueError`, not an XLA error.
+
+Named model sizes (`tiny`, `demo`, `bench64`) live in `gigagan_jax.config.sizes`; configs pick
+one with `apply_size`. D's text transformer and attention widths (`D_FOLLOWS_G`) follow G's
+unless a config or a `--config.model.d.X=` override sets them; `to_dict()`, and so the config
+saved with every checkpoint, holds the resolved numbers.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import math
 from typing import Any, Iterable
 
 import ml_collections
+
+from gigagan_jax.config.sizes import SIZES, apply_size  # noqa: F401  (re-exported for configs/)
 
 DATA_KINDS = ("shapes", "folder", "emoji", "tfds")
 CONDITIONINGS = ("text", "class", "none")
@@ -50,7 +57,22 @@ def _generator_defaults() -> ml_collections.ConfigDict:
     return g
 
 
-def _discriminator_defaults() -> ml_collections.ConfigDict:
+# D's text transformer t_D and attention widths: G's, unless a config sets them.
+D_FOLLOWS_G = ("text_dim", "text_layers", "text_heads", "attn_heads", "attn_head_dim")
+
+
+def _follow(parent: ml_collections.ConfigDict, key: str) -> ml_collections.FieldReference:
+    """A value that tracks `parent[key]` until it is assigned.
+
+    Not `parent.get_ref(key)` itself: assigning to a field that holds a shared reference writes
+    through it (d.text_dim = 64 would set g.text_dim too). `+ 0` makes a reference of its own
+    that reads G's; an assignment replaces it and leaves G alone. (`+ 0`, not `.identity()`, whose
+    lambda cannot be pickled.)
+    """
+    return parent.get_ref(key) + 0
+
+
+def _discriminator_defaults(g: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     d = ml_collections.ConfigDict()
     # 1664 channels at every level: with the rest below, 391 M parameters (paper: 381.4 M).
     d.channel_base = 1664 * 64
@@ -59,11 +81,8 @@ def _discriminator_defaults() -> ml_collections.ConfigDict:
     # Resolutions of the pyramid levels fed to D (multi-scale input), besides the full one.
     # With 64 px: inputs 64/32/16/8/4 and predictions at 32/16/8/4/1, 15 (i, j) pairs (paper).
     d.input_resolutions = (32, 16, 8, 4)
-    d.text_dim = 768
-    d.text_layers = 4
-    d.text_heads = 12
-    d.attn_heads = 16
-    d.attn_head_dim = 64
+    for key in D_FOLLOWS_G:
+        d[key] = _follow(g, key)
     d.head_layers = 4  # depth of psi_j, the t_D-modulated 1x1 conv stack (paper: 4)
     return d
 
@@ -139,7 +158,7 @@ def default_config() -> ml_collections.ConfigDict:
     model.text_encoder_dim = 768  # width of the frozen CLIP token features (ViT-L/14: 768)
     model.text_len = 77
     model.g = _generator_defaults()
-    model.d = _discriminator_defaults()
+    model.d = _discriminator_defaults(model.g)
     model.upsampler = _upsampler_defaults()
     config.model = model
 
