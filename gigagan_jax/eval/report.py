@@ -110,7 +110,7 @@ def evaluate(real_batches: Iterable, prompt_batches: Iterable[list[str]],
     Class-conditional runs pass lists of class ids instead, with `with_clip_score=False` (a
     class id is no caption for CLIP to score; CLIP-FID is still computed).
     inception: an `InceptionFeatures` (pretrained/inception.py) for FID and precision/recall.
-    clip: a `Clip` (models/clip.py, with the vision tower) for CLIP-FID and CLIP score.
+    clip: a `Clip` (pretrained/clip.py, with the vision tower) for CLIP-FID and CLIP score.
     num_images: images taken from each side (FID is biased upwards at small counts: compare
     numbers only at equal `num_images`; papers use 10k-50k).
     """
