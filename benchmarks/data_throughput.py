@@ -1,8 +1,8 @@
 """Input-pipeline throughput in images/s, to check that data never starves the train step.
 
-  python benchmarks/data_throughput.py                          # shapes, in-memory procedural
-  python benchmarks/data_throughput.py --kind folder --path data_cache/emoji_prepared
-  python benchmarks/data_throughput.py --mesh --random-flip     # global jax.Arrays on all devices
+  python -m benchmarks.data_throughput                          # shapes, in-memory procedural
+  python -m benchmarks.data_throughput --kind folder --path data_cache/emoji_prepared
+  python -m benchmarks.data_throughput --mesh --random-flip     # global jax.Arrays on all devices
 
 Counts whole global batches delivered by `InputPipeline` after a warm-up, including flips,
 tokens (with --tokenize) and, with --mesh, `jax.make_array_from_process_local_data`.

@@ -1,6 +1,6 @@
 """Every adaptive modulated conv implementation: median fwd and fwd+bwd time per shape.
 
-    python benchmarks/modconv_impls.py [--batch 8] [--repeats 20]
+    python -m benchmarks.modconv_impls [--batch 8] [--repeats 20]
 
 Prints, for each resolution of the bench64 generator's layer shape, the median milliseconds of
 a jitted forward and of forward+backward for every implementation, so the default
@@ -9,24 +9,13 @@ a jitted forward and of forward+backward for every implementation, so the defaul
 
 import argparse
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax.core import meta
 
+from benchmarks._timing import median_seconds
 from gigagan_jax.models.layers import MODCONV_IMPLS, AdaptiveModulatedConv
-
-
-def _median_seconds(fn, *args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))  # compile + warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def main():
@@ -49,8 +38,8 @@ def main():
             fwd = jax.jit(layer.apply)
             loss = functools.partial(_sum_of_squares, layer)
             fwd_bwd = jax.jit(jax.grad(loss, argnums=(0, 1)))
-            row += [_median_seconds(fwd, params, x, w, repeats=args.repeats),
-                    _median_seconds(fwd_bwd, params, x, w, repeats=args.repeats)]
+            row += [median_seconds(lambda: fwd(params, x, w), args.repeats),
+                    median_seconds(lambda: fwd_bwd(params, x, w), args.repeats)]
         print(f"{res:>3}  " + "  ".join(f"{t * 1e3:>13.2f}" for t in row))
 
 

@@ -1,6 +1,6 @@
 """Sampling speed: images/s of one jitted forward pass per batch, at batch 1 and 64.
 
-    python benchmarks/sample_speed.py --config configs/demo.py --clip runs/demo/clip [--repeats 10]
+    python -m benchmarks.sample_speed --config configs/demo.py --clip runs/demo/clip [--repeats 10]
 
 Three timings per batch size, median seconds after warm-up (compilation excluded), random-init
 G (speed does not depend on training), noise off as in sample.py:
@@ -8,7 +8,7 @@ G (speed does not depend on training), noise off as in sample.py:
   G          T + mapping + synthesis from frozen-CLIP token features (what sample.py jits);
   CLIP + G   the CLIP text tower on token ids, then G: a prompt's full cost after tokenizing.
 --clip defaults to config.clip.path; without one, a random CLIP of the shape the project
-trains for the offline demo (gigagan_jax/tools/train_clip.py) with the config's token width.
+trains for the offline demo (gigagan_jax.train.small_clip.SmallClipSpec) with the config's token width.
 """
 
 from __future__ import annotations
@@ -20,20 +20,19 @@ import jax
 import jax.numpy as jnp
 from flax.core import meta
 
-from _timing import median_seconds
+from benchmarks._timing import median_seconds
 from gigagan_jax.config import load_config, validate_config
 from gigagan_jax.pretrained.clip import Clip, init_params, load_clip
 from gigagan_jax.models.build import build_generator
 from gigagan_jax.models.generator import Generator, init_generator
 from gigagan_jax.generate.sample import generate, seeds_to_z
-from gigagan_jax.tools import train_clip
+from gigagan_jax.train.small_clip import SmallClipSpec, clip_config
 
 PROMPTS = ["a red circle in the center on a black background", "a blue square in the top left on a white background"]
 
 
 def random_clip(text_width: int) -> Clip:
-    args = train_clip.parse_args(["--out", "-", "--text-width", str(text_width)])
-    config = train_clip.clip_config(args)
+    config = clip_config(SmallClipSpec(text_width=text_width))
     return Clip(config, init_params(config, jax.random.PRNGKey(0)), text_only=True)
 
 

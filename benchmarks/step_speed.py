@@ -1,6 +1,6 @@
 """Train-step and sampling speed at the PyTorch reference's shape (DESIGN.md section 13).
 
-    python benchmarks/step_speed.py --config configs/bench64.py [--repeats 10] [--kernel-impl patches]
+    python -m benchmarks.step_speed --config configs/bench64.py [--repeats 10] [--kernel-impl patches]
 
 Prints the median seconds (after warm-up, compilation excluded) of: the D step without and
 with R1, the G step, one D+G iteration, and sampling 64 images; batch and shapes from the
@@ -18,7 +18,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from _timing import median_seconds
+from benchmarks._timing import median_seconds
 from gigagan_jax.config import load_config, validate_config
 from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.models.generator import Generator

@@ -1,6 +1,6 @@
 """Can a CLIP tell the shapes apart? Zero-shot colour and shape accuracy on real shapes images.
 
-    python benchmarks/clip_zero_shot.py --clip runs/demo/clip [--shape-scale 2.2 --shape-positions center]
+    python -m acceptance.clip_zero_shot --clip runs/demo/clip [--shape-scale 2.2 --shape-positions center]
 
 The GAN's CLIP loss can only teach G what the CLIP's image tower reads. For each real image
 (drawn with the given scale and positions, seed 5: not the training set) the caption's shape word
@@ -17,6 +17,7 @@ import numpy as np
 
 from gigagan_jax.data.shapes import COLOURS, SHAPES, ShapesSource, make_caption
 from gigagan_jax.losses.clip_loss import clip_logits
+from gigagan_jax.pixels import to_signed
 from gigagan_jax.pretrained.clip import load_clip
 
 
@@ -31,7 +32,7 @@ def main() -> None:
     clip = load_clip(args.clip)
     positions = tuple(p for p in args.shape_positions.split(",") if p)
     source = ShapesSource(args.n, args.resolution, seed=5, size_scale=args.shape_scale, positions=positions)
-    images = source.get_batch(np.arange(args.n))["image"].astype(np.float32) / 127.5 - 1.0
+    images = to_signed(source.get_batch(np.arange(args.n))["image"])
     image_embeds = clip.encode_image(images)[0]  # [N, P]
     colours = list(COLOURS)
 

@@ -1,6 +1,6 @@
 """Is the trained upsampler better than bicubic? L1 and high-frequency energy on held-out images.
 
-    python benchmarks/upsampler_quality.py --workdir runs/upsampler_demo [--step N] [--n 256]
+    python -m acceptance.upsampler_quality --workdir runs/upsampler_demo [--step N] [--n 256]
 
 Held-out images come from the shapes generator with another seed than training (never seen).
 Each is area-downsampled to the upsampler's input size (clean: no training-time degradation),
@@ -22,10 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gigagan_jax.data.shapes import ShapesSource
-from gigagan_jax.inference import encode_prompts, load_trained_generator
 from gigagan_jax.data.degrade import lowres_input
-from gigagan_jax.generate.sample import make_grid, nearest_resize, save_png, seeds_to_z, to_uint8, upsample
+from gigagan_jax.data.shapes import ShapesSource
+from gigagan_jax.generate.grid import make_grid, nearest_resize, save_png
+from gigagan_jax.generate.restore import load_trained_generator
+from gigagan_jax.generate.sample import condition_inputs, seeds_to_z, upsample
+from gigagan_jax.pixels import to_signed, to_uint8
 
 HELD_OUT_SEED = 7  # training uses the shapes set of seed 0
 
@@ -59,16 +61,13 @@ def main() -> None:
         raise SystemExit(f"{args.workdir} is not an upsampler trained on the shapes data")
     data = ShapesSource(args.n, spec.resolution, seed=HELD_OUT_SEED).get_batch(np.arange(args.n))
     real = data["image"]  # uint8 [N, R, R, 3]
+    conditions = condition_inputs(spec, trained.clip, list(data["caption"]), data["label"])
     ours, cubic, inputs = [], [], []
     for lo in range(0, args.n, args.batch):
-        x = jnp.asarray(real[lo:lo + args.batch], jnp.float32) / 127.5 - 1.0
+        x = to_signed(jnp.asarray(real[lo:lo + args.batch]))
         lowres = lowres_input(x, spec.input_resolution)
-        cond = {}
-        if spec.text_conditioned:
-            cond["text_features"], cond["eot_index"] = encode_prompts(trained, data["caption"][lo:lo + args.batch])
-        elif spec.conditioning == "class":
-            cond["labels"] = jnp.asarray(data["label"][lo:lo + args.batch])
         z = seeds_to_z(range(lo, lo + len(x)), spec.z_dim)
+        cond = conditions(slice(lo, lo + len(x)))
         ours.append(to_uint8(upsample(trained.generator, trained.params, z, lowres, **cond)))
         cubic.append(to_uint8(jnp.clip(bicubic(lowres, spec.resolution), -1, 1)))
         inputs.append(to_uint8(nearest_resize(lowres, spec.resolution)))

@@ -1,8 +1,8 @@
 """How fast can a network learn to beat bicubic on the shapes data? Pure-L1 probes, no GAN.
 
-    python benchmarks/upsampler_l1_probe.py --model unet [--steps 600] [--lr 1e-3] [--beta1 0.9]
+    python -m experiments.upsampler_l1_probe --model unet [--steps 600] [--lr 1e-3] [--beta1 0.9]
         [--loss multiscale|l1] [--zero-z] [--set model.g.channel_base=2048 ...]
-    python benchmarks/upsampler_l1_probe.py --model cnn [--width 32] [--depth 4]
+    python -m experiments.upsampler_l1_probe --model cnn [--width 32] [--depth 4]
         [--layers plain|equalized|modulated] [--random-style]
 
 `unet`: the upsampler of configs/upsampler_demo.py (16 -> 64 px), unconditional, no noise
@@ -37,6 +37,7 @@ from gigagan_jax.models.build import build_generator
 from gigagan_jax.models.generator import init_generator
 from gigagan_jax.models.layers import EqualizedConv, SynthesisLayer, ToRGB
 from gigagan_jax.models.upsampler import resize_to
+from gigagan_jax.pixels import to_signed
 
 
 def set_field(config, assignment: str) -> None:
@@ -149,7 +150,7 @@ def main() -> None:
     ours, bicubic = [], []
     for i in range(args.steps):
         lo = i * batch % 4000  # cycles over the first 4000 + batch examples
-        x = jnp.asarray(source.get_batch(np.arange(lo, lo + batch))["image"], jnp.float32) / 127.5 - 1.0
+        x = to_signed(jnp.asarray(source.get_batch(np.arange(lo, lo + batch))["image"]))
         params, opt, (a, b) = step(params, opt, x, jax.random.PRNGKey(i))
         ours.append(float(a))
         bicubic.append(float(b))

@@ -1,6 +1,6 @@
 """Does the trained demo follow its prompts? Colour and shape accuracy of generated images.
 
-    python benchmarks/demo_conditioning.py --workdir runs/demo [--step N] [--n 8]
+    python -m acceptance.demo_conditioning --workdir runs/demo [--step N] [--n 8]
 
 A small CNN is trained (about a minute on 2 cores) to read colour (8 classes), shape (6 classes)
 and position (5 classes) off real shapes images drawn like the run's training data (its
@@ -25,8 +25,10 @@ import numpy as np
 import optax
 
 from gigagan_jax.data.shapes import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, ShapesSource, make_caption
-from gigagan_jax.inference import load_trained_generator, sample_prompts
-from gigagan_jax.generate.sample import make_grid, save_png
+from gigagan_jax.generate.grid import make_grid, save_png
+from gigagan_jax.generate.restore import load_trained_generator
+from gigagan_jax.generate.sample import sample_prompts
+from gigagan_jax.pixels import to_signed
 
 
 class AttributeNet(nn.Module):
@@ -46,7 +48,7 @@ def train_classifier(resolution: int, shape_scale: float = 1.0, positions=(), st
     # seed 1, not the training seed: unseen images
     source = ShapesSource(12_000, resolution, seed=1, size_scale=shape_scale, positions=positions)
     data = source.get_batch(np.arange(len(source)))
-    images = data["image"].astype(np.float32) / 127.5 - 1.0
+    images = to_signed(data["image"])
     colour, shape = np.divmod(data["label"], len(SHAPES))
     position = np.asarray([list(POSITIONS).index(source.attributes(i)["position"]) for i in range(len(source))])
     train_idx, test_idx = np.arange(10_000), np.arange(10_000, 12_000)
@@ -96,7 +98,7 @@ def main() -> None:
     prompts = [make_caption(list(COLOURS)[c], SHAPES[s], p, rng.choice(list(BACKGROUNDS)))
                for (c, s), p in zip(pairs, where)]
     images = sample_prompts(trained, prompts, args.n, seed=1000, truncation=args.truncation)  # [48*n, R, R, 3]
-    pc, ps, pq = (np.asarray(p) for p in predict(images.astype(np.float32) / 127.5 - 1.0))
+    pc, ps, pq = (np.asarray(p) for p in predict(to_signed(images)))
     want_c = np.repeat([c for c, _ in pairs], args.n)
     want_s = np.repeat([s for _, s in pairs], args.n)
     want_q = np.repeat([list(POSITIONS).index(p) for p in where], args.n)

@@ -1,0 +1,1 @@
+"""Acceptance checks of trained demo runs: does a run follow its prompts, beat bicubic, or has a CLIP that reads the shapes?"""
