@@ -56,7 +56,7 @@ def main(argv):
               "pt_inception-2015-12-05-6726825d.pth from the pytorch-fid releases on GitHub)")
     if trained.generator.spec.conditioning == "none" or trained.config.task != "t2i":
         fail("gigagan_jax.eval evaluates base models conditioned on text or classes; "
-             "for the upsampler use benchmarks/upsampler_quality.py")
+             "for the upsampler use python -m acceptance.upsampler_quality")
     if inception is None and clip is None:
         fail("a class-conditional run has no CLIP of its own: give --inception_path and/or --clip_path")
 
