@@ -53,3 +53,15 @@ def test_losses_are_finite_for_extreme_logits_and_sum_over_pairs():
     # Each pair contributes softplus(0) = log 2 per real and per fake term.
     np.testing.assert_allclose(gan.d_gan_loss(zeros, zeros), 6 * np.log(2), rtol=1e-6)
     np.testing.assert_allclose(gan.g_gan_loss(zeros), 3 * np.log(2), rtol=1e-6)
+
+
+def test_vision_aided_terms_are_the_logistic_loss_of_the_heads_logits():
+    from gigagan_jax.losses.vision_aided import d_vision_aided_loss, g_vision_aided_loss
+
+    zeros = jnp.zeros((4,))
+    np.testing.assert_allclose(d_vision_aided_loss(zeros, zeros), 2 * np.log(2), rtol=1e-6)
+    np.testing.assert_allclose(g_vision_aided_loss(zeros), np.log(2), rtol=1e-6)
+    confident = jnp.array([30.0, 40.0])  # D sure: reals real, fakes fake -> D's loss ~0, G's ~30
+    assert float(d_vision_aided_loss(confident, -confident)) < 1e-12
+    np.testing.assert_allclose(g_vision_aided_loss(-confident), 35.0, rtol=1e-6)
+    assert np.isfinite(float(d_vision_aided_loss(jnp.array([-1e4]), jnp.array([1e4]))))  # no overflow
