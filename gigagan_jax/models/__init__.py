@@ -1,1 +1,2 @@
-"""Flax linen modules: generator layers, attention, text path, mapping and the full generator."""
+"""GigaGAN's own Flax linen networks (generator, upsampler, discriminator and their layers);
+`build.py` turns a config into them. Frozen third-party networks live in `gigagan_jax.pretrained`."""
