@@ -131,9 +131,11 @@ class Checkpointer:
                             "verified); looking at older steps", step)
         return None
 
-    def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict, dict]:
-        """Verify step's hashes, then restore onto `abstract_state`'s shapes and shardings."""
-        self.verify(step)
+    def restore(self, step: int, abstract_state: Any, verify: bool = True) -> tuple[Any, dict, dict]:
+        """Verify step's hashes (unless the caller just did), then restore onto `abstract_state`'s
+        shapes and shardings."""
+        if verify:
+            self.verify(step)
         restored = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state),
             data=ocp.args.JsonRestore(),

@@ -92,6 +92,16 @@ def test_checkpoint_saved_on_8_devices_restores_on_1_and_on_2x4(unbroken, tiny_c
     _assert_trees_equal(on_8, on_2x4)
 
 
+def test_resuming_with_another_model_is_refused_before_restoring(unbroken, tiny_clip, tmp_path):
+    """A changed shape must not reach Orbax (whose error names arrays, not settings)."""
+    workdir = str(tmp_path / "other_model")
+    shutil.copytree(unbroken[0], workdir)
+    config = tiny_config(tiny_clip, num_steps=6, checkpoint_every=2)
+    config.model.g.text_dim = 64
+    with pytest.raises(ValueError, match=r"config.model.g.text_dim=32, but this config has 64; use a new --workdir"):
+        train(config, workdir)
+
+
 def test_flipped_byte_is_refused_naming_the_file(unbroken, tiny_clip, tmp_path):
     workdir = str(tmp_path / "corrupt")
     shutil.copytree(unbroken[0], workdir)

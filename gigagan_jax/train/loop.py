@@ -121,9 +121,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if latest is None:
         state = jax.jit(init, out_shardings=state_shardings)(init_key)
     else:
+        checkpointer.verify(latest)
+        _check_compatible(checkpointer.restore_config(latest), config, workdir)  # before shapes can clash
         abstract = abstract_with_shardings(jax.eval_shape(init, init_key), state_shardings)
-        state, data_state, saved_config = checkpointer.restore(latest, abstract)
-        _check_compatible(saved_config, config, workdir)
+        state, data_state, _ = checkpointer.restore(latest, abstract, verify=False)
         pipeline.set_state(data_state)
         print(f"resumed from {checkpointer.step_dir(latest)}", flush=True)
 
