@@ -174,7 +174,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     rate = (done - start) * batch_size / (time.time() - t0)
                     progress.set_postfix({"img/s": f"{rate:.1f}", "d": f"{log.last['d/loss']:.3f}",
                                           "g": f"{log.last['g/loss']:.3f}"})
-                    log.scalar_dict({"perf/images_per_second": rate}, done)
+                    log.write_scalars({"perf/images_per_second": rate}, done)
                 if done % config.train.checkpoint_every == 0 or done == num_steps:
                     save(done)
                 if samples is not None and (done % config.train.sample_every == 0 or done == num_steps):

@@ -41,9 +41,9 @@ class MetricsLog:
                                          f"checkpoint is kept in {self.kept_in}")
         keys = sorted(set().union(*(m.keys() for _, m in fetched)))  # R1 / vision terms come and go
         self.last = {k: float(np.mean([float(m[k]) for _, m in fetched if k in m])) for k in keys}
-        self.scalar_dict(self.last, fetched[-1][0] + 1)
+        self.write_scalars(self.last, fetched[-1][0] + 1)
 
-    def scalar_dict(self, scalars: dict[str, float], step: int) -> None:
+    def write_scalars(self, scalars: dict[str, float], step: int) -> None:
         if self.writer is not None:
             for k, v in scalars.items():
                 self.writer.add_scalar(k, v, step)
