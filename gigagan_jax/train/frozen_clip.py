@@ -7,6 +7,7 @@ layout) and reuse it on resume, so sampling and evaluation read the same encoder
 
 from __future__ import annotations
 
+import json
 import os
 
 import ml_collections
@@ -24,7 +25,8 @@ def provide_clip(config: ml_collections.ConfigDict, workdir: str) -> Clip | None
     path = config.clip.path or clip_dir(workdir)
     if not config.clip.path and not os.path.exists(os.path.join(path, "config.json")):
         print(f"config.clip.path is empty: training a small CLIP on the training data -> {path}", flush=True)
-        train_small_clip(config, path, SmallClipSpec.for_run(config))
+        metrics = train_small_clip(config, path, SmallClipSpec.for_run(config))
+        print(json.dumps(metrics, indent=2), flush=True)  # held-out retrieval: is the CLIP any good?
     clip = load_clip(path, text_only=not needs_image_tower(config))
     if config.model.conditioning == "text" and clip.text_dim != config.model.text_encoder_dim:
         raise ValueError(f"the CLIP at {path} has {clip.text_dim}-wide text tokens but "
