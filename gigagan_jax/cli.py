@@ -10,6 +10,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from gigagan_jax.config import validate_config
+from gigagan_jax.hosts import ClusterError, join_cluster
 
 
 def define_config_flag() -> flags.FlagHolder:
@@ -52,14 +53,20 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def validated(config_flag: flags.FlagHolder):
-    """The parsed config, validated against the devices present, or a one-line exit."""
+    """The parsed config, validated against the devices present, or a one-line exit.
+
+    With config.train.distributed the process joins its cluster first: that must happen before
+    anything (counting devices included) touches the XLA backend."""
     try:
         config = config_flag.value
         if config is None:
             fail("--config is required, e.g. --config configs/demo.py")
+        validate_config(config)
+        if config.train.distributed:
+            join_cluster(config.train)
         validate_config(config, num_devices=jax.device_count())
     except OSError as e:  # config_flags loads the file lazily, on first access
         fail(str(e).splitlines()[-1].strip())
-    except ValueError as e:
+    except (ValueError, ClusterError) as e:
         fail(str(e))
     return config

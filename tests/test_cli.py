@@ -67,7 +67,8 @@ def test_corrupt_checkpoint_is_refused_by_sample_and_resume(trained, tiny_clip, 
         assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("case", ["missing_dir", "empty_captions", "indivisible_batch", "unknown_key"])
+@pytest.mark.parametrize("case", ["missing_dir", "empty_captions", "indivisible_batch", "unknown_key", "no_cluster",
+                                  "cluster_without_distributed"])
 def test_bad_input_is_one_line_before_compiling(case, tiny_clip, tmp_path):
     workdir = str(tmp_path / "w")
     extra, expected = {
@@ -75,6 +76,8 @@ def test_bad_input_is_one_line_before_compiling(case, tiny_clip, tmp_path):
         "empty_captions": (["--config.data.kind=folder", f"--config.data.path={tmp_path}/empty"], "empty"),
         "indivisible_batch": (["--config.train.batch_size=12"], "batch_size=12 is not divisible"),
         "unknown_key": (["--config.train.nmu_steps=3"], "nmu_steps"),
+        "no_cluster": (["--config.train.distributed=True"], "config.train.distributed=True but JAX found no cluster"),
+        "cluster_without_distributed": (["--config.train.num_processes=2"], "set config.train.distributed=True"),
     }[case]
     os.makedirs(tmp_path / "empty")
     open(tmp_path / "empty" / "captions.jsonl", "w").close()

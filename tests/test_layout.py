@@ -1,6 +1,6 @@
 """The package's layers import only downward, and no module imports itself back through others.
 
-    config, workdir, pixels            foundations: import nothing of the package
+    config, workdir, pixels, hosts     foundations: import nothing of the package
     data, pretrained, checkpoint       datasets; frozen third-party networks; Orbax + sha256
     models                             GigaGAN's own networks
     losses                             loss terms
@@ -19,14 +19,15 @@ import pytest
 
 PACKAGE = "gigagan_jax"
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGE)
-FOUNDATIONS = {"config", "workdir", "pixels"}
+FOUNDATIONS = {"config", "workdir", "pixels", "hosts"}
 MAY_IMPORT = {
     "config": set(),
     "workdir": set(),
     "pixels": set(),
+    "hosts": set(),
     "data": {"config", "pixels"},
     "pretrained": {"config", "pixels"},
-    "checkpoint": {"config"},
+    "checkpoint": {"config", "hosts", "workdir"},
     "models": {"config", "pixels"},
     "losses": FOUNDATIONS | {"models", "pretrained"},
     "generate": FOUNDATIONS | {"checkpoint", "pretrained", "models"},

@@ -181,7 +181,11 @@ def default_config() -> ml_collections.ConfigDict:
     train.sample_prompts = ()  # () = the first captions of the data set
     train.grad_accum_steps = 1  # micro-batches per optimiser step (batches larger than memory)
     train.nonfinite = "stop"  # "stop": end the run at a non-finite loss | "skip": drop that step
-    train.distributed = False  # call jax.distributed.initialize() (multi-host)
+    train.distributed = False  # join a multi-host cluster (jax.distributed.initialize) before anything else
+    # Explicit cluster for launchers JAX does not auto-detect (TPU pods, SLURM, Open MPI are):
+    train.coordinator_address = ""  # "host:port" of process 0
+    train.num_processes = 0  # 0 = auto-detect
+    train.process_id = -1  # -1 = auto-detect
     config.train = train
 
     mesh = ml_collections.ConfigDict()
@@ -368,6 +372,11 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     _require(t.num_steps >= 0, f"config.train.num_steps must be >= 0, got {t.num_steps}")
     for key in ("checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "grad_accum_steps"):
         _require(t[key] >= 1, f"config.train.{key} must be >= 1, got {t[key]}")
+    explicit = bool(t.coordinator_address) or t.num_processes > 0 or t.process_id >= 0
+    _require(t.distributed or not explicit, "config.train.coordinator_address / num_processes / process_id "
+             "describe a cluster: set config.train.distributed=True too")
+    _require(t.num_processes <= 0 or 0 <= t.process_id < t.num_processes or t.process_id < 0,
+             f"config.train.process_id={t.process_id} is outside 0..num_processes-1={t.num_processes - 1}")
     _require(t.nonfinite in ("stop", "skip"), f"config.train.nonfinite must be 'stop' or 'skip', got {t.nonfinite!r}")
     _require(t.batch_size % t.grad_accum_steps == 0,
              f"config.train.batch_size={t.batch_size} is not divisible by grad_accum_steps={t.grad_accum_steps}")
