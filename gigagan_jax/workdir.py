@@ -1,5 +1,4 @@
-"""The layout of a run folder (WORKDIR), in one place: training writes it, sampling and
-evaluation read it, and none of them needs to import the other to know where things are.
+"""The layout of a run folder (WORKDIR), and the one way the project reads and writes it.
 
     WORKDIR/checkpoints/<step>/      Orbax steps + manifest.sha256.json (gigagan_jax.checkpoint)
     WORKDIR/clip/                    the small CLIP trained for the run when config.clip.path = ""
@@ -7,36 +6,98 @@ evaluation read it, and none of them needs to import the other to know where thi
     WORKDIR/tensorboard/             training scalars
     WORKDIR/eval/step_N/             evaluation reports (gigagan_jax.eval)
     WORKDIR/summary.json             the last training run's summary
+
+WORKDIR may be a local folder or a bucket URL (`gs://bucket/run`, also s3://, az://): a pod's
+hosts share no disk, but they share a bucket. Every file the project writes there goes through
+`etils.epath` (as Orbax's do), never through `open` / `os`, so a URL works wherever a folder does.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
+
+from etils import epath
 
 
 def checkpoint_dir(workdir: str) -> str:
-    return os.path.join(workdir, "checkpoints")
+    return join(workdir, "checkpoints")
 
 
 def clip_dir(workdir: str) -> str:
-    return os.path.join(workdir, "clip")
+    return join(workdir, "clip")
 
 
 def samples_dir(workdir: str) -> str:
-    return os.path.join(workdir, "samples")
+    return join(workdir, "samples")
 
 
 def sample_grid_path(workdir: str, step: int) -> str:
-    return os.path.join(samples_dir(workdir), f"step_{step:07d}.png")
+    return join(samples_dir(workdir), f"step_{step:07d}.png")
 
 
 def tensorboard_dir(workdir: str) -> str:
-    return os.path.join(workdir, "tensorboard")
+    return join(workdir, "tensorboard")
 
 
 def eval_dir(workdir: str, step: int) -> str:
-    return os.path.join(workdir, "eval", f"step_{step}")
+    return join(workdir, "eval", f"step_{step}")
 
 
 def summary_path(workdir: str) -> str:
-    return os.path.join(workdir, "summary.json")
+    return join(workdir, "summary.json")
+
+
+# ---- the path layer: local folders and bucket URLs alike --------------------------------------
+def is_url(path: str) -> bool:
+    """A bucket URL (gs://, s3://, ...) rather than a local path."""
+    return "://" in str(path)
+
+
+def join(path: str, *parts: str) -> str:
+    """`os.path.join` that keeps a URL a URL."""
+    return str(epath.Path(path).joinpath(*parts)) if is_url(path) else os.path.join(path, *parts)
+
+
+def absolute(path: str) -> str:
+    return str(path) if is_url(path) else os.path.abspath(path)
+
+
+def exists(path: str) -> bool:
+    return epath.Path(path).exists()
+
+
+def is_dir(path: str) -> bool:
+    return epath.Path(path).is_dir()
+
+
+def make_dirs(path: str) -> None:
+    epath.Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def open_file(path: str, mode: str = "r"):
+    """A file object for `path` (text modes read and write UTF-8); writing creates its folder."""
+    target = epath.Path(path)
+    if "r" not in mode:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    return target.open(mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+
+
+def write_text(path: str, text: str) -> None:
+    """Write `text` in one go, creating the folder: a reader never sees half of it (on a local
+    disk a temporary file is renamed over the old one; a bucket object appears whole)."""
+    target = epath.Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if is_url(path):
+        target.write_text(text, encoding="utf-8")
+        return
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+
+
+def files_under(folder: str) -> list[str]:
+    """Every file below `folder`, as sorted paths relative to it."""
+    root = epath.Path(folder)
+    return sorted(str((directory / name).relative_to(root))
+                  for directory, _, names in root.walk() for name in names)

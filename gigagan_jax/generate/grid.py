@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from gigagan_jax.workdir import open_file
+
 
 def nearest_resize(images, size: int):
     """[B, r, r, C] -> [B, size, size, C] by pixel repetition (how a low-res input is shown)."""
@@ -31,4 +33,6 @@ def make_grid(images: np.ndarray, rows: Optional[int] = None, pad: int = 1) -> n
 
 
 def save_png(image: np.ndarray, path: str) -> None:
-    Image.fromarray(image).save(path, format="PNG")
+    """Write uint8 [H, W, 3] to `path`, a local file or a bucket URL."""
+    with open_file(path, "wb") as f:
+        Image.fromarray(image).save(f, format="PNG")

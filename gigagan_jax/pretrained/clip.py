@@ -304,6 +304,9 @@ def load_clip(path: str, text_only: bool = False, dtype: Any = jnp.float32) -> C
     where several are present the safetensors / PyTorch weights are read.
     `text_only=True` reads only the text tower and logit scale.
     """
+    if "://" in path:
+        raise FileNotFoundError(f"CLIP folder {path!r} is a URL: copy it to each host's local disk and "
+                                "point config.clip.path there")
     if not os.path.isdir(path):
         raise FileNotFoundError(f"CLIP folder {path!r} does not exist (config.clip.path must be a "
                                 "local Hugging Face folder; nothing is downloaded)")
