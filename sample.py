@@ -153,7 +153,7 @@ def main(argv):
     from gigagan_jax.generate import edit
     from gigagan_jax.generate.grid import make_grid, save_png
     from gigagan_jax.generate.restore import load_trained_generator
-    from gigagan_jax.generate.sample import sample_and_upsample, sample_classes, sample_pairs
+    from gigagan_jax.generate.sample import sample_and_upsample, sample_classes, sample_pairs, sampling_mesh
 
     if not _WORKDIR.value:
         fail("--workdir is required")
@@ -162,11 +162,14 @@ def main(argv):
     prompts = read_prompts()
     if _MODE.value == "prompt_mix" and len(prompts) != 2:
         fail(f"--mode prompt_mix needs exactly two prompts (coarse levels, fine levels), got {len(prompts)}")
+    # Grids and folders of images split each batch over every local device; the edits make a
+    # handful of images from one latent pair and stay on one.
+    mesh = sampling_mesh() if _MODE.value == "grid" else None
     try:
-        trained = load_trained_generator(_WORKDIR.value, _STEP.value)
+        trained = load_trained_generator(_WORKDIR.value, _STEP.value, mesh)
         upsampler = None
         if _UPSAMPLER_WORKDIR.value:
-            upsampler = load_trained_generator(_UPSAMPLER_WORKDIR.value, _UPSAMPLER_STEP.value)
+            upsampler = load_trained_generator(_UPSAMPLER_WORKDIR.value, _UPSAMPLER_STEP.value, mesh)
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         fail(str(e), code=1)
     os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)

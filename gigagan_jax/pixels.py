@@ -20,9 +20,14 @@ def to_signed(images):
     return x.astype(xp.float32)
 
 
+def quantize(images) -> jax.Array:
+    """[-1, 1] float -> uint8 (rounded, clipped), left where it was computed."""
+    return jnp.round((jnp.asarray(images) + 1.0) * 127.5).clip(0, 255).astype(jnp.uint8)
+
+
 def to_uint8(images) -> np.ndarray:
     """[-1, 1] float -> uint8 [B, H, W, 3] on the host (rounded, clipped)."""
-    return np.asarray(jnp.round((jnp.asarray(images) + 1.0) * 127.5).clip(0, 255).astype(jnp.uint8))
+    return np.asarray(quantize(images))
 
 
 def area_downsample(x: jax.Array, factor: int) -> jax.Array:

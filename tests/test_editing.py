@@ -1,16 +1,19 @@
-"""Prompt mixing (editing.prompt_mix_images) on a random tiny generator and a random tiny CLIP."""
+"""Prompt mixing (editing.prompt_mix_images) and data-parallel sampling on a random tiny generator
+and a random tiny CLIP."""
 
+import dataclasses
 import functools
 
 import jax
 import numpy as np
 import pytest
 from flax.core import meta
+from jax.sharding import NamedSharding, PartitionSpec
 
 from gigagan_jax.config import load_config
 from gigagan_jax.generate.edit import prompt_mix_images
 from gigagan_jax.generate.restore import TrainedGenerator
-from gigagan_jax.generate.sample import sample_pairs
+from gigagan_jax.generate.sample import sample_pairs, sampling_mesh
 from gigagan_jax.pretrained.clip import load_clip
 from gigagan_jax.models.build import build_generator
 from gigagan_jax.models.generator import init_generator
@@ -58,3 +61,18 @@ def test_bad_crossover_is_a_clear_error(trained):
     for crossover in (-1, 4):
         with pytest.raises(ValueError, match=rf"crossover must be a level in \[0, 3\], got {crossover}"):
             prompt_mix_images(trained, RED, BLUE, 0, crossover)
+
+
+def test_sampling_split_over_a_mesh_gives_the_one_device_images(trained):
+    """sample.py / eval place G_ema on every device and split each batch (padded to a multiple of
+    the device count): the images must not depend on that, nor on where a batch boundary falls."""
+    prompts, seeds = [RED, BLUE, RED, BLUE, RED], [0, 1, 2, 3, 4]
+    one = sample_pairs(trained, prompts, seeds, batch_size=64)
+    mesh = sampling_mesh()
+    assert mesh.size == 8  # conftest's simulated devices
+    replicated = jax.device_put(trained.params, NamedSharding(mesh, PartitionSpec()))
+    spread = dataclasses.replace(trained, params=replicated, mesh=mesh)
+    for batch_size in (64, 3):  # one padded batch of 8; batches of 3 (+5 padding rows) and 2 (+6)
+        many = sample_pairs(spread, prompts, seeds, batch_size=batch_size)
+        assert many.shape == one.shape == (5, 16, 16, 3)
+        np.testing.assert_array_equal(many, one)

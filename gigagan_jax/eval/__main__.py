@@ -35,7 +35,7 @@ def main(argv):
     from gigagan_jax.data.pipeline import InputPipeline
     from gigagan_jax.eval.report import evaluate
     from gigagan_jax.generate.restore import load_trained_generator
-    from gigagan_jax.generate.sample import sample_label_pairs, sample_pairs
+    from gigagan_jax.generate.sample import sample_label_pairs, sample_pairs, sampling_mesh
     from gigagan_jax.pixels import to_signed
     from gigagan_jax.pretrained.clip import load_clip
     from gigagan_jax.pretrained.inception import load_inception
@@ -44,7 +44,7 @@ def main(argv):
     if not _WORKDIR.value:
         fail("--workdir is required")
     try:
-        trained = load_trained_generator(_WORKDIR.value, _STEP.value)
+        trained = load_trained_generator(_WORKDIR.value, _STEP.value, sampling_mesh())  # data-parallel
         inception = load_inception(_INCEPTION.value) if _INCEPTION.value else None
         text = trained.generator.spec.text_conditioned
         clip_path = _CLIP.value or trained.config.clip.path or (clip_dir(_WORKDIR.value) if text else None)

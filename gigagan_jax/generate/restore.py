@@ -1,25 +1,25 @@
 """Restore a trained generator (G_ema + its text encoder) from a workdir.
 
-Only G_ema is read from the checkpoint (D and the optimiser states stay on disk), onto
-whatever devices are present: one CPU is enough. The checkpoint's sha256 manifest is verified
+Only G_ema is read from the checkpoint (D and the optimiser states stay on disk), onto one
+device or replicated over a sampling mesh: one CPU is enough. The checkpoint's sha256 manifest is verified
 first, so a corrupt file is a `CheckpointError` naming it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Optional
 
 import jax
 import ml_collections
 from flax.core import meta
+from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
 
 from gigagan_jax.checkpoint import Checkpointer, CheckpointError
 from gigagan_jax.models.build import build_generator
 from gigagan_jax.models.generator import Generator, init_generator
 from gigagan_jax.pretrained.clip import Clip, load_clip
-from gigagan_jax.workdir import checkpoint_dir, clip_dir
+from gigagan_jax.workdir import checkpoint_dir, clip_dir, is_dir
 
 
 @dataclasses.dataclass
@@ -31,10 +31,13 @@ class TrainedGenerator:
     params: Any  # G_ema
     clip: Optional[Clip]
     step: int
+    mesh: Optional[Mesh] = None  # sample with each batch split over its devices; None: one device
 
 
-def load_trained_generator(workdir: str, step: Optional[int] = None) -> TrainedGenerator:
-    if not os.path.isdir(workdir):
+def load_trained_generator(workdir: str, step: Optional[int] = None, mesh: Optional[Mesh] = None) -> TrainedGenerator:
+    """G_ema of `step` (default: the newest verified), on the first device, or replicated over
+    `mesh` for data-parallel sampling (`generate.sample.sampling_mesh()`)."""
+    if not is_dir(workdir):
         raise FileNotFoundError(f"workdir {workdir} does not exist")
     checkpointer = Checkpointer(checkpoint_dir(workdir), read_only=True)
     if not checkpointer.all_steps():
@@ -46,7 +49,7 @@ def load_trained_generator(workdir: str, step: Optional[int] = None) -> TrainedG
     checkpointer.verify(step)
     config = ml_collections.ConfigDict(checkpointer.restore_config(step))
     generator = build_generator(config)
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    sharding = SingleDeviceSharding(jax.local_devices()[0]) if mesh is None else NamedSharding(mesh, PartitionSpec())
     abstract = jax.eval_shape(lambda: meta.unbox(init_generator(generator, jax.random.PRNGKey(0))["params"]))
     abstract = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
     params = checkpointer.restore_subtree(step, "g_ema", abstract)
@@ -54,4 +57,4 @@ def load_trained_generator(workdir: str, step: Optional[int] = None) -> TrainedG
     clip = None
     if generator.spec.text_conditioned:
         clip = load_clip(config.clip.path or clip_dir(workdir), text_only=True)
-    return TrainedGenerator(config, generator, params, clip, step)
+    return TrainedGenerator(config, generator, params, clip, step, mesh)

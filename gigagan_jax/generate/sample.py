@@ -3,20 +3,26 @@
 One jitted forward pass per batch; noise inputs off (`noise_mode='none'`) so an image is a
 pure function of (params, condition, seed): the same seed gives byte-identical images.
 Prompts go through the frozen CLIP once per distinct prompt.
+
+With a mesh (`TrainedGenerator.mesh`) each batch is split over all its devices, data-parallel:
+every host holds the same inputs, the batch is padded to a multiple of the device count, and
+the images come back to every host. Across hosts that is a collective, so in a multi-host run
+every host calls the same sampler with the same arguments (the trainer's sample grid does).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gigagan_jax.generate.restore import TrainedGenerator
 from gigagan_jax.models.generator import Generator
-from gigagan_jax.pixels import to_signed, to_uint8
+from gigagan_jax.pixels import quantize, to_signed
 from gigagan_jax.pretrained.clip import Clip
 
 
@@ -78,20 +84,59 @@ def per_prompt_mean_w(trained: TrainedGenerator, text_features, eot_index, num_s
                    rngs={"latent": jax.random.PRNGKey(seed)})
 
 
+def sampling_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+    """A 1-D mesh over this process's devices (default: all of them) for data-parallel sampling."""
+    return Mesh(np.asarray(jax.local_devices() if devices is None else devices), ("devices",))
+
+
+def _place(mesh: Mesh, x, rows: int) -> jax.Array:
+    """A host array [b, ...] (the same on every host) -> a global array [rows, ...] whose batch
+    is split over every device of `mesh`; rows >= b are copies of the last row (padding)."""
+    x = np.asarray(x)
+    x = np.concatenate([x, np.repeat(x[-1:], rows - len(x), axis=0)])
+    sharding = NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names)))
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def _to_host(x: jax.Array) -> np.ndarray:
+    """The whole array on this host, gathering the other hosts' rows when it spans several."""
+    if x.is_fully_addressable or x.is_fully_replicated:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def _map_batches(mesh: Optional[Mesh], n: int, batch_size: int, inputs: Callable[[slice], dict],
+                 fn: Callable[..., Any]) -> Any:
+    """fn(**inputs(batch)) for consecutive batches of at most batch_size of n rows, on one device
+    or split over `mesh`; each output leaf comes back as numpy [n, ...] (padding dropped)."""
+    outs = []
+    for lo in range(0, n, batch_size):
+        batch = slice(lo, min(lo + batch_size, n))
+        rows = batch.stop - batch.start
+        args = inputs(batch)
+        if mesh is not None:
+            padded = -(-rows // mesh.size) * mesh.size
+            args = {k: None if v is None else _place(mesh, v, padded) for k, v in args.items()}
+        outs.append(jax.tree_util.tree_map(lambda y: _to_host(y)[:rows], fn(**args)))
+    return jax.tree_util.tree_map(lambda *parts: np.concatenate(parts), *outs)
+
+
 def sample_pairs(trained: TrainedGenerator, prompts: Sequence[str], seeds: Sequence[int],
                  truncation: float = 1.0, batch_size: int = 64) -> np.ndarray:
     """uint8 [len(prompts), R, R, 3]: image i from (prompts[i], seeds[i])."""
     feats, eot, rows = _encode_distinct(trained.clip, prompts)
     w_avg = per_prompt_mean_w(trained, feats, eot) if truncation != 1.0 else None
-    seeds = np.asarray(seeds)
-    out = []
-    for lo in range(0, len(rows), batch_size):
-        idx = rows[lo:lo + batch_size]
-        z = seeds_to_z(seeds[lo:lo + batch_size].tolist(), trained.generator.spec.z_dim)
-        images = generate(trained.generator, trained.params, z, feats[idx], eot[idx],
-                          truncation_psi=truncation, w_avg=None if w_avg is None else w_avg[idx])
-        out.append(to_uint8(images))
-    return np.concatenate(out)
+    z = np.asarray(seeds_to_z(list(seeds), trained.generator.spec.z_dim))  # [N, z_dim]
+
+    def inputs(batch: slice) -> dict:
+        idx = rows[batch]
+        return {"z": z[batch], "text_features": feats[idx], "eot_index": eot[idx],
+                "w_avg": None if w_avg is None else w_avg[idx]}
+
+    return _map_batches(trained.mesh, len(rows), batch_size, inputs, lambda **x: quantize(
+        generate(trained.generator, trained.params, truncation_psi=truncation, **x)))
 
 
 def sample_prompts(trained: TrainedGenerator, prompts: Sequence[str], n: int, seed: int,
@@ -111,12 +156,11 @@ def sample_classes(trained: TrainedGenerator, class_ids: Sequence[int], n: int, 
 def sample_label_pairs(trained: TrainedGenerator, labels: Sequence[int], seeds: Sequence[int],
                        batch_size: int = 64) -> np.ndarray:
     """uint8 [len(labels), R, R, 3]: image i from (labels[i], seeds[i]) of a class-conditional model."""
-    labels, seeds = np.asarray(labels, np.int32), np.asarray(seeds)
-    out = []
-    for lo in range(0, len(labels), batch_size):
-        z = seeds_to_z(seeds[lo:lo + batch_size].tolist(), trained.generator.spec.z_dim)
-        out.append(to_uint8(generate(trained.generator, trained.params, z, labels=jnp.asarray(labels[lo:lo + batch_size]))))
-    return np.concatenate(out)
+    labels = np.asarray(labels, np.int32)
+    z = np.asarray(seeds_to_z(list(seeds), trained.generator.spec.z_dim))  # [N, z_dim]
+    return _map_batches(trained.mesh, len(labels), batch_size,
+                        lambda batch: {"z": z[batch], "labels": labels[batch]},
+                        lambda **x: quantize(generate(trained.generator, trained.params, **x)))
 
 
 def condition_inputs(spec, clip: Optional[Clip], prompts: Sequence[str] = (),
@@ -137,19 +181,17 @@ def condition_inputs(spec, clip: Optional[Clip], prompts: Sequence[str] = (),
 
 def upsample_images(trained: TrainedGenerator, images: np.ndarray, prompts: Sequence[str], seeds: Sequence[int],
                     labels: Optional[Sequence[int]] = None, batch_size: int = 64) -> np.ndarray:
-    """uint8 low-res images [N, r, r, 3] (r = the upsampler's input size) -> uint8 [N, R, R, 3]."""
+    """Low-res images [N, r, r, 3] (r = the upsampler's input size; uint8, or float in [-1, 1])
+    -> uint8 [N, R, R, 3]."""
     spec = trained.generator.spec
     r = spec.input_resolution
     if images.ndim != 4 or images.shape[1:] != (r, r, 3):
         raise ValueError(f"the upsampler reads {r}x{r} RGB images, got an array of shape {images.shape}")
     conditions = condition_inputs(spec, trained.clip, prompts, labels)
-    out = []
-    for lo in range(0, len(images), batch_size):
-        hi = lo + batch_size
-        lowres = to_signed(jnp.asarray(images[lo:hi]))
-        z = seeds_to_z(list(seeds[lo:hi]), spec.z_dim)
-        out.append(to_uint8(upsample(trained.generator, trained.params, z, lowres, **conditions(slice(lo, hi)))))
-    return np.concatenate(out)
+    z = np.asarray(seeds_to_z(list(seeds), spec.z_dim))  # [N, z_dim]
+    return _map_batches(trained.mesh, len(images), batch_size,
+                        lambda batch: {"z": z[batch], "lowres": to_signed(images[batch]), **conditions(batch)},
+                        lambda **x: quantize(upsample(trained.generator, trained.params, **x)))
 
 
 def sample_and_upsample(base: TrainedGenerator, up: TrainedGenerator, prompts: Sequence[str], seeds: Sequence[int],
@@ -165,17 +207,24 @@ def sample_and_upsample(base: TrainedGenerator, up: TrainedGenerator, prompts: S
         raise ValueError("truncation needs a text-conditioned base model")
     base_conditions = condition_inputs(b_spec, base.clip, prompts, labels)
     up_conditions = condition_inputs(u_spec, up.clip, prompts, labels)
-    lows, highs = [], []
-    for lo in range(0, len(seeds), batch_size):
-        batch = slice(lo, lo + batch_size)
+    z = np.asarray(seeds_to_z(list(seeds), b_spec.z_dim))  # [N, z_dim]
+    z_up = np.asarray(seeds_to_z(list(seeds), u_spec.z_dim))
+
+    def inputs(batch: slice) -> dict:
         g_cond = base_conditions(batch)
         w_avg = None
         if truncation != 1.0:
             w_avg = per_prompt_mean_w(base, g_cond["text_features"], g_cond["eot_index"])
-        low, high = generate_and_upsample(
-            base.generator, base.params, up.generator, up.params, seeds_to_z(list(seeds[batch]), b_spec.z_dim),
-            seeds_to_z(list(seeds[batch]), u_spec.z_dim), g_cond, up_conditions(batch),
-            truncation_psi=truncation, w_avg=w_avg)
-        lows.append(to_uint8(low))
-        highs.append(to_uint8(high))
-    return np.concatenate(lows), np.concatenate(highs)
+        return {"z": z[batch], "z_up": z_up[batch], "w_avg": w_avg,
+                **{f"g_{k}": v for k, v in g_cond.items()}, **{f"u_{k}": v for k, v in up_conditions(batch).items()}}
+
+    def chain(z, z_up, w_avg, **conditions):
+        g_cond = {k[2:]: v for k, v in conditions.items() if k.startswith("g_")}
+        u_cond = {k[2:]: v for k, v in conditions.items() if k.startswith("u_")}
+        low, high = generate_and_upsample(base.generator, base.params, up.generator, up.params, z, z_up,
+                                          g_cond, u_cond, truncation_psi=truncation, w_avg=w_avg)
+        return quantize(low), quantize(high)
+
+    if base.mesh is not up.mesh:
+        raise ValueError("the base model and the upsampler must be placed on the same mesh")
+    return _map_batches(base.mesh, len(seeds), batch_size, inputs, chain)
