@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import signal
 import time
 from typing import Any
 
@@ -24,6 +22,7 @@ from tqdm import tqdm
 from gigagan_jax.checkpoint import Checkpointer, abstract_with_shardings
 from gigagan_jax.config import uses_vision_aided, validate_config
 from gigagan_jax.data.pipeline import InputPipeline
+from gigagan_jax.hosts import is_main, join_cluster
 from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.models.vision_aided import VisionAidedHeads
 from gigagan_jax.pretrained.lpips import load_lpips
@@ -33,27 +32,8 @@ from gigagan_jax.train.samples import SampleGrid
 from gigagan_jax.train.sharding import mesh_from_config, param_shardings, replicated
 from gigagan_jax.train.state import vision_example_inputs
 from gigagan_jax.train.step import GanSteps
-from gigagan_jax.workdir import checkpoint_dir, summary_path, tensorboard_dir
-
-
-class _Stop:
-    """SIGTERM / SIGINT flag: the loop saves a checkpoint and returns at the next step."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.requested = True
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+from gigagan_jax.train.stop import StopSignal
+from gigagan_jax.workdir import checkpoint_dir, make_dirs, summary_path, tensorboard_dir, write_text
 
 
 def _check_compatible(saved: dict, config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -84,12 +64,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train to config.train.num_steps (resuming from the newest checkpoint). Returns a summary."""
     # --- set up: devices, frozen CLIP, models, steps, data -----------------------------------
     if config.train.distributed:
-        jax.distributed.initialize()
+        join_cluster(config.train)  # before anything touches a device
     validate_config(config, num_devices=jax.device_count())
-    os.makedirs(workdir, exist_ok=True)
+    make_dirs(workdir)
     mesh = mesh_from_config(config)
     rep = replicated(mesh)
-    is_main = jax.process_index() == 0
+    main = is_main()
 
     clip = provide_clip(config, workdir)
     clip_params = jax.device_put(clip.params, rep) if clip is not None else None
@@ -101,7 +81,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if steps.perceptual is not None:
         if config.loss.lpips_path:
             perceptual_params = jax.device_put(load_lpips(config.loss.lpips_path), rep)
-        if is_main:
+        if main:
             print(f"upsampler perceptual loss: {steps.perceptual.describe()}", flush=True)
     init = functools.partial(steps.init_state, vision_inputs=vision_inputs)
     state_shardings = param_shardings(jax.eval_shape(functools.partial(init, boxed=True), jax.random.PRNGKey(0)), mesh)
@@ -126,7 +106,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         abstract = abstract_with_shardings(jax.eval_shape(init, init_key), state_shardings)
         state, data_state, _ = checkpointer.restore(latest, abstract, verify=False)
         pipeline.set_state(data_state)
-        print(f"resumed from {checkpointer.step_dir(latest)}", flush=True)
+        if main:
+            print(f"resumed from {checkpointer.step_dir(latest)}", flush=True)
 
     # One executable per (R1, vision-aided) combination.
     def jit_step(fn):
@@ -135,8 +116,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     d_steps = {(r1, vis): jit_step(functools.partial(steps.d_step, with_r1=r1, with_vision=vis))
                for r1 in (False, True) for vis in (False, True)}
     g_steps = {vis: jit_step(functools.partial(steps.g_step, with_vision=vis)) for vis in (False, True)}
-    samples = SampleGrid(config, generator, clip, pipeline.source, workdir) if is_main else None
-    log = MetricsLog(open_writer(tensorboard_dir(workdir), is_main), config.train.nonfinite == "stop",
+    samples = SampleGrid(config, generator, clip, pipeline.source, workdir, mesh)  # every host samples
+    log = MetricsLog(open_writer(tensorboard_dir(workdir), main), config.train.nonfinite == "stop",
                      kept_in=checkpoint_dir(workdir))
 
     def save(step: int) -> None:
@@ -148,15 +129,17 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     start = int(state.step)
     summary: dict[str, Any] = {"workdir": workdir, "start_step": start, "interrupted": False}
     t0 = time.time()
-    progress = tqdm(total=num_steps, initial=start, desc="train", unit="step", disable=not is_main,
+    warm = None  # (time, step) at the first log step: rates after it exclude compilation
+    progress = tqdm(total=num_steps, initial=start, desc="train", unit="step", disable=not main,
                     dynamic_ncols=True)
     try:
-        with _Stop() as stop:
+        with StopSignal() as stop:
             for step in range(start, num_steps):
-                if stop.requested:
+                if stop.reached(step):
                     save(step)
                     summary["interrupted"] = True
-                    print(f"\nstopped by signal at step {step}; checkpoint saved", flush=True)
+                    print(f"\nstopped by signal at step {step}; checkpoint saved (process "
+                          f"{jax.process_index()} of {jax.process_count()})", flush=True)
                     break
                 batch = step_batch(next(pipeline))
                 rng = jax.random.fold_in(seed_key, step)
@@ -171,13 +154,16 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 if done % config.train.log_every == 0 or done == num_steps:
                     log.flush()
                     checkpointer.write_finished_manifests()
-                    rate = (done - start) * batch_size / (time.time() - t0)
+                    now = time.time()
+                    rate = ((done - warm[1]) * batch_size / (now - warm[0]) if warm and done > warm[1]
+                            else (done - start) * batch_size / (now - t0))
+                    warm = warm or (now, done)
                     progress.set_postfix({"img/s": f"{rate:.1f}", "d": f"{log.last['d/loss']:.3f}",
                                           "g": f"{log.last['g/loss']:.3f}"})
                     log.write_scalars({"perf/images_per_second": rate}, done)
                 if done % config.train.checkpoint_every == 0 or done == num_steps:
                     save(done)
-                if samples is not None and (done % config.train.sample_every == 0 or done == num_steps):
+                if done % config.train.sample_every == 0 or done == num_steps:
                     summary["last_samples"] = samples.write(state.g_ema, done)
     finally:
         progress.close()
@@ -190,9 +176,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     end = int(state.step)
     summary.update(end_step=end, seconds=round(elapsed, 1),
                    images_per_second=round((end - start) * batch_size / max(elapsed, 1e-9), 2),
+                   steady_images_per_second=round(rate, 2) if warm and end > warm[1] else None,
                    metrics=log.last, checkpoints=checkpointer.all_steps())
-    if is_main:
-        with open(summary_path(workdir), "w") as f:
-            json.dump(summary, f, indent=2)
+    if main:
+        write_text(summary_path(workdir), json.dumps(summary, indent=2))
         print(json.dumps(summary, indent=2), flush=True)
     return summary
