@@ -1,0 +1,159 @@
+"""Multi-host training for real: two `train.py` processes x 2 CPU devices each, joined through
+`jax.distributed` (gloo collectives on localhost), against one process with 4 devices.
+
+The chain, on the tiny config (one module-scoped fixture, run once):
+  1. a pair (found through SLURM's environment variables) trains until SIGTERM reaches one of
+     its processes: both must stop at the same step with one verified checkpoint;
+  2. a pair (given an explicit coordinator address) resumes it to step S + 2;
+  3. an unbroken pair trains to S + 2: its state must equal the resumed pair's bit for bit;
+  4. one process with 4 devices trains to S + 2: samples within 2/255 of the pair's (the pair
+     sums gradients across processes with gloo, one process with XLA's in-process all-reduce:
+     the same numbers added in another order, so the last bits differ, and Adam's first steps,
+     which divide each gradient by its own magnitude, carry that into the weights).
+Every process has a timeout: a deadlock fails the test instead of hanging it.
+"""
+
+import functools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from gigagan_jax.checkpoint import Checkpointer, abstract_with_shardings
+from gigagan_jax.config import load_config
+from gigagan_jax.models.build import build_discriminator, build_generator
+from gigagan_jax.train.sharding import make_mesh, param_shardings
+from gigagan_jax.tools import local_cluster
+from gigagan_jax.train.step import GanSteps
+from gigagan_jax.workdir import checkpoint_dir, sample_grid_path
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMEOUT_S = 900  # per job; a hang fails here
+
+
+def _train_args(workdir: str, clip: str, num_steps: int, *extra: str) -> list[str]:
+    # r1_interval=1: one D executable (R1 every step) instead of two, to halve compile time.
+    return [sys.executable, os.path.join(ROOT, "train.py"), "--config", "configs/tiny.py", "--workdir", workdir,
+            f"--config.clip.path={clip}", f"--config.train.num_steps={num_steps}",
+            "--config.train.checkpoint_every=2", "--config.train.log_every=1",
+            "--config.train.sample_every=100000", "--config.loss.r1_interval=1", *extra]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _start_pair(workdir: str, clip: str, num_steps: int, explicit: bool = False) -> list[subprocess.Popen]:
+    """Two train.py processes x 2 devices: SLURM-style discovery, or an explicit coordinator."""
+    pipes = dict(cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = _train_args(workdir, clip, num_steps, "--config.train.distributed=True")
+    if not explicit:
+        return local_cluster.start(command, processes=2, devices=2, **pipes)
+    port = _free_port()
+    return [subprocess.Popen(command + [f"--config.train.coordinator_address=localhost:{port}",
+                                        "--config.train.num_processes=2", f"--config.train.process_id={i}"],
+                             env=local_cluster.process_env(2), **pipes) for i in range(2)]
+
+
+def _finish(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
+    """Wait for every process of a job; a deadlock fails the test (every process is killed)."""
+    try:
+        results = local_cluster.wait(procs, TIMEOUT_S)
+    except TimeoutError as e:
+        pytest.fail(str(e))
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
+    return results
+
+
+def _run_single(workdir: str, clip: str, num_steps: int) -> None:
+    proc = subprocess.Popen(_train_args(workdir, clip, num_steps), cwd=ROOT, env=local_cluster.process_env(4),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _finish([proc])
+
+
+def _sample(workdir: str, out: str) -> np.ndarray:
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "sample.py"), "--workdir", workdir,
+                           "--prompt", "a red circle", "--prompt", "a blue square", "--n", "4", "--seed", "3",
+                           "--out", out], cwd=ROOT, env=local_cluster.process_env(4), capture_output=True,
+                          text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return np.asarray(Image.open(out)).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_clip, tmp_path_factory):
+    base = tmp_path_factory.mktemp("multihost")
+    out = {"stopped": str(base / "stopped"), "unbroken": str(base / "unbroken"), "single": str(base / "single")}
+
+    # 1. SIGTERM to process 1 once the first checkpoint exists.
+    pair = _start_pair(out["stopped"], tiny_clip, num_steps=100_000)
+    first = os.path.join(checkpoint_dir(out["stopped"]), "2")
+    deadline = time.time() + TIMEOUT_S
+    while not os.path.isdir(first) and all(p.poll() is None for p in pair) and time.time() < deadline:
+        time.sleep(0.2)
+    pair[1].send_signal(signal.SIGTERM)
+    out["stop_logs"] = [o for _, o, _ in _finish(pair)]
+    out["stop_summary"] = json.load(open(os.path.join(out["stopped"], "summary.json")))
+    final = out["stop_summary"]["end_step"] + 2
+
+    # 2-4. resume that pair; an unbroken pair; one process.
+    _finish(_start_pair(out["stopped"], tiny_clip, final, explicit=True))
+    _finish(_start_pair(out["unbroken"], tiny_clip, final))
+    _run_single(out["single"], tiny_clip, final)
+    out["final"] = final
+    return out
+
+
+def _restore_state(workdir: str, clip: str, step: int):
+    config = load_config(os.path.join(ROOT, "configs/tiny.py"))
+    config.clip.path = clip
+    init = GanSteps(config, build_generator(config), build_discriminator(config)).init_state
+    mesh = make_mesh((1, 1), ("data", "fsdp"), jax.devices()[:1])
+    shardings = param_shardings(jax.eval_shape(functools.partial(init, boxed=True), jax.random.PRNGKey(0)), mesh)
+    checkpointer = Checkpointer(checkpoint_dir(workdir), read_only=True)
+    state, data, _ = checkpointer.restore(step, abstract_with_shardings(jax.eval_shape(init, jax.random.PRNGKey(0)),
+                                                                        shardings))
+    checkpointer.close()
+    return state, data
+
+
+def test_sigterm_to_one_process_stops_both_at_one_step_with_a_verified_checkpoint(runs):
+    steps = [int(log.split("stopped by signal at step ")[1].split(";")[0]) for log in runs["stop_logs"]]
+    summary = runs["stop_summary"]
+    assert steps[0] == steps[1] == summary["end_step"] >= 2 and summary["interrupted"]
+    step_dir = os.path.join(checkpoint_dir(runs["stopped"]), str(steps[0]))
+    assert os.path.exists(os.path.join(step_dir, "manifest.sha256.json"))
+    Checkpointer(checkpoint_dir(runs["stopped"]), read_only=True).verify(steps[0])
+
+
+def test_resumed_pair_equals_unbroken_pair_bit_for_bit(runs, tiny_clip):
+    resumed, resumed_data = _restore_state(runs["stopped"], tiny_clip, runs["final"])
+    unbroken, unbroken_data = _restore_state(runs["unbroken"], tiny_clip, runs["final"])
+    assert resumed_data == unbroken_data
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(resumed), jax.tree_util.tree_leaves(unbroken)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path))
+    grids = [np.asarray(Image.open(sample_grid_path(w, runs["final"]))) for w in (runs["stopped"], runs["unbroken"])]
+    np.testing.assert_array_equal(grids[0], grids[1])
+
+
+def test_two_processes_sample_what_one_process_with_four_devices_samples(runs, tiny_clip, tmp_path):
+    pair, single = _restore_state(runs["unbroken"], tiny_clip, runs["final"]), _restore_state(runs["single"], tiny_clip,
+                                                                                                runs["final"])
+    assert pair[1] == single[1]  # the same data position
+    pair_images = _sample(runs["unbroken"], str(tmp_path / "pair.png"))
+    single_images = _sample(runs["single"], str(tmp_path / "single.png"))
+    assert np.abs(pair_images - single_images).max() <= 2
+    grids = [np.asarray(Image.open(sample_grid_path(w, runs["final"]))).astype(np.int16)
+             for w in (runs["unbroken"], runs["single"])]
+    assert np.abs(grids[0] - grids[1]).max() <= 2
