@@ -10,6 +10,8 @@ is the identity, at no cost.
 
 from __future__ import annotations
 
+from typing import Any, Callable, Optional
+
 import jax
 import numpy as np
 
@@ -78,6 +80,27 @@ def main_host_int(value: int) -> int:
     from jax.experimental import multihost_utils
 
     return int(multihost_utils.broadcast_one_to_all(np.asarray(value, np.int64)))
+
+
+def main_first(name: str, fn: Callable[[], Any], timeout_s: int = 24 * 3600) -> None:
+    """Run `fn` on process 0 alone while the others wait at barrier `name` (preparing a file that
+    every host then reads). Its outcome is shared: when it raises, process 0 re-raises and every
+    other host raises ValueError with the same message, instead of waiting forever."""
+    if jax.process_count() == 1:
+        fn()
+        return
+    error: Optional[BaseException] = None
+    if is_main():
+        try:
+            fn()
+        except Exception as e:  # shared below, then re-raised
+            error = e
+    barrier(name, timeout_s)
+    message = main_host_text("" if error is None else str(error) or type(error).__name__)
+    if error is not None:
+        raise error
+    if message:
+        raise ValueError(message)
 
 
 def barrier(name: str, timeout_s: int = 3600) -> None:

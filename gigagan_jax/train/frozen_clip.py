@@ -13,7 +13,7 @@ import os
 import ml_collections
 
 from gigagan_jax.config import needs_clip, needs_image_tower
-from gigagan_jax.hosts import barrier, is_main, main_host_int
+from gigagan_jax.hosts import main_first, main_host_int
 from gigagan_jax.pretrained.clip import Clip, load_clip
 from gigagan_jax.train.small_clip import SmallClipSpec, train_small_clip
 from gigagan_jax.workdir import clip_dir, is_url
@@ -28,13 +28,13 @@ def provide_clip(config: ml_collections.ConfigDict, workdir: str) -> Clip | None
                          f"which must be on local disk, not {workdir}: train it once with python -m "
                          "gigagan_jax.tools.train_clip, copy it to every host, and set config.clip.path")
     path = config.clip.path or clip_dir(workdir)
-    # Multi-host: process 0 trains and writes it, the others wait, then every host loads it.
     if not config.clip.path and main_host_int(not os.path.exists(os.path.join(path, "config.json"))):
-        if is_main():
+        def train_and_save() -> None:
             print(f"config.clip.path is empty: training a small CLIP on the training data -> {path}", flush=True)
             metrics = train_small_clip(config, path, SmallClipSpec.for_run(config))
             print(json.dumps(metrics, indent=2), flush=True)  # held-out retrieval: is the CLIP any good?
-        barrier("small_clip_written")
+
+        main_first("small_clip_written", train_and_save)  # multi-host: the others wait, then all load it
     clip = load_clip(path, text_only=not needs_image_tower(config))
     if config.model.conditioning == "text" and clip.text_dim != config.model.text_encoder_dim:
         raise ValueError(f"the CLIP at {path} has {clip.text_dim}-wide text tokens but "

@@ -21,8 +21,9 @@ from tqdm import tqdm
 
 from gigagan_jax.checkpoint import Checkpointer, abstract_with_shardings
 from gigagan_jax.config import uses_vision_aided, validate_config
+from gigagan_jax.data import open_source
 from gigagan_jax.data.pipeline import InputPipeline
-from gigagan_jax.hosts import is_main, join_cluster
+from gigagan_jax.hosts import is_main, join_cluster, main_first
 from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.models.vision_aided import VisionAidedHeads
 from gigagan_jax.pretrained.lpips import load_lpips
@@ -71,6 +72,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     rep = replicated(mesh)
     main = is_main()
 
+    if jax.process_count() > 1:  # data prepared on first use: by process 0 alone (hosts may share its cache)
+        main_first("data_prepared", lambda: open_source(config))
     clip = provide_clip(config, workdir)
     clip_params = jax.device_put(clip.params, rep) if clip is not None else None
     generator, discriminator = build_generator(config), build_discriminator(config)
