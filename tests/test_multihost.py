@@ -10,10 +10,10 @@ The chain, on the tiny config (one module-scoped fixture, run once):
      sums gradients across processes with gloo, one process with XLA's in-process all-reduce:
      the same numbers added in another order, so the last bits differ, and Adam's first steps,
      which divide each gradient by its own magnitude, carry that into the weights).
-Every process has a timeout: a deadlock fails the test instead of hanging it.
+Every process has a timeout: a deadlock fails the test instead of hanging it. A second, quick
+test runs `gigagan_jax.hosts` itself on a pair: the decisions every host takes from process 0.
 """
 
-import functools
 import json
 import os
 import signal
@@ -26,13 +26,12 @@ import jax
 import numpy as np
 import pytest
 from PIL import Image
+from train_state import restore_train_state
 
-from gigagan_jax.checkpoint import Checkpointer, abstract_with_shardings
+from gigagan_jax.checkpoint import Checkpointer
 from gigagan_jax.config import load_config
-from gigagan_jax.models.build import build_discriminator, build_generator
-from gigagan_jax.train.sharding import make_mesh, param_shardings
+from gigagan_jax.train.sharding import make_mesh
 from gigagan_jax.tools import local_cluster
-from gigagan_jax.train.step import GanSteps
 from gigagan_jax.workdir import checkpoint_dir, sample_grid_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,13 +117,7 @@ def runs(tiny_clip, tmp_path_factory):
 def _restore_state(workdir: str, clip: str, step: int):
     config = load_config(os.path.join(ROOT, "configs/tiny.py"))
     config.clip.path = clip
-    init = GanSteps(config, build_generator(config), build_discriminator(config)).init_state
-    mesh = make_mesh((1, 1), ("data", "fsdp"), jax.devices()[:1])
-    shardings = param_shardings(jax.eval_shape(functools.partial(init, boxed=True), jax.random.PRNGKey(0)), mesh)
-    checkpointer = Checkpointer(checkpoint_dir(workdir), read_only=True)
-    state, data, _ = checkpointer.restore(step, abstract_with_shardings(jax.eval_shape(init, jax.random.PRNGKey(0)),
-                                                                        shardings))
-    checkpointer.close()
+    _, state, data = restore_train_state(workdir, config, make_mesh((1, 1), ("data", "fsdp"), jax.devices()[:1]), step)
     return state, data
 
 
@@ -157,3 +150,44 @@ def test_two_processes_sample_what_one_process_with_four_devices_samples(runs, t
     grids = [np.asarray(Image.open(sample_grid_path(w, runs["final"]))).astype(np.int16)
              for w in (runs["unbroken"], runs["single"])]
     assert np.abs(grids[0] - grids[1]).max() <= 2
+
+
+
+HOSTS_SCRIPT = """
+import os, sys
+import jax
+jax.distributed.initialize()
+from gigagan_jax import hosts
+me = jax.process_index()
+marker = sys.argv[1]
+print("all_hosts", hosts.all_hosts(True), hosts.all_hosts(me == 0))
+print("main_host", hosts.main_host_int(10 + me), hosts.main_host_text(f"from {me}"))
+hosts.main_first("write", lambda: open(marker, "w").write("ready"))
+print("after main_first", open(marker).read())  # process 1 reads what process 0 wrote
+def fail():
+    raise FileNotFoundError("only process 0 saw this")
+try:
+    hosts.main_first("fail", fail)
+except Exception as e:
+    print("raised", type(e).__name__, e)
+"""
+
+
+def test_host_decisions_are_process_0s_and_its_failures_reach_every_host(tmp_path):
+    """hosts.py on a real pair: every host gets process 0's answer; work done by process 0 alone
+    is seen by the other after `main_first`, and a failure there is raised on both (not a hang)."""
+    command = [sys.executable, "-c", HOSTS_SCRIPT, str(tmp_path / "marker")]
+    procs = local_cluster.start(command, processes=2, devices=1, cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        results = local_cluster.wait(procs, timeout_s=300)
+    except TimeoutError as e:
+        pytest.fail(str(e))
+    outputs = []
+    for code, out, err in results:
+        assert code == 0, err[-2000:]
+        outputs.append([line for line in out.splitlines() if line.split(" ")[0] in ("all_hosts", "main_host",
+                                                                                  "after", "raised")])
+    for rank, lines in enumerate(outputs):
+        assert lines == ["all_hosts True False", "main_host 10 from 0", "after main_first ready",
+                         "raised " + ("FileNotFoundError" if rank == 0 else "ValueError") + " only process 0 saw this"]

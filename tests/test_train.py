@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from train_state import restore_train_state
 
 from gigagan_jax.config import load_config
 from gigagan_jax.models.build import build_discriminator, build_generator
@@ -32,16 +33,6 @@ def tiny_config(clip_path: str, **train):
     for key, value in train.items():
         config.train[key] = value
     return config
-
-
-def _restore(workdir, config, mesh):
-    init = GanSteps(config, build_generator(config), build_discriminator(config)).init_state
-    shardings = param_shardings(jax.eval_shape(functools.partial(init, boxed=True), jax.random.PRNGKey(0)), mesh)
-    checkpointer = Checkpointer(checkpoint_dir(workdir), read_only=True)
-    step = checkpointer.latest_verified_step()
-    state, data, _ = checkpointer.restore(step, abstract_with_shardings(jax.eval_shape(init, jax.random.PRNGKey(0)), shardings))
-    checkpointer.close()
-    return step, state, data
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +66,8 @@ def test_exact_resume_is_bit_identical(unbroken, tiny_clip, tmp_path):
     assert summary["start_step"] == 2 and summary["end_step"] == 4
     mesh = make_mesh((1, 8), ("data", "fsdp"))
     config = tiny_config(tiny_clip)
-    step_a, state_a, data_a = _restore(workdir, config, mesh)
-    step_b, state_b, data_b = _restore(resumed, config, mesh)
+    step_a, state_a, data_a = restore_train_state(workdir, config, mesh)
+    step_b, state_b, data_b = restore_train_state(resumed, config, mesh)
     assert step_a == step_b == 4 and data_a == data_b
     _assert_trees_equal(state_a, state_b)
 
@@ -84,9 +75,9 @@ def test_exact_resume_is_bit_identical(unbroken, tiny_clip, tmp_path):
 def test_checkpoint_saved_on_8_devices_restores_on_1_and_on_2x4(unbroken, tiny_clip):
     workdir, _ = unbroken
     config = tiny_config(tiny_clip)
-    _, on_8, _ = _restore(workdir, config, make_mesh((1, 8), ("data", "fsdp")))
-    _, on_1, _ = _restore(workdir, config, make_mesh((1, 1), ("data", "fsdp"), jax.devices()[:1]))
-    _, on_2x4, _ = _restore(workdir, config, make_mesh((2, 4), ("data", "fsdp")))
+    _, on_8, _ = restore_train_state(workdir, config, make_mesh((1, 8), ("data", "fsdp")))
+    _, on_1, _ = restore_train_state(workdir, config, make_mesh((1, 1), ("data", "fsdp"), jax.devices()[:1]))
+    _, on_2x4, _ = restore_train_state(workdir, config, make_mesh((2, 4), ("data", "fsdp")))
     assert len(jax.tree_util.tree_leaves(on_1)[0].sharding.device_set) == 1
     _assert_trees_equal(on_8, on_1)
     _assert_trees_equal(on_8, on_2x4)
