@@ -31,11 +31,9 @@ class StopSignal:
         if self._hosts == 1:
             handled = {signal.SIGTERM: self._flag, signal.SIGINT: self._flag}
         else:
-            from jax._src import distributed
-
-            if distributed.global_state.preemption_sync_manager is None:
-                raise RuntimeError("a multi-host run needs JAX's preemption service to agree on a stop step; "
-                                   "do not turn off jax_enable_preemption_service")
+            if not jax.config.jax_enable_preemption_service:
+                raise ValueError("a multi-host run needs JAX's preemption service to agree on a stop step; "
+                                 "do not turn off jax_enable_preemption_service")
             handled = {signal.SIGINT: self._as_sigterm}  # SIGTERM stays with JAX's handler
         for sig, handler in handled.items():
             self._previous[sig] = signal.signal(sig, handler)
