@@ -9,7 +9,8 @@
 
 WORKDIR may be a local folder or a bucket URL (`gs://bucket/run`, also s3://, az://): a pod's
 hosts share no disk, but they share a bucket. Every file the project writes there goes through
-`etils.epath` (as Orbax's do), never through `open` / `os`, so a URL works wherever a folder does.
+`etils.epath` (as Orbax's do), never through `open` / `os`, so a URL works wherever a folder does;
+TensorBoard's event files go through tensorboardX, which writes gs:// and s3:// itself.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ real pass.
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Callable, Iterable, Iterator
 
@@ -27,6 +26,7 @@ from gigagan_jax.eval.clip_score import ClipScoreAccumulator
 from gigagan_jax.eval.fid import feature_stats, frechet_distance
 from gigagan_jax.eval.precision_recall import DEFAULT_K, precision_recall
 from gigagan_jax.pixels import to_signed
+from gigagan_jax.workdir import exists, join, open_file, write_text
 
 
 def _take(batches: Iterable, num_images: int, desc: str) -> Iterator:
@@ -69,8 +69,8 @@ def real_features(real_batches: Iterable, num_images: int, *, inception=None, cl
     """{'inception': [N, 2048], 'clip': [N, P]} (those whose network is given) of the first
     `num_images` real images; read from / written to `cache` (.npz) when given."""
     wanted = {name for name, net in (("inception", inception), ("clip", clip)) if net is not None}
-    if cache is not None and os.path.exists(cache):
-        with np.load(cache) as data:
+    if cache is not None and exists(cache):
+        with open_file(cache, "rb") as f, np.load(f) as data:
             cached = {k: data[k] for k in data.files}
         if wanted <= set(cached) and all(len(v) == num_images for v in cached.values()):
             return {k: cached[k] for k in wanted}
@@ -79,19 +79,17 @@ def real_features(real_batches: Iterable, num_images: int, *, inception=None, cl
         features.add(to_signed(np.asarray(images)))
     arrays = features.arrays()
     if cache is not None:
-        os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
-        np.savez(cache, **arrays)
+        with open_file(cache, "wb") as f:
+            np.savez(f, **arrays)
     return arrays
 
 
 def write_report(metrics: dict, out_dir: str, step: int, metadata: dict | None = None) -> str:
     """Write `report.json` (metrics + metadata) and one TensorBoard scalar `eval/<name>` per
     numeric metric under `out_dir/tensorboard`; returns the JSON path."""
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "report.json")
-    with open(path, "w") as f:
-        json.dump({"step": step, "metrics": metrics, **(metadata or {})}, f, indent=2)
-    writer = SummaryWriter(os.path.join(out_dir, "tensorboard"))
+    path = join(out_dir, "report.json")
+    write_text(path, json.dumps({"step": step, "metrics": metrics, **(metadata or {})}, indent=2))
+    writer = SummaryWriter(join(out_dir, "tensorboard"))
     for name, value in metrics.items():
         writer.add_scalar(f"eval/{name}", value, step)
     writer.close()
