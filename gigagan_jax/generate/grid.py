@@ -33,6 +33,6 @@ def make_grid(images: np.ndarray, rows: Optional[int] = None, pad: int = 1) -> n
 
 
 def save_png(image: np.ndarray, path: str) -> None:
-    """Write uint8 [H, W, 3] to `path`, a local file or a bucket URL."""
+    """Write uint8 [H, W, 3] to `path`, a local file or a bucket URL (creating its folder)."""
     with open_file(path, "wb") as f:
         Image.fromarray(image).save(f, format="PNG")

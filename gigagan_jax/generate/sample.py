@@ -110,7 +110,8 @@ def _to_host(x: jax.Array) -> np.ndarray:
 def _map_batches(mesh: Optional[Mesh], n: int, batch_size: int, inputs: Callable[[slice], dict],
                  fn: Callable[..., Any]) -> Any:
     """fn(**inputs(batch)) for consecutive batches of at most batch_size of n rows, on one device
-    or split over `mesh`; each output leaf comes back as numpy [n, ...] (padding dropped)."""
+    or split over `mesh` (every array leaf of the inputs, nested dicts included); each output leaf
+    comes back as numpy [n, ...] (padding dropped)."""
     outs = []
     for lo in range(0, n, batch_size):
         batch = slice(lo, min(lo + batch_size, n))
@@ -118,7 +119,7 @@ def _map_batches(mesh: Optional[Mesh], n: int, batch_size: int, inputs: Callable
         args = inputs(batch)
         if mesh is not None:
             padded = -(-rows // mesh.size) * mesh.size
-            args = {k: None if v is None else _place(mesh, v, padded) for k, v in args.items()}
+            args = jax.tree_util.tree_map(lambda v: _place(mesh, v, padded), args)
         outs.append(jax.tree_util.tree_map(lambda y: _to_host(y)[:rows], fn(**args)))
     return jax.tree_util.tree_map(lambda *parts: np.concatenate(parts), *outs)
 
@@ -205,6 +206,8 @@ def sample_and_upsample(base: TrainedGenerator, up: TrainedGenerator, prompts: S
                          f"base model makes {b_spec.resolution} px ones")
     if truncation != 1.0 and not b_spec.text_conditioned:
         raise ValueError("truncation needs a text-conditioned base model")
+    if base.mesh is not up.mesh:
+        raise ValueError("the base model and the upsampler must be placed on the same mesh")
     base_conditions = condition_inputs(b_spec, base.clip, prompts, labels)
     up_conditions = condition_inputs(u_spec, up.clip, prompts, labels)
     z = np.asarray(seeds_to_z(list(seeds), b_spec.z_dim))  # [N, z_dim]
@@ -215,16 +218,12 @@ def sample_and_upsample(base: TrainedGenerator, up: TrainedGenerator, prompts: S
         w_avg = None
         if truncation != 1.0:
             w_avg = per_prompt_mean_w(base, g_cond["text_features"], g_cond["eot_index"])
-        return {"z": z[batch], "z_up": z_up[batch], "w_avg": w_avg,
-                **{f"g_{k}": v for k, v in g_cond.items()}, **{f"u_{k}": v for k, v in up_conditions(batch).items()}}
+        return {"z": z[batch], "z_up": z_up[batch], "w_avg": w_avg, "g_cond": g_cond,
+                "u_cond": up_conditions(batch)}
 
-    def chain(z, z_up, w_avg, **conditions):
-        g_cond = {k[2:]: v for k, v in conditions.items() if k.startswith("g_")}
-        u_cond = {k[2:]: v for k, v in conditions.items() if k.startswith("u_")}
+    def chain(z, z_up, w_avg, g_cond, u_cond):
         low, high = generate_and_upsample(base.generator, base.params, up.generator, up.params, z, z_up,
                                           g_cond, u_cond, truncation_psi=truncation, w_avg=w_avg)
         return quantize(low), quantize(high)
 
-    if base.mesh is not up.mesh:
-        raise ValueError("the base model and the upsampler must be placed on the same mesh")
     return _map_batches(base.mesh, len(seeds), batch_size, inputs, chain)

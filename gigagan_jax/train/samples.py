@@ -23,7 +23,7 @@ from gigagan_jax.hosts import is_main
 from gigagan_jax.models.generator import Generator
 from gigagan_jax.pixels import to_signed, to_uint8
 from gigagan_jax.pretrained.clip import Clip
-from gigagan_jax.workdir import join, make_dirs, sample_grid_path, samples_dir, write_text
+from gigagan_jax.workdir import join, sample_grid_path, samples_dir, write_text
 
 SAMPLE_SEEDS = 4  # images per prompt in the text-to-image grid
 UPSAMPLER_ROWS = 8  # examples in the upsampler grid
@@ -85,8 +85,7 @@ class SampleGrid:
         path = sample_grid_path(self.workdir, step)
         if not is_main():
             return path
-        make_dirs(samples_dir(self.workdir))
-        save_png(grid, path)
+        save_png(grid, path)  # creates the folder
         write_text(join(samples_dir(self.workdir), "prompts.txt"),
                    "\n".join(f"row {i}: {p}" for i, p in enumerate(rows)) + "\n")
         return path
