@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from PIL import Image
 
 from gigagan_jax.config import default_config
@@ -173,7 +174,6 @@ def test_fast_record_decoding_matches_tfds_decoding(tmp_path):
         (root / f"{i}.txt").write_text(caption)
     dataset_dir = builders.prepare(builders.GigaganCaptionFolder(src=str(root), resolution=16,
                                                                  data_dir=str(tmp_path / "out")))
-    import tensorflow_datasets as tfds
     reference = tfds.builder_from_directory(dataset_dir).as_data_source(split="train")
     source = open_source(make_config(dataset_dir, tmp_path / "cache"))
     assert source._fast  # the schema our builders write takes the direct path
@@ -192,3 +192,90 @@ def test_prepare_help_documents_every_option(capsys):
     for option in ("--kind", "--src", "--out", "--resolution", "--num-examples", "--seed",
                    "--emoji-sets", "--emoji-version", "--name", "folder", "shapes", "emoji", "tfds"):
         assert option in text
+
+
+@pytest.mark.parametrize("entry", ["../secret.png", "/etc/hostname", "sub/../../secret.png", "link/secret.png"])
+def test_files_outside_the_folder_are_refused_with_the_line(tmp_path, entry):
+    Image.new("RGB", (8, 8)).save(tmp_path / "secret.png")
+    root = tmp_path / "raw"
+    write_folder(root, corrupt=False, missing=False)
+    os.symlink(tmp_path, root / "link")  # a symlink inside the folder pointing out of it
+    with open(root / "captions.jsonl", "a") as f:
+        f.write(json.dumps({"file": entry, "caption": "x"}) + "\n")
+    with pytest.raises(ValueError, match=rf"captions.jsonl:7: '{entry}' is outside the data folder"):
+        open_source(make_config(root, tmp_path / "cache"))
+
+
+def test_sidecar_symlink_out_of_the_folder_is_refused(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "secret.png")
+    root = tmp_path / "raw"
+    root.mkdir()
+    os.symlink(tmp_path / "secret.png", root / "a.png")
+    (root / "a.txt").write_text("a")
+    with pytest.raises(ValueError, match=r"a.png: 'a.png' is outside the data folder"):
+        open_source(make_config(root, tmp_path / "cache"))
+
+
+def test_utf8_byte_order_mark_is_accepted_and_other_encodings_refused(tmp_path):
+    root = tmp_path / "raw"
+    write_folder(root, corrupt=False, missing=False)
+    text = (root / "captions.jsonl").read_text()
+    (root / "captions.jsonl").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    source = open_source(make_config(root, tmp_path / "cache"))
+    assert sorted(source[i]["caption"] for i in range(6)) == [f"picture {i}" for i in range(6)]
+    lines = text.splitlines()
+    lines[2] = lines[2].replace("picture 2", "caf\xe9")
+    (root / "captions.jsonl").write_bytes("\n".join(lines).encode("latin-1"))
+    with pytest.raises(ValueError, match=r"captions.jsonl:3: not UTF-8 text"):
+        open_source(make_config(root, tmp_path / "cache"))
+
+    sidecars = tmp_path / "sidecars"
+    sidecars.mkdir()
+    Image.new("RGB", (8, 8)).save(sidecars / "a.png")
+    (sidecars / "a.txt").write_bytes("\ufeffa caf\xe9".encode())
+    assert open_source(make_config(sidecars, tmp_path / "cache", resolution=8))[0]["caption"] == "a caf\xe9"
+    (sidecars / "a.txt").write_bytes("a caf\xe9".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"a.txt: caption is not UTF-8 text"):
+        open_source(make_config(sidecars, tmp_path / "cache", resolution=8))
+
+
+def test_prepared_set_smaller_than_the_model_is_refused_larger_is_downscaled(tmp_path, caplog):
+    write_folder(tmp_path / "raw")
+    out = tmp_path / "prepared"
+    prepare.main(["--kind", "folder", "--src", str(tmp_path / "raw"), "--out", str(out), "--resolution", "16"])
+    with pytest.raises(ValueError, match=r"prepared at 16 px, below config.model.resolution=64.*--resolution 64"):
+        open_source(make_config(out, tmp_path / "cache", resolution=64))
+    with caplog.at_level(logging.WARNING):
+        source = open_source(make_config(out, tmp_path / "cache", resolution=8))
+    assert source[0]["image"].shape == (8, 8, 3)
+    assert "prepared at 16 px; images are downscaled to config.model.resolution=8" in caplog.text
+
+
+class VariableSizeImages(tfds.core.GeneratorBasedBuilder):
+    """A catalogue-style dataset: 16-bit images of several sizes and ClassLabel labels."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        image = tfds.features.Tensor(shape=(None, None, 3), dtype=np.uint16, encoding=tfds.features.Encoding.ZLIB)
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
+            {"image": image, "label": tfds.features.ClassLabel(names=["red_fox", "cat"])}))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i, (h, w) in enumerate([(4, 6), (20, 20), (3, 3)]):
+            yield i, {"image": np.full((h, w, 3), 257 * 10 * (i + 1), np.uint16), "label": i % 2}
+
+
+def test_catalogue_images_are_decoded_and_upscaling_is_warned_once(tmp_path, caplog):
+    VariableSizeImages(data_dir=str(tmp_path)).download_and_prepare(file_format="array_record")
+    config = make_config(tmp_path, tmp_path / "cache", resolution=8, kind="tfds", name="variable_size_images")
+    with caplog.at_level(logging.WARNING):
+        source = open_source(config)
+        examples = [source[i] for i in range(3)]
+    assert [e["caption"] for e in examples] == ["a photo of a red fox", "a photo of a cat", "a photo of a red fox"]
+    for i, e in enumerate(examples):  # 16-bit values scaled, not wrapped modulo 256
+        assert e["image"].shape == (8, 8, 3) and np.all(e["image"] == 10 * (i + 1))
+    assert caplog.text.count("upscaled") == 1 and "smaller than config.model.resolution=8 (first: 4x6)" in caplog.text

@@ -9,7 +9,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from gigagan_jax.config import default_config
 from gigagan_jax.data import InputPipeline
-from gigagan_jax.data.shapes import ShapesSource
+from gigagan_jax.data.shapes import NUM_CLASSES, ShapesSource
 
 
 def make_config(num_examples=64, batch_size=16, seed=0, **data):
@@ -156,3 +156,27 @@ def test_source_errors_reach_the_caller():
     pipe = InputPipeline(make_config(), source=Broken(64, 16))
     with pytest.raises(OSError, match="disk gone"):
         next(pipe)
+
+
+class Unlabelled(ShapesSource):
+    """Shapes as a caption folder serves them: every label -1."""
+
+    def get_batch(self, indices):
+        return {**super().get_batch(indices), "label": np.full(len(indices), -1, np.int32)}
+
+
+@pytest.mark.parametrize("prefetch,workers", [(0, 0), (2, 2)])
+def test_class_conditioning_refuses_labels_outside_the_classes(prefetch, workers):
+    config = make_config(prefetch=prefetch, num_workers=workers)
+    config.model.conditioning, config.model.num_classes = "class", NUM_CLASSES
+    assert next(InputPipeline(config))["label"].max() < NUM_CLASSES  # the shapes labels fit
+    config.model.num_classes = 2
+    with pytest.raises(ValueError, match=r"label \d+ of example \d+ in the 'shapes' dataset .* outside \[0, 2\): "
+                                         r"class-conditional training .* needs every label in \[0, "
+                                         r"config.model.num_classes\)"):
+        next(InputPipeline(config))  # raised in the prefetch thread, re-raised here
+    config.model.num_classes = NUM_CLASSES
+    with pytest.raises(ValueError, match=r"label -1 of example \d+ .*caption folders carry no labels: -1"):
+        next(InputPipeline(config, source=Unlabelled(64, 16)))
+    config.model.conditioning = "text"  # labels are not read: -1 is fine
+    assert np.all(next(InputPipeline(config, source=Unlabelled(64, 16)))["label"] == -1)

@@ -15,7 +15,6 @@ import re
 
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 
 from gigagan_jax.data import caption_folder, imageops
 from gigagan_jax.data.shapes import ShapesSource
@@ -60,7 +59,7 @@ class GigaganCaptionFolder(tfds.core.GeneratorBasedBuilder):
         for n, (rel, caption) in enumerate(listing.entries):  # n: a file may have several captions
             try:
                 image = imageops.load_image(os.path.join(listing.root, rel), self._resolution)
-            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            except imageops.DECODE_ERRORS as e:
                 self.skipped.append((rel, f"unreadable ({type(e).__name__}: {e})"))
                 continue
             kept += 1

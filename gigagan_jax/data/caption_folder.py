@@ -1,7 +1,10 @@
 """Reading a raw caption folder: `captions.jsonl` or image + `.txt` sidecars, validated line by line.
 
 Listing is separate from decoding so that the cache key (`fingerprint`) is cheap to compute on
-every start, while images are decoded once, when the folder is prepared.
+every start, while images are decoded once, when the folder is prepared. Text is UTF-8 (a leading
+byte-order mark is allowed). Every image and caption file must resolve inside the folder: an
+absolute path, a `..` above the root or a symlink pointing out of it is refused, so a folder
+(or a captions.jsonl from elsewhere) cannot make training read other files on the machine.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ import os
 
 CAPTIONS_FILE = "captions.jsonl"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
-# Bump when the prepared format changes, so stale caches are not reused.
-FORMAT_VERSION = 1
+# Bump when the prepared bytes of the same input change, so stale caches are not reused.
+FORMAT_VERSION = 2  # 2: one decoder (16-bit, EXIF orientation, alpha over white by integer rounding)
 
 
 @dataclasses.dataclass
@@ -24,14 +27,27 @@ class Listing:
     skipped: list[tuple[str, str]]  # (path relative to root, reason) of files left out
 
 
+def _check_inside(root: str, real_root: str, rel: str, where: str) -> None:
+    """ValueError unless `rel` is relative and resolves (symlinks followed) inside `real_root`."""
+    if (os.path.isabs(rel) or "\0" in rel
+            or os.path.commonpath([real_root, os.path.realpath(os.path.join(root, rel))]) != real_root):
+        raise ValueError(f"{where}: {rel!r} is outside the data folder {root}; files must lie inside it "
+                         "(no absolute paths, no '..' above it, no symlinks out of it)")
+
+
 def _read_jsonl(root: str) -> Listing:
     path = os.path.join(root, CAPTIONS_FILE)
+    real_root = os.path.realpath(root)
     entries, skipped = [], []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{where}: not UTF-8 text (byte {e.start} of the line)") from None
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
@@ -42,6 +58,7 @@ def _read_jsonl(root: str) -> Listing:
             if not isinstance(caption, str):
                 raise ValueError(f"{where}: caption must be a string, got {type(caption).__name__}")
             rel = record["file"]
+            _check_inside(root, real_root, rel, where)
             if os.path.isfile(os.path.join(root, rel)):
                 entries.append((rel, caption))
             else:
@@ -50,6 +67,7 @@ def _read_jsonl(root: str) -> Listing:
 
 
 def _read_sidecars(root: str) -> Listing:
+    real_root = os.path.realpath(root)
     entries, skipped = [], []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
@@ -62,8 +80,10 @@ def _read_sidecars(root: str) -> Listing:
             if not os.path.isfile(text_path):
                 skipped.append((rel, "no .txt caption"))
                 continue
+            _check_inside(root, real_root, rel, image_path)
+            _check_inside(root, real_root, os.path.relpath(text_path, root), text_path)
             try:
-                with open(text_path, encoding="utf-8") as f:
+                with open(text_path, encoding="utf-8-sig") as f:
                     entries.append((rel, f.read().strip()))
             except UnicodeDecodeError:
                 raise ValueError(f"{text_path}: caption is not UTF-8 text") from None

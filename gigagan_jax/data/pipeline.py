@@ -37,8 +37,12 @@ class InputPipeline:
                  process_count: int | None = None, source=None):
         self.source = open_source(config) if source is None else source
         self.num_examples = len(self.source)
+        self._dataset = f"the {config.data.kind!r} dataset at {config.data.path or config.data.name!r}"
         if self.num_examples == 0:
-            raise ValueError(f"the {config.data.kind!r} dataset at {config.data.path or config.data.name!r} is empty")
+            raise ValueError(f"{self._dataset} is empty")
+        # Class conditioning turns a label outside [0, num_classes) into an all-zero one-hot, which
+        # would train unconditionally without a word; every batch is checked instead.
+        self._num_classes = int(config.model.num_classes) if config.model.conditioning == "class" else None
         self.seed = int(config.train.seed)
         self.batch_size = int(config.train.batch_size)
         self.process_index = jax.process_index() if process_index is None else process_index
@@ -131,10 +135,23 @@ class InputPipeline:
             self._tokenized[todo] = True
         return self._tokens[indices]
 
+    def _check_labels(self, labels: np.ndarray, indices: np.ndarray) -> None:
+        """ValueError naming the first label outside [0, num_classes) of class-conditional data."""
+        if self._num_classes is None or not len(labels):
+            return
+        if labels.min() >= 0 and labels.max() < self._num_classes:
+            return
+        bad = int(np.flatnonzero((labels < 0) | (labels >= self._num_classes))[0])
+        hint = " (caption folders carry no labels: -1)" if labels[bad] == -1 else ""
+        raise ValueError(f"label {labels[bad]} of example {indices[bad]} in {self._dataset} is outside "
+                         f"[0, {self._num_classes}): class-conditional training (config.model.conditioning="
+                         f"'class') needs every label in [0, config.model.num_classes){hint}")
+
     def host_batch(self, k: int) -> dict:
         """This host's rows of global batch k, as numpy."""
         indices = self.batch_indices(k)
         batch = self._read(indices)
+        self._check_labels(np.asarray(batch["label"]), indices)
         image = batch["image"]  # [b, R, R, 3]
         if self.random_flip:
             flips = self._flips(k)

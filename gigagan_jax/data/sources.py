@@ -8,6 +8,7 @@ folder just works.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -19,6 +20,8 @@ from gigagan_jax.data.shapes import ShapesSource
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "gigagan_jax")
 SHAPES_SEED = 0  # the shapes set is fixed; config.train.seed only changes the order
 _TEXT_KEYS = ("caption", "text", "captions/text", "captions")
+
+log = logging.getLogger(__name__)
 
 
 def cache_dir(config) -> str:
@@ -43,7 +46,12 @@ def _is_ours(features) -> bool:
 
 
 class RecordSource:
-    """A prepared TFDS dataset (ArrayRecord) mapped to {image uint8 [R,R,3], caption str, label int}."""
+    """A prepared TFDS dataset (ArrayRecord) mapped to {image uint8 [R,R,3], caption str, label int}.
+
+    Our builders' datasets hold one image size: below R they are refused (upscaling would train on
+    blurred images), above R they are downscaled on read with a warning. Catalogue datasets hold
+    images of any size, each cropped and resized; upscaling one is warned about once.
+    """
 
     def __init__(self, builder: tfds.core.DatasetBuilder, split: str, resolution: int,
                  label_names: list[str] | None = None):
@@ -55,6 +63,10 @@ class RecordSource:
         self._image_shape = features["image"].shape if self._fast else None
         self.resolution = resolution
         self._label_names = label_names
+        self._where = builder.data_dir
+        self._warned_upscale = False
+        if self._fast:
+            _check_prepared_size(self._where, self._image_shape[0], resolution)
 
     def __len__(self) -> int:
         return len(self._ds)
@@ -75,7 +87,12 @@ class RecordSource:
             caption = f"a photo of a {self._label_names[label].replace('_', ' ')}"
         else:
             caption = ""
-        image = imageops.fit_array(np.asarray(flat["image"]), self.resolution)
+        image = np.asarray(flat["image"])  # [H, W(, C)]
+        if min(image.shape[:2]) < self.resolution and not self._warned_upscale:
+            self._warned_upscale = True
+            log.warning("%s holds images smaller than config.model.resolution=%d (first: %dx%d); they are "
+                        "upscaled, which blurs them", self._where, self.resolution, *image.shape[:2])
+        image = imageops.fit_array(image, self.resolution)
         return {"image": image, "caption": caption, "label": label}
 
     def __getitem__(self, i: int) -> dict:
@@ -90,6 +107,17 @@ class RecordSource:
             "caption": [e["caption"] for e in examples],
             "label": np.asarray([e["label"] for e in examples], np.int32),  # [n]
         }
+
+
+def _check_prepared_size(dataset_dir: str, prepared: int, resolution: int) -> None:
+    if prepared < resolution:
+        raise ValueError(
+            f"{dataset_dir} was prepared at {prepared} px, below config.model.resolution={resolution}; "
+            f"upscaling would train on blurred images. Prepare the source again with `python -m "
+            f"gigagan_jax.data.prepare ... --resolution {resolution}`, or lower config.model.resolution")
+    if prepared > resolution:
+        log.warning("%s was prepared at %d px; images are downscaled to config.model.resolution=%d on every "
+                    "read (prepare with --resolution %d to skip that)", dataset_dir, prepared, resolution, resolution)
 
 
 def open_prepared(dataset_dir: str, resolution: int, split: str = "train") -> RecordSource:
