@@ -1,7 +1,9 @@
 """The layout of a run folder (WORKDIR), and the one way the project reads and writes it.
 
     WORKDIR/checkpoints/<step>/      Orbax steps + manifest.sha256.json (gigagan_jax.checkpoint)
+    WORKDIR/checkpoints_set_aside/   steps a restarted run could not verify, moved out of the way
     WORKDIR/clip/                    the small CLIP trained for the run when config.clip.path = ""
+                                     (with its own manifest.sha256.json)
     WORKDIR/samples/step_N.png       periodic sample grids, with prompts.txt naming their rows
     WORKDIR/tensorboard/             training scalars
     WORKDIR/eval/step_N/             evaluation reports (gigagan_jax.eval)

@@ -17,7 +17,7 @@ def restore_train_state(workdir: str, config, mesh, step: Optional[int] = None):
     init = GanSteps(config, build_generator(config), build_discriminator(config)).init_state
     shardings = param_shardings(jax.eval_shape(functools.partial(init, boxed=True), jax.random.PRNGKey(0)), mesh)
     checkpointer = Checkpointer(checkpoint_dir(workdir), read_only=True)
-    step = checkpointer.latest_verified_step() if step is None else step
+    step = checkpointer.sound_step() if step is None else step
     abstract = abstract_with_shardings(jax.eval_shape(init, jax.random.PRNGKey(0)), shardings)
     state, data, _ = checkpointer.restore(step, abstract)
     checkpointer.close()

@@ -2,12 +2,16 @@
 
 Only G_ema is read from the checkpoint (D and the optimiser states stay on disk), onto one
 device or replicated over a sampling mesh: one CPU is enough. The checkpoint's sha256 manifest is verified
-first, so a corrupt file is a `CheckpointError` naming it.
+first, so a corrupt file is a `CheckpointError` naming it; without `step`, a corrupt or
+unverified newest step is skipped (with a warning) for the newest sound one. The CLIP is checked
+against the fingerprint the checkpoint recorded, so sampling never conditions on another encoder.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 from typing import Any, Optional
 
 import jax
@@ -15,10 +19,11 @@ import ml_collections
 from flax.core import meta
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
 
-from gigagan_jax.checkpoint import Checkpointer, CheckpointError
+from gigagan_jax.checkpoint import (MANIFEST, Checkpointer, CheckpointError, check_same_clip, files_digest,
+                                    verify_manifest)
 from gigagan_jax.models.build import build_generator
 from gigagan_jax.models.generator import Generator, init_generator
-from gigagan_jax.pretrained.clip import Clip, load_clip
+from gigagan_jax.pretrained.clip import Clip, load_clip, source_files
 from gigagan_jax.workdir import checkpoint_dir, clip_dir, is_dir
 
 
@@ -34,6 +39,30 @@ class TrainedGenerator:
     mesh: Optional[Mesh] = None  # sample with each batch split over its devices; None: one device
 
 
+def clip_path(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """Where a run's CLIP lives: config.clip.path, or the small one trained into WORKDIR/clip."""
+    return config.clip.path or clip_dir(workdir)
+
+
+def clip_record(path: str) -> dict:
+    """The fingerprint a checkpoint keeps of the CLIP it was trained with: a hash of the files
+    `load_clip` reads."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"CLIP folder {path!r} does not exist")
+    return {"path": os.path.abspath(path), "sha256": files_digest(path, source_files(path))}
+
+
+def load_run_clip(path: str, own: bool, text_only: bool) -> Clip:
+    """Load a run's CLIP; the run's own small CLIP (WORKDIR/clip) is verified against its
+    manifest first, so a flipped or truncated file is refused by name."""
+    if own:
+        if os.path.exists(os.path.join(path, MANIFEST)):
+            verify_manifest(path)
+        else:
+            logging.warning("%s has no %s (written by an older version): its bytes are not verified", path, MANIFEST)
+    return load_clip(path, text_only=text_only)
+
+
 def load_trained_generator(workdir: str, step: Optional[int] = None, mesh: Optional[Mesh] = None) -> TrainedGenerator:
     """G_ema of `step` (default: the newest verified), on the first device, or replicated over
     `mesh` for data-parallel sampling (`generate.sample.sampling_mesh()`)."""
@@ -43,18 +72,23 @@ def load_trained_generator(workdir: str, step: Optional[int] = None, mesh: Optio
     if not checkpointer.all_steps():
         raise CheckpointError(f"no checkpoints in {checkpointer.directory}")
     if step is None:
-        step = checkpointer.latest_verified_step()
+        step = checkpointer.sound_step()
         if step is None:
-            raise CheckpointError(f"no verified checkpoint in {checkpointer.directory}")
-    checkpointer.verify(step)
+            raise CheckpointError(f"no verified checkpoint in {checkpointer.directory} (steps "
+                                  f"{checkpointer.all_steps()} were skipped; the warnings above say why)")
+    else:
+        checkpointer.verify(step)
     config = ml_collections.ConfigDict(checkpointer.restore_config(step))
     generator = build_generator(config)
     sharding = SingleDeviceSharding(jax.local_devices()[0]) if mesh is None else NamedSharding(mesh, PartitionSpec())
     abstract = jax.eval_shape(lambda: meta.unbox(init_generator(generator, jax.random.PRNGKey(0))["params"]))
     abstract = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
     params = checkpointer.restore_subtree(step, "g_ema", abstract)
+    saved_clip = checkpointer.restore_clip_record(step)
     checkpointer.close()
     clip = None
     if generator.spec.text_conditioned:
-        clip = load_clip(config.clip.path or clip_dir(workdir), text_only=True)
+        path = clip_path(config, workdir)
+        check_same_clip(saved_clip, clip_record(path), checkpointer.step_dir(step))
+        clip = load_run_clip(path, own=not config.clip.path, text_only=True)
     return TrainedGenerator(config, generator, params, clip, step, mesh)

@@ -177,21 +177,39 @@ def _read_msgpack(path: str, keep: Callable[[str], bool]) -> Params:
     return tree
 
 
+def _safetensors_files(folder: str) -> list[str]:
+    """The safetensors weight files `load_clip` reads from `folder` (names), [] when none."""
+    if os.path.exists(os.path.join(folder, "model.safetensors")):
+        return ["model.safetensors"]
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if not os.path.exists(index):
+        return []
+    with open(index) as f:  # sharded: the index maps each tensor to its shard
+        return sorted(set(json.load(f)["weight_map"].values()))
+
+
+def source_files(path: str) -> list[str]:
+    """The files of a CLIP folder that `load_clip` reads (config, preprocessing, the chosen
+    weights): what a fingerprint of this CLIP must cover, and nothing it ignores."""
+    names = [n for n in ("config.json", "preprocessor_config.json") if os.path.exists(os.path.join(path, n))]
+    shards = _safetensors_files(path)
+    if shards:
+        index = "model.safetensors.index.json"
+        return names + shards + ([index] if shards != ["model.safetensors"] else [])
+    for weights in ("pytorch_model.bin", "flax_model.msgpack"):
+        if os.path.exists(os.path.join(path, weights)):
+            return names + [weights]
+    return names
+
+
 def _read_torch_state(folder: str, keep: Callable[[str], bool]) -> dict[str, np.ndarray]:
     """Flat PyTorch names -> float32 arrays, reading only the tensors whose names `keep` accepts."""
-    single = os.path.join(folder, "model.safetensors")
-    index = os.path.join(folder, "model.safetensors.index.json")
-    if os.path.exists(single) or os.path.exists(index):
+    shards = _safetensors_files(folder)
+    if shards:
         from safetensors import safe_open
 
-        if os.path.exists(single):
-            files = [single]
-        else:  # sharded: model.safetensors.index.json maps each tensor to its shard
-            with open(index) as f:
-                weight_map = json.load(f)["weight_map"]
-            files = sorted({os.path.join(folder, name) for name in weight_map.values()})
         state = {}
-        for file in files:
+        for file in (os.path.join(folder, name) for name in shards):
             with safe_open(file, framework="flax") as f:  # "flax" reads bf16 too
                 for name in f.keys():
                     if keep(name):

@@ -2,21 +2,46 @@
 
 `config.clip.path` set: load it (text tower only when nothing needs the image tower).
 Empty: train a small CLIP on the run's own training data once, save it as `WORKDIR/clip` (HF
-layout) and reuse it on resume, so sampling and evaluation read the same encoder back.
+layout) and reuse it on resume, so sampling and evaluation read the same encoder back. It is
+trained into a temporary folder, hashed into its own manifest and renamed into place, so a
+killed run never leaves half a CLIP behind, and a flipped byte is refused on the next load.
+
+Either way the run records the CLIP's fingerprint (`generate.restore.clip_record`) in every
+checkpoint: resuming or sampling with another encoder of the same width is refused instead of
+silently changing what every prompt means.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
+import uuid
 
 import ml_collections
 
+from gigagan_jax.checkpoint import write_manifest
 from gigagan_jax.config import needs_clip, needs_image_tower
+from gigagan_jax.generate.restore import clip_path, load_run_clip
 from gigagan_jax.hosts import main_first, main_host_int
-from gigagan_jax.pretrained.clip import Clip, load_clip
+from gigagan_jax.pretrained.clip import Clip
 from gigagan_jax.train.small_clip import SmallClipSpec, train_small_clip
-from gigagan_jax.workdir import clip_dir, is_url
+from gigagan_jax.workdir import is_url
+
+
+def _train_into_place(config: ml_collections.ConfigDict, path: str) -> None:
+    """Train the small CLIP into a temporary sibling, hash it, then rename it to `path`."""
+    for stale in glob.glob(f"{path}.partial-*"):  # left by a run killed while training it
+        shutil.rmtree(stale, ignore_errors=True)
+    partial = f"{path}.partial-{uuid.uuid4().hex[:8]}"
+    print(f"config.clip.path is empty: training a small CLIP on the training data -> {path}", flush=True)
+    metrics = train_small_clip(config, partial, SmallClipSpec.for_run(config))
+    write_manifest(partial)
+    if os.path.isdir(path):  # no config.json: half a CLIP, written non-atomically by an older version
+        shutil.rmtree(path)
+    os.replace(partial, path)
+    print(json.dumps(metrics, indent=2), flush=True)  # held-out retrieval: is the CLIP any good?
 
 
 def provide_clip(config: ml_collections.ConfigDict, workdir: str) -> Clip | None:
@@ -27,15 +52,11 @@ def provide_clip(config: ml_collections.ConfigDict, workdir: str) -> Clip | None
         raise ValueError(f"config.clip.path is empty, and the small CLIP trained in its place lives in WORKDIR/clip, "
                          f"which must be on local disk, not {workdir}: train it once with python -m "
                          "gigagan_jax.tools.train_clip, copy it to every host, and set config.clip.path")
-    path = config.clip.path or clip_dir(workdir)
-    if not config.clip.path and main_host_int(not os.path.exists(os.path.join(path, "config.json"))):
-        def train_and_save() -> None:
-            print(f"config.clip.path is empty: training a small CLIP on the training data -> {path}", flush=True)
-            metrics = train_small_clip(config, path, SmallClipSpec.for_run(config))
-            print(json.dumps(metrics, indent=2), flush=True)  # held-out retrieval: is the CLIP any good?
-
-        main_first("small_clip_written", train_and_save)  # multi-host: the others wait, then all load it
-    clip = load_clip(path, text_only=not needs_image_tower(config))
+    path = clip_path(config, workdir)
+    own = not config.clip.path
+    if own and main_host_int(not os.path.exists(os.path.join(path, "config.json"))):
+        main_first("small_clip_written", lambda: _train_into_place(config, path))
+    clip = load_run_clip(path, own, text_only=not needs_image_tower(config))
     if config.model.conditioning == "text" and clip.text_dim != config.model.text_encoder_dim:
         raise ValueError(f"the CLIP at {path} has {clip.text_dim}-wide text tokens but "
                          f"config.model.text_encoder_dim={config.model.text_encoder_dim}")

@@ -19,10 +19,11 @@ import jax
 import ml_collections
 from tqdm import tqdm
 
-from gigagan_jax.checkpoint import Checkpointer, abstract_with_shardings
+from gigagan_jax.checkpoint import Checkpointer, abstract_with_shardings, check_same_clip
 from gigagan_jax.config import uses_vision_aided, validate_config
 from gigagan_jax.data import open_source
 from gigagan_jax.data.pipeline import InputPipeline
+from gigagan_jax.generate.restore import clip_path, clip_record
 from gigagan_jax.hosts import is_main, join_cluster, main_first
 from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.models.vision_aided import VisionAidedHeads
@@ -75,6 +76,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if jax.process_count() > 1:  # data prepared on first use: by process 0 alone (hosts may share its cache)
         main_first("data_prepared", lambda: open_source(config))
     clip = provide_clip(config, workdir)
+    clip_used = clip_record(clip_path(config, workdir)) if clip is not None else None
     clip_params = jax.device_put(clip.params, rep) if clip is not None else None
     generator, discriminator = build_generator(config), build_discriminator(config)
     vision = VisionAidedHeads() if uses_vision_aided(config) else None
@@ -97,15 +99,16 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
             out["text_features"], out["eot_index"], out["text_embeds"] = encode_text(clip_params, batch["tokens"])
         return out
 
-    # --- restore: the newest verified checkpoint, or a fresh state ----------------------------
-    checkpointer = Checkpointer(checkpoint_dir(workdir), max_to_keep=config.train.keep_checkpoints)
+    # --- restore: the newest sound checkpoint (unverified newer ones moved aside), or fresh ----
+    checkpointer = Checkpointer(checkpoint_dir(workdir), keep=config.train.keep_checkpoints)
     init_key, seed_key = jax.random.split(jax.random.PRNGKey(config.train.seed))
-    latest = checkpointer.latest_verified_step()
+    latest = checkpointer.sound_step(set_aside=True)
     if latest is None:
         state = jax.jit(init, out_shardings=state_shardings)(init_key)
     else:
-        checkpointer.verify(latest)
         _check_compatible(checkpointer.restore_config(latest), config, workdir)  # before shapes can clash
+        if clip_used is not None:
+            check_same_clip(checkpointer.restore_clip_record(latest), clip_used, checkpointer.step_dir(latest))
         abstract = abstract_with_shardings(jax.eval_shape(init, init_key), state_shardings)
         state, data_state, _ = checkpointer.restore(latest, abstract, verify=False)
         pipeline.set_state(data_state)
@@ -125,7 +128,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     def save(step: int) -> None:
         log.flush()  # never checkpoint a state that followed a non-finite step
-        checkpointer.save(step, state, pipeline.get_state(), config)
+        checkpointer.save(step, state, pipeline.get_state(), config, clip_used)
 
     # --- loop --------------------------------------------------------------------------------
     num_steps, batch_size = config.train.num_steps, config.train.batch_size
@@ -135,11 +138,14 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     warm = None  # (time, step) at the first log step: rates after it exclude compilation
     progress = tqdm(total=num_steps, initial=start, desc="train", unit="step", disable=not main,
                     dynamic_ncols=True)
-    try:
-        with StopSignal() as stop:
+    # Signal handlers stay installed until the last save is hashed: a second SIGTERM or Ctrl-C
+    # while the final checkpoint is written cannot kill the process before its manifest.
+    with StopSignal() as stop:
+        try:
             for step in range(start, num_steps):
                 if stop.reached(step):
                     save(step)
+                    checkpointer.finish()  # written and verified before we say so
                     summary["interrupted"] = True
                     print(f"\nstopped by signal at step {step}; checkpoint saved (process "
                           f"{jax.process_index()} of {jax.process_count()})", flush=True)
@@ -168,11 +174,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     save(done)
                 if done % config.train.sample_every == 0 or done == num_steps:
                     summary["last_samples"] = samples.write(state.g_ema, done)
-    finally:
-        progress.close()
-        checkpointer.close()
-        pipeline.close()
-        log.close()
+        finally:
+            progress.close()
+            checkpointer.close()
+            pipeline.close()
+            log.close()
 
     # --- finish: the run's summary -----------------------------------------------------------
     elapsed = time.time() - t0
