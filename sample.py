@@ -28,9 +28,12 @@ Restores G_ema (and the run's CLIP text encoder) on whatever devices are present
   --upsample_images DIR: --workdir is an upsampler run; upsample every image in DIR (centre
                crop, resized to its input size), one --prompt (or none) for all of them.
 The same seed gives byte-identical images. A missing workdir or prompts file, a step that does
-not exist or a corrupt checkpoint is a one-line error with a non-zero exit code.
+not exist, a corrupt checkpoint or any other bad flag value is a one-line error with a non-zero
+exit code, given before the model is loaded where the flag alone tells.
 """
 
+import codecs
+import io
 import json
 import os
 
@@ -38,21 +41,25 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from gigagan_jax.cli import fail, parse_flags
+from gigagan_jax.cli import check_file_flag, check_folder_flag, define_truncation_flag, fail, parse_flags
+from gigagan_jax.config import MAX_SEED
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to restore G_ema from.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest verified one).")
 _MODE = flags.DEFINE_enum("mode", "grid", ["grid", "style_mix", "prompt_mix", "interpolate"], "What to produce.")
 _PROMPT = flags.DEFINE_multi_string("prompt", [], "Prompt(s); one grid row each.")
 _PROMPTS_FILE = flags.DEFINE_string("prompts_file", None, "One prompt per line, or jsonl with a 'prompt' field.")
-_CLASS_ID = flags.DEFINE_multi_integer("class_id", [], "Class id(s), for class-conditional models.")
-_N = flags.DEFINE_integer("n", 8, "Images per prompt (grid mode).")
-_SEED = flags.DEFINE_integer("seed", 0, "First seed; image k of a row uses seed + k.")
-_SEED2 = flags.DEFINE_integer("seed2", 1, "Second seed (style_mix: fine levels; interpolate: end point).")
+_CLASS_ID = flags.DEFINE_multi_integer("class_id", [], "Class id(s), for class-conditional models: 0 .. "
+                                       "config.model.num_classes - 1.", lower_bound=0)
+_N = flags.DEFINE_integer("n", 8, "Images per prompt (grid mode).", lower_bound=1)
+_SEED = flags.DEFINE_integer("seed", 0, "First seed; image k of a row uses seed + k.", lower_bound=0,
+                             upper_bound=MAX_SEED - 1)
+_SEED2 = flags.DEFINE_integer("seed2", 1, "Second seed (style_mix: fine levels; interpolate: end point).",
+                              lower_bound=0, upper_bound=MAX_SEED - 1)
 _CROSSOVER = flags.DEFINE_integer("crossover", 2, "style_mix / prompt_mix: levels below this come from --seed / "
-                                  "the first prompt.")
-_FRAMES = flags.DEFINE_integer("frames", 8, "interpolate: number of frames.")
-_TRUNCATION = flags.DEFINE_float("truncation", 1.0, "Truncation psi toward the per-prompt mean w (1 = none).")
+                                  "the first prompt.", lower_bound=0)
+_FRAMES = flags.DEFINE_integer("frames", 8, "interpolate: number of frames.", lower_bound=2)
+_TRUNCATION = define_truncation_flag("Truncation psi toward the per-prompt mean w (1 = none).")
 _OUT = flags.DEFINE_string("out", "grid.png", "Output PNG.")
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "grid mode: also write each image and prompts.jsonl here.")
 _GIF = flags.DEFINE_string("gif", None, "interpolate mode: also write an animated GIF.")
@@ -66,22 +73,53 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 def read_prompts() -> list[str]:
+    """The --prompt values (an empty one included), then the --prompts_file lines: text or jsonl with a
+    'prompt' field. Blank lines are skipped (an editor's trailing newline is no empty-prompt row) and
+    a UTF-8 BOM (Windows editors) is dropped."""
     prompts = list(_PROMPT.value)
-    if _PROMPTS_FILE.value:
-        if not os.path.isfile(_PROMPTS_FILE.value):
-            fail(f"prompts file {_PROMPTS_FILE.value} does not exist")
-        with open(_PROMPTS_FILE.value, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                line = line.rstrip("\n")
-                if line.lstrip().startswith("{"):
-                    try:
-                        line = json.loads(line)["prompt"]
-                    except (ValueError, KeyError, TypeError):
-                        fail(f"{_PROMPTS_FILE.value}:{number}: a jsonl line needs a string 'prompt' field")
-                    if not isinstance(line, str):
-                        fail(f"{_PROMPTS_FILE.value}:{number}: 'prompt' must be a string")
-                prompts.append(line)
+    path = _PROMPTS_FILE.value
+    if path:
+        if not os.path.isfile(path):
+            fail(f"prompts file {path} {'is a folder' if os.path.isdir(path) else 'does not exist'}")
+        try:
+            with open(path, "rb") as f:
+                data = f.read().removeprefix(codecs.BOM_UTF8)
+            text = data.decode("utf-8")
+        except OSError as e:
+            fail(f"cannot read prompts file {path}: {e.strerror}")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            fail(f"{path}:{line}: not UTF-8 text; save the prompts file as UTF-8")
+        found = 0
+        for number, line in enumerate(io.StringIO(text, newline=None), 1):  # \n, \r\n or \r
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            if line.lstrip().startswith("{"):
+                try:
+                    line = json.loads(line)["prompt"]
+                except (ValueError, KeyError, TypeError):
+                    fail(f"{path}:{number}: a jsonl line needs a string 'prompt' field")
+                if not isinstance(line, str):
+                    fail(f"{path}:{number}: 'prompt' must be a string")
+            prompts.append(line)
+            found += 1
+        if not found:
+            fail(f"prompts file {path} holds no prompts (blank lines are skipped)")
     return prompts
+
+
+def check_class_ids(trained, workdir: str) -> None:
+    """--class_id must name a class of the model: a text model would ignore it, and an id past
+    num_classes one-hot encodes to zeros, no class at all."""
+    if trained.generator.spec.conditioning != "class":
+        fail(f"--class_id is for class-conditional models; {workdir} is conditioned on "
+             f"{trained.generator.spec.conditioning!r}")
+    num_classes = trained.config.model.num_classes
+    for class_id in _CLASS_ID.value:
+        if class_id >= num_classes:
+            fail(f"--class_id {class_id} is not a class of {workdir}: its ids are 0 .. {num_classes - 1} "
+                 f"(config.model.num_classes={num_classes})")
 
 
 def write_images(images, prompts, seeds, out_dir: str) -> None:
@@ -97,21 +135,19 @@ def write_images(images, prompts, seeds, out_dir: str) -> None:
 
 def read_lowres_images(folder: str, size: int) -> tuple[list[str], np.ndarray]:
     """(file names, uint8 [N, size, size, 3]): each image centre-cropped to a square and resized."""
+    from gigagan_jax.data.imageops import DECODE_ERRORS, load_image
+
     if not os.path.isdir(folder):
         fail(f"--upsample_images folder {folder} does not exist")
     names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_SUFFIXES))
     if not names:
         fail(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     images = []
-    for name in names:
+    for name in names:  # decoded, cropped and resized exactly as training data is
         try:
-            image = Image.open(os.path.join(folder, name)).convert("RGB")
-        except OSError as e:
+            images.append(load_image(os.path.join(folder, name), size))
+        except DECODE_ERRORS as e:
             fail(f"cannot read {os.path.join(folder, name)}: {e}")
-        side = min(image.size)
-        left, top = (image.width - side) // 2, (image.height - side) // 2
-        image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
-        images.append(np.asarray(image, np.uint8))
     return names, np.stack(images)
 
 
@@ -149,19 +185,29 @@ def upsample_folder(trained) -> None:
 
 def main(argv):
     del argv
+    if not _WORKDIR.value:
+        fail("--workdir is required")
+    check_folder_flag("--workdir", _WORKDIR.value)
+    if _UPSAMPLER_WORKDIR.value:
+        check_folder_flag("--upsampler_workdir", _UPSAMPLER_WORKDIR.value)
+    check_file_flag("--out", _OUT.value)
+    if _GIF.value:
+        check_file_flag("--gif", _GIF.value)
+    if _OUT_DIR.value:
+        check_folder_flag("--out_dir", _OUT_DIR.value)
+    if _MODE.value == "grid" and not _UPSAMPLE_IMAGES.value and _SEED.value + _N.value > MAX_SEED:
+        fail(f"--seed {_SEED.value} with --n {_N.value} reaches seed {_SEED.value + _N.value - 1}; seeds must be "
+             f"below 2**32 = {MAX_SEED}")
+    prompts = read_prompts()
+    if _MODE.value == "prompt_mix" and len(prompts) != 2:
+        fail(f"--mode prompt_mix needs exactly two prompts (coarse levels, fine levels), got {len(prompts)}")
+    # Imported once the flags are known to be good: the model stack takes seconds.
     from gigagan_jax.checkpoint import CheckpointError
     from gigagan_jax.generate import edit
     from gigagan_jax.generate.grid import make_grid, save_png
     from gigagan_jax.generate.restore import load_trained_generator
     from gigagan_jax.generate.sample import sample_and_upsample, sample_classes, sample_pairs, sampling_mesh
 
-    if not _WORKDIR.value:
-        fail("--workdir is required")
-    if _N.value < 1:
-        fail(f"--n must be >= 1, got {_N.value}")
-    prompts = read_prompts()
-    if _MODE.value == "prompt_mix" and len(prompts) != 2:
-        fail(f"--mode prompt_mix needs exactly two prompts (coarse levels, fine levels), got {len(prompts)}")
     # Grids and folders of images split each batch over every local device; the edits make a
     # handful of images from one latent pair and stay on one.
     mesh = sampling_mesh() if _MODE.value == "grid" else None
@@ -172,6 +218,18 @@ def main(argv):
             upsampler = load_trained_generator(_UPSAMPLER_WORKDIR.value, _UPSAMPLER_STEP.value, mesh)
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         fail(str(e), code=1)
+    # Conditions the model would ignore, refused before anything is compiled.
+    if _CLASS_ID.value:
+        check_class_ids(trained, _WORKDIR.value)
+        if upsampler is not None and upsampler.generator.spec.conditioning == "class":
+            check_class_ids(upsampler, _UPSAMPLER_WORKDIR.value)
+    conditioning = trained.generator.spec.conditioning
+    if conditioning != "text" and prompts:
+        fail(f"--prompt / --prompts_file are for text-conditioned models; {_WORKDIR.value} is conditioned on "
+             f"{conditioning!r}")
+    if conditioning != "text" and _TRUNCATION.value != 1:
+        fail(f"--truncation (toward the per-prompt mean w) needs a text-conditioned model; {_WORKDIR.value} is "
+             f"conditioned on {conditioning!r}")
     os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
     if _UPSAMPLE_IMAGES.value:
         try:
@@ -203,6 +261,7 @@ def main(argv):
                                                   _FRAMES.value)
             save_png(make_grid(frames, rows=1), _OUT.value)
             if _GIF.value:
+                os.makedirs(os.path.dirname(os.path.abspath(_GIF.value)), exist_ok=True)
                 Image.fromarray(frames[0]).save(_GIF.value, save_all=True, loop=0, duration=120,
                                                 append_images=[Image.fromarray(f) for f in frames[1:]])
         elif text:

@@ -9,10 +9,7 @@ one-line error with a non-zero exit code, raised before anything is compiled.
 
 from absl import app, flags
 
-from gigagan_jax.cli import define_config_flag, fail, parse_flags, validated
-from gigagan_jax.checkpoint import CheckpointError
-from gigagan_jax.train.loop import train
-from gigagan_jax.train.metrics import NonFiniteLossError
+from gigagan_jax.cli import check_folder_flag, define_config_flag, fail, parse_flags, validated
 
 _CONFIG = define_config_flag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and samples.")
@@ -23,6 +20,13 @@ def main(argv):
     config = validated(_CONFIG)
     if not _WORKDIR.value:
         fail("--workdir is required")
+    check_folder_flag("--workdir", _WORKDIR.value)
+    # The training stack (TFDS, transformers, torch for TensorBoard) takes seconds to import: not
+    # before the flags are known to be good.
+    from gigagan_jax.checkpoint import CheckpointError
+    from gigagan_jax.train.loop import train
+    from gigagan_jax.train.metrics import NonFiniteLossError
+
     try:
         train(config, _WORKDIR.value)
     except (CheckpointError, NonFiniteLossError, ValueError, FileNotFoundError) as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -11,12 +12,22 @@ from ml_collections import config_flags
 
 from gigagan_jax.config import validate_config
 from gigagan_jax.hosts import ClusterError, join_cluster
+from gigagan_jax.workdir import blocking_file, is_url
 
 
 def define_config_flag() -> flags.FlagHolder:
     return config_flags.DEFINE_config_file(
         "config", None, "Config file (configs/NAME.py[:arg]); override fields with --config.a.b=value.",
         lock_config=True)
+
+
+def define_truncation_flag(help: str) -> flags.FlagHolder:
+    """--truncation psi; any finite value is meaningful (above 1 extrapolates away from the mean w),
+    nan or inf would draw a blank image."""
+    holder = flags.DEFINE_float("truncation", 1.0, help)
+    flags.register_validator(holder, math.isfinite, message="--truncation must be a finite number (1 = none, "
+                             "below 1 toward the mean w, above 1 away from it)")
+    return holder
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -27,11 +38,12 @@ def fail(message: str, code: int = 2) -> None:
 
 def quiet_libraries() -> None:
     """Orbax logs every checkpoint phase at INFO and transformers warns about its Flax classes;
-    keep the console for our progress bar, metrics and errors."""
+    keep the console for our progress bar, metrics and errors. transformers reads its level when
+    first imported; importing it here (and torch with it, seconds) would slow every bad-flag exit."""
     logging.set_verbosity(logging.WARNING)
-    import transformers
-
-    transformers.logging.set_verbosity_error()
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+    if "transformers" in sys.modules:  # train.py imports it with the training loop
+        sys.modules["transformers"].logging.set_verbosity_error()
 
 
 def enable_compilation_cache() -> None:
@@ -42,14 +54,62 @@ def enable_compilation_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+def _syntax_error(e: SyntaxError) -> str:
+    return f"config file {e.filename} line {e.lineno}: {e.msg}"
+
+
+def _bad_override(e: Exception, argv: list[str]) -> str:
+    """config_flags reports an unknown override key as a KeyError (or an AttributeError around one)
+    whose text is the quoted key and maybe a "Did you mean" line; name the flag that holds it."""
+    while isinstance(e, AttributeError) and e.args and isinstance(e.args[0], KeyError):
+        e = e.args[0]
+    if not isinstance(e, KeyError):
+        return str(e)
+    key, *hint = str(e.args[0] if e.args else e).splitlines()
+    key = key.strip("'\"")
+    hint = f"; {hint[0][:1].lower()}{hint[0][1:]}" if hint else ""
+    for arg in argv:
+        flag = arg.split("=")[0]
+        parts = flag.lstrip("-").split(".")
+        if parts[0] == "config" and key in parts[1:]:
+            owner = ".".join(parts[:parts.index(key, 1)])
+            return f"{flag}: {owner} has no key {key!r}{hint}"
+    return f"no config key {key!r}{hint}"
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flags parser for `app.run` that turns a bad flag or config override into one line."""
     quiet_libraries()
     enable_compilation_cache()
     try:
         return flags.FLAGS(argv)
-    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    except SyntaxError as e:  # the --config file, executed to parse its overrides
+        fail(_syntax_error(e))
+    except (AttributeError, KeyError) as e:
+        fail(f"bad command line: {_bad_override(e, argv)}")
+    except (flags.Error, TypeError, ValueError) as e:
         fail(f"bad command line: {e}")
+
+
+def check_folder_flag(flag: str, path: str) -> None:
+    """A folder flag (created when missing) that is, or lies under, a file fails now rather than
+    after loading or compiling; bucket URLs are the path layer's to check."""
+    if is_url(path):
+        return
+    blocker = blocking_file(path)
+    if blocker == os.path.abspath(path):
+        fail(f"{flag} {path} is a file, not a folder")
+    if blocker:
+        fail(f"{flag} {path} lies under {blocker}, which is a file, not a folder")
+
+
+def check_file_flag(flag: str, path: str) -> None:
+    """An output file flag: not a folder, and its folder (created when missing) not under a file."""
+    if os.path.isdir(path):
+        fail(f"{flag} {path} is a folder; give a file name")
+    blocker = blocking_file(os.path.dirname(os.path.abspath(path)))
+    if blocker:
+        fail(f"{flag} {path} lies under {blocker}, which is a file, not a folder")
 
 
 def validated(config_flag: flags.FlagHolder):
@@ -67,6 +127,8 @@ def validated(config_flag: flags.FlagHolder):
         validate_config(config, num_devices=jax.device_count())
     except OSError as e:  # config_flags loads the file lazily, on first access
         fail(str(e).splitlines()[-1].strip())
+    except SyntaxError as e:
+        fail(_syntax_error(e))
     except (ValueError, ClusterError) as e:
         fail(str(e))
     return config

@@ -104,3 +104,11 @@ def files_under(folder: str) -> list[str]:
     root = epath.Path(folder)
     return sorted(str((directory / name).relative_to(root))
                   for directory, _, names in root.walk() for name in names)
+
+
+def blocking_file(path: str) -> str | None:
+    """The file at local `path` or at its nearest existing ancestor: what stops a folder being made there."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return None if os.path.isdir(path) else path

@@ -4,6 +4,7 @@ import glob
 import json
 import os
 import pickle
+import re
 
 import ml_collections
 import pytest
@@ -198,3 +199,55 @@ def test_resume_check_accepts_the_same_model_and_names_a_change():
     changed.model.resolution = 32
     with pytest.raises(ValueError, match=r"config.model.resolution=16, but this config has 32"):
         _check_compatible(saved, changed, "runs/x")
+
+
+# --- numbers: every numeric key refuses what is meaningless, by name --------------------------
+
+def _numeric_keys():
+    from gigagan_jax.config import _flatten_keys
+
+    return [pytest.param(k, v, id=k) for k, v in sorted(_flatten_keys(default_config()).items())
+            if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+@pytest.mark.parametrize("key, default", _numeric_keys())
+def test_every_numeric_key_refuses_negatives_and_non_finite(key, default):
+    """-2 is meaningless for every numeric key (ids, sizes, rates, weights, steps); nan/inf for every float."""
+    bad = [-2] if isinstance(default, int) else [-2.0, float("nan"), float("inf")]
+    for value in bad:
+        config = load_config("configs/upsampler_tiny.py" if key.startswith("model.upsampler.") else "configs/tiny.py")
+        *path, name = key.split(".")
+        parent = config
+        for part in path:
+            parent = parent[part]
+        parent[name] = value
+        with pytest.raises(ValueError, match=re.escape(f"config.{key}")):
+            validate_config(config)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: setattr(c.model.g, "text_heads", 0), r"config.model.g.text_heads must be >= 1, got 0"),
+    (lambda c: setattr(c.model.d, "text_heads", 0), r"config.model.d.text_heads must be >= 1, got 0"),
+    (lambda c: setattr(c.model.g, "attn_heads", 0), r"config.model.g.attn_heads must be >= 1, got 0"),
+    (lambda c: setattr(c.model.d, "attn_heads", 0), r"config.model.d.attn_heads must be >= 1, got 0"),
+    (lambda c: setattr(c.train, "batch_size", 0), r"config.train.batch_size must be >= 1, got 0"),
+    (lambda c: setattr(c.optim, "g_lr", 0.0), r"config.optim.g_lr must be > 0, got 0.0"),
+    (lambda c: setattr(c.loss, "clip_weight", -0.5), r"config.loss.clip_weight must be >= 0, got -0.5"),
+    (lambda c: setattr(c.loss, "r1_gamma", float("nan")), r"config.loss.r1_gamma must be a finite number, got nan"),
+    (lambda c: setattr(c.optim, "d_lr", float("inf")), r"config.optim.d_lr must be a finite number, got inf"),
+    (lambda c: setattr(c.model.g, "attn_residual_gain", float("-inf")), r"attn_residual_gain must be a finite"),
+    (lambda c: setattr(c.train, "seed", 2**32), r"config.train.seed must be in \[0, 2\*\*32\), got 4294967296"),
+    (lambda c: setattr(c.model.g, "attn_blocks_per_level", 3),
+     r"attn_blocks_per_level must be in \[0, convs_per_level=2\] \(each block follows a conv\), got 3"),
+    (lambda c: setattr(c.loss, "vision_aided_start", -2), r"vision_aided_start must be a step >= 0, or -1 for never"),
+    (lambda c: setattr(c.clip, "train_steps", 0), r"config.clip.train_steps must be >= 1, got 0"),
+    (lambda c: setattr(c.data, "num_examples", 0), r"config.data.num_examples must be >= 1, got 0"),
+    (lambda c: setattr(c.data, "shape_scale", 0.0), r"config.data.shape_scale must be > 0, got 0.0"),
+    (lambda c: setattr(c.model.d, "channel_base", 8), r"config.model.d.channel_base=8 gives no channels at 16 px"),
+])
+def test_meaningless_numbers_are_named(mutate, message):
+    config = _tiny()
+    mutate(config)
+    with pytest.raises(ValueError, match=message):
+        validate_config(config)
+

@@ -1,7 +1,7 @@
 """The package's layers import only downward, and no module imports itself back through others.
 
     config, workdir, pixels, hosts     foundations: import nothing of the package
-    data, pretrained, checkpoint       datasets; frozen third-party networks; Orbax + sha256
+    data, pretrained, checkpoint       datasets (+ the path layer); frozen third-party networks; Orbax + sha256
     models                             GigaGAN's own networks
     losses                             loss terms
     generate                           restore a trained model, sample, edit, upsample
@@ -25,7 +25,7 @@ MAY_IMPORT = {
     "workdir": set(),
     "pixels": set(),
     "hosts": set(),
-    "data": {"config", "pixels"},
+    "data": {"config", "pixels", "workdir"},
     "pretrained": {"config", "pixels"},
     "checkpoint": {"config", "hosts", "workdir"},
     "models": {"config", "pixels"},

@@ -24,6 +24,8 @@ CONDITIONINGS = ("text", "class", "none")
 TASKS = ("t2i", "upsampler")
 KERNEL_IMPLS = ("auto", "grouped", "bank", "patches", "per_sample")
 DTYPES = ("float32", "bfloat16")
+# JAX keys take 32-bit seeds (without x64): 2**32 + s would draw what s draws.
+MAX_SEED = 2**32
 
 
 def _generator_defaults() -> ml_collections.ConfigDict:
@@ -308,6 +310,9 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     _require(not unknown, f"unknown config key(s): {', '.join('config.' + k for k in unknown)}")
     missing = sorted(set(known) - set(given))
     _require(not missing, f"config is missing key(s): {', '.join('config.' + k for k in missing)}")
+    for key, value in given.items():  # nan compares False and inf passes every bound below
+        _require(not isinstance(value, float) or math.isfinite(value),
+                 f"config.{key} must be a finite number, got {value}")
 
     m, g, d = config.model, config.model.g, config.model.d
     _require(config.task in TASKS, f"config.task must be one of {TASKS}, got {config.task!r}")
@@ -319,6 +324,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
         generated = _validate_upsampler(config)
     _require(m.conditioning in CONDITIONINGS,
              f"config.model.conditioning must be one of {CONDITIONINGS}, got {m.conditioning!r}")
+    _require(m.num_classes >= 0, f"config.model.num_classes must be >= 0, got {m.num_classes}")
     if m.conditioning == "class":
         _require(m.num_classes > 0, "config.model.num_classes must be > 0 for class conditioning")
     _require(m.dtype in DTYPES, f"config.model.dtype must be one of {DTYPES}, got {m.dtype!r}")
@@ -327,10 +333,13 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
 
     _require(g.kernel_impl in KERNEL_IMPLS,
              f"config.model.g.kernel_impl must be one of {KERNEL_IMPLS}, got {g.kernel_impl!r}")
-    for key in ("z_dim", "w_dim", "mapping_layers", "text_dim", "num_kernels", "convs_per_level",
+    for key in ("z_dim", "w_dim", "mapping_layers", "text_dim", "text_heads", "num_kernels", "convs_per_level",
                 "attn_heads", "attn_head_dim", "channel_base", "channel_max"):
-        _require(int(g[key]) >= 1, f"config.model.g.{key} must be >= 1, got {g[key]!r}")
+        _require(g[key] >= 1, f"config.model.g.{key} must be >= 1, got {g[key]!r}")
     _require(g.text_layers >= 0, f"config.model.g.text_layers must be >= 0, got {g.text_layers}")
+    _require(0 <= g.attn_blocks_per_level <= g.convs_per_level,
+             f"config.model.g.attn_blocks_per_level must be in [0, convs_per_level={g.convs_per_level}] "
+             f"(each block follows a conv), got {g.attn_blocks_per_level}")
     _require(g.text_dim % g.text_heads == 0,
              f"config.model.g.text_dim={g.text_dim} is not divisible by text_heads={g.text_heads}")
     _require(g.mapping_lr_mult > 0, f"config.model.g.mapping_lr_mult must be > 0, got {g.mapping_lr_mult}")
@@ -345,7 +354,11 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
              f"config.model.g.attn_residual_gain must be in (0, 1], got {g.attn_residual_gain}")
     _check_attn_resolutions("model.d.self_attn_resolutions", d.self_attn_resolutions, levels)
     _check_attn_resolutions("model.d.input_resolutions", d.input_resolutions, generated)
-    _require(d.head_layers >= 1, f"config.model.d.head_layers must be >= 1, got {d.head_layers}")
+    for key in ("channel_base", "channel_max", "head_layers", "text_dim", "text_heads", "attn_heads", "attn_head_dim"):
+        _require(d[key] >= 1, f"config.model.d.{key} must be >= 1, got {d[key]!r}")
+    _require(d.text_layers >= 0, f"config.model.d.text_layers must be >= 0, got {d.text_layers}")
+    _require(channels_at(m.resolution, d.channel_base, d.channel_max) >= 1,
+             f"config.model.d.channel_base={d.channel_base} gives no channels at {m.resolution} px")
     if m.conditioning == "text":
         _require(d.text_dim % d.text_heads == 0,
                  f"config.model.d.text_dim={d.text_dim} is not divisible by text_heads={d.text_heads}")
@@ -355,23 +368,36 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     for key in ("matching_weight", "r1_gamma", "clip_weight", "vision_aided_weight", "perceptual_weight",
                 "perceptual_clip_weight"):
         _require(loss[key] >= 0, f"config.loss.{key} must be >= 0, got {loss[key]}")
+    _require(loss.vision_aided_start >= -1,
+             f"config.loss.vision_aided_start must be a step >= 0, or -1 for never, got {loss.vision_aided_start}")
     for key in ("g_lr", "d_lr", "eps", "ema_half_life_images"):
         _require(optim[key] > 0, f"config.optim.{key} must be > 0, got {optim[key]}")
+    _require(optim.attention_weight_decay >= 0,
+             f"config.optim.attention_weight_decay must be >= 0, got {optim.attention_weight_decay}")
     for key in ("beta1", "beta2"):
         _require(0 <= optim[key] < 1, f"config.optim.{key} must be in [0, 1), got {optim[key]}")
 
-    _require(config.data.kind in DATA_KINDS,
-             f"config.data.kind must be one of {DATA_KINDS}, got {config.data.kind!r}")
-    if config.data.kind == "tfds":
-        _require(bool(config.data.name), "config.data.name must name a TFDS dataset when data.kind='tfds'")
-    if config.data.kind == "folder":
-        _require(bool(config.data.path), "config.data.path must point at a caption folder when data.kind='folder'")
+    _require(config.clip.train_steps >= 1, f"config.clip.train_steps must be >= 1, got {config.clip.train_steps}")
+
+    data = config.data
+    _require(data.kind in DATA_KINDS, f"config.data.kind must be one of {DATA_KINDS}, got {data.kind!r}")
+    _require(data.num_examples >= 1, f"config.data.num_examples must be >= 1, got {data.num_examples}")
+    _require(data.shape_scale > 0, f"config.data.shape_scale must be > 0, got {data.shape_scale}")
+    for key in ("prefetch", "num_workers"):
+        _require(data[key] >= 0, f"config.data.{key} must be >= 0 (0 = none), got {data[key]}")
+    if data.kind == "tfds":
+        _require(bool(data.name), "config.data.name must name a TFDS dataset when data.kind='tfds'")
+    if data.kind == "folder":
+        _require(bool(data.path), "config.data.path must point at a caption folder when data.kind='folder'")
 
     t = config.train
     _require(t.batch_size >= 1, f"config.train.batch_size must be >= 1, got {t.batch_size}")
+    _require(0 <= t.seed < MAX_SEED, f"config.train.seed must be in [0, 2**32), got {t.seed}")
     _require(t.num_steps >= 0, f"config.train.num_steps must be >= 0, got {t.num_steps}")
     for key in ("checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "grad_accum_steps"):
         _require(t[key] >= 1, f"config.train.{key} must be >= 1, got {t[key]}")
+    _require(t.num_processes >= 0, f"config.train.num_processes must be >= 0 (0 = auto-detect), got {t.num_processes}")
+    _require(t.process_id >= -1, f"config.train.process_id must be >= 0, or -1 to auto-detect, got {t.process_id}")
     explicit = bool(t.coordinator_address) or t.num_processes > 0 or t.process_id >= 0
     _require(t.distributed or not explicit, "config.train.coordinator_address / num_processes / process_id "
              "describe a cluster: set config.train.distributed=True too")

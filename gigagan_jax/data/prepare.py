@@ -18,7 +18,12 @@ import sys
 
 import tensorflow_datasets as tfds
 
+from gigagan_jax.config import MAX_SEED
 from gigagan_jax.data import builders, emoji
+from gigagan_jax.workdir import blocking_file
+
+# Stored images are raw uint8: 48 MiB each at 4096 px, the GigaGAN upsampler's largest output.
+MAX_RESOLUTION = 4096
 
 
 def _dir_size_mb(path: str) -> float:
@@ -37,8 +42,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="output data_dir; the dataset is written to "
                                                 "OUT/<builder>/<version>/")
     p.add_argument("--resolution", type=int, default=64,
-                   help="side of the stored square images (centre crop + resize); must equal "
-                        "config.model.resolution (default 64; not used by --kind tfds)")
+                   help="side of the stored square images (centre crop + resize); at least "
+                        "config.model.resolution, best equal to it (smaller is refused, larger is "
+                        "downscaled on every read; default 64; not used by --kind tfds)")
     p.add_argument("--num-examples", type=int, default=20000, help="shapes: number of examples")
     p.add_argument("--seed", type=int, default=0, help="shapes: dataset seed (default 0, as in training)")
     p.add_argument("--emoji-sets", default="google,twitter",
@@ -46,34 +52,75 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--emoji-version", default=emoji.VERSION, help="emoji: npm package version")
     p.add_argument("--name", default="", help="tfds: catalogue name, e.g. coco_captions or imagenet2012")
     args = p.parse_args(argv)
+    check_args(p, args)
+    return args
+
+
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, as one usage error, what would otherwise fail deep inside TFDS or write a dataset
+    no config can train on."""
+    r = args.resolution
+    if not (4 <= r <= MAX_RESOLUTION and r & (r - 1) == 0):
+        p.error(f"--resolution must be a power of two in [4, {MAX_RESOLUTION}] (as config.model.resolution), got {r}")
+    if args.num_examples < 1:
+        p.error(f"--num-examples must be >= 1, got {args.num_examples}")
+    if not 0 <= args.seed < MAX_SEED:
+        p.error(f"--seed must be in [0, 2**32), got {args.seed}")
     if args.kind == "folder" and not args.src:
         p.error("--kind folder needs --src")
+    if args.kind == "folder" and not os.path.isdir(args.src):
+        p.error(f"--src {args.src} {'is a file, not a folder' if os.path.exists(args.src) else 'does not exist'}")
     if args.kind == "tfds" and not args.name:
         p.error("--kind tfds needs --name")
-    return args
+    unknown = [s for s in args.emoji_sets.split(",") if s not in emoji.PACKAGES]
+    if args.kind == "emoji" and unknown:
+        p.error(f"--emoji-sets: unknown set(s) {','.join(unknown)}; choose among {','.join(emoji.PACKAGES)}")
+    for flag, path in (("--out", args.out), ("--src", args.src if args.kind == "emoji" else "")):
+        blocker = blocking_file(os.path.expanduser(path)) if path else None
+        if blocker == os.path.abspath(os.path.expanduser(path)):
+            p.error(f"{flag} {path} is a file; give a folder")
+        if blocker:
+            p.error(f"{flag} {path} lies under the file {blocker}; give a folder")
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = os.path.abspath(os.path.expanduser(args.out))
-    if args.kind == "folder":
-        builder = builders.GigaganCaptionFolder(src=args.src, resolution=args.resolution, data_dir=out)
-    elif args.kind == "shapes":
-        builder = builders.GigaganShapes(num_examples=args.num_examples, resolution=args.resolution,
-                                         seed=args.seed, data_dir=out)
-    elif args.kind == "emoji":
-        raw = args.src or os.path.join(out, "raw")
-        pairs = emoji.fetch(raw, tuple(args.emoji_sets.split(",")), args.emoji_version)
-        print(f"fetched {pairs} emoji image-caption pairs into {raw}")
-        builder = builders.GigaganCaptionFolder(src=raw, resolution=args.resolution, data_dir=out)
-    else:
-        builder = tfds.builder(args.name, data_dir=out)
-        builder.download_and_prepare(file_format="array_record")
+    if args.kind == "tfds":
+        try:
+            builder = tfds.builder(args.name, data_dir=out)
+        except tfds.core.DatasetNotFoundError:
+            return _fail(f"--name {args.name} is not a TFDS catalogue dataset (tfds.list_builders() names them)")
+        try:
+            builder.download_and_prepare(file_format="array_record")
+        except OSError as e:  # no network, a full disk
+            return _fail(f"preparing {args.name} failed: {str(e).splitlines()[0]}")
         print(f"{args.name}: {dict((k, v.num_examples) for k, v in builder.info.splits.items())} "
               f"examples in {builder.data_dir} ({_dir_size_mb(builder.data_dir):.1f} MB)")
         return 0
-    dataset_dir = builders.prepare(builder)
+    if args.kind == "shapes":
+        builder = builders.GigaganShapes(num_examples=args.num_examples, resolution=args.resolution,
+                                         seed=args.seed, data_dir=out)
+    else:
+        src = args.src
+        if args.kind == "emoji":
+            src = args.src or os.path.join(out, "raw")
+            try:
+                pairs = emoji.fetch(src, tuple(args.emoji_sets.split(",")), args.emoji_version)
+            except (FileNotFoundError, RuntimeError, ValueError) as e:  # no npm, npm failed, a bad package
+                return _fail(str(e))
+            print(f"fetched {pairs} emoji image-caption pairs into {src}")
+        builder = builders.GigaganCaptionFolder(src=src, resolution=args.resolution, data_dir=out)
+    try:
+        dataset_dir = builders.prepare(builder)
+    except (FileNotFoundError, ValueError) as e:  # a caption folder's bad line, no readable image
+        return _fail(str(e))
     skipped = len(builders.read_skipped(dataset_dir))
     print(f"prepared {builder.info.splits['train'].num_examples} examples ({skipped} skipped) at "
           f"{args.resolution} px in {dataset_dir} ({_dir_size_mb(dataset_dir):.1f} MB)")

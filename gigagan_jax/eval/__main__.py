@@ -17,20 +17,25 @@ import os
 import jax
 from absl import app, flags
 
-from gigagan_jax.cli import fail, parse_flags
+from gigagan_jax.cli import check_folder_flag, define_truncation_flag, fail, parse_flags
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to evaluate.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: newest verified).")
-_NUM = flags.DEFINE_integer("num_images", 2000, "Images per side (real and generated).")
-_BATCH = flags.DEFINE_integer("batch_size", 64, "Sampling / feature batch size.")
+_NUM = flags.DEFINE_integer("num_images", 2000, "Images per side (real and generated).", lower_bound=1)
+_BATCH = flags.DEFINE_integer("batch_size", 64, "Sampling / feature batch size.", lower_bound=1)
 _INCEPTION = flags.DEFINE_string("inception_path", None, "FID Inception weights (.pth or converted .npz).")
 _CLIP = flags.DEFINE_string("clip_path", None, "CLIP folder for CLIP-FID / CLIP score (default: the run's).")
 _OUT = flags.DEFINE_string("out_dir", None, "Report directory (default: WORKDIR/eval/step_N).")
-_TRUNCATION = flags.DEFINE_float("truncation", 1.0, "Truncation psi for the generated images.")
+_TRUNCATION = define_truncation_flag("Truncation psi for the generated images (text-conditioned runs).")
 
 
 def main(argv):
     del argv
+    if not _WORKDIR.value:
+        fail("--workdir is required")
+    check_folder_flag("--workdir", _WORKDIR.value)
+    if _OUT.value:
+        check_folder_flag("--out_dir", _OUT.value)
     from gigagan_jax.checkpoint import CheckpointError
     from gigagan_jax.data.pipeline import InputPipeline
     from gigagan_jax.eval.report import evaluate
@@ -41,8 +46,6 @@ def main(argv):
     from gigagan_jax.pretrained.inception import load_inception
     from gigagan_jax.workdir import clip_dir, eval_dir
 
-    if not _WORKDIR.value:
-        fail("--workdir is required")
     try:
         trained = load_trained_generator(_WORKDIR.value, _STEP.value, sampling_mesh())  # data-parallel
         inception = load_inception(_INCEPTION.value) if _INCEPTION.value else None
@@ -57,6 +60,8 @@ def main(argv):
     if trained.generator.spec.conditioning == "none" or trained.config.task != "t2i":
         fail("gigagan_jax.eval evaluates base models conditioned on text or classes; "
              "for the upsampler use python -m acceptance.upsampler_quality")
+    if not text and _TRUNCATION.value != 1:
+        fail("--truncation (toward the per-prompt mean w) needs a text-conditioned run; this one is class-conditional")
     if inception is None and clip is None:
         fail("a class-conditional run has no CLIP of its own: give --inception_path and/or --clip_path")
 

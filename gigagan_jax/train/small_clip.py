@@ -157,8 +157,9 @@ def train_small_clip(config: ml_collections.ConfigDict, out: str, spec: SmallCli
     `train_clip.json` (held-out retrieval, the spec, `command` when given); returns the metrics."""
     images, captions = load_pairs(training_data_config(config, spec))
     if len(captions) <= spec.holdout + spec.batch:
-        raise ValueError(f"the data has {len(captions)} pairs: too few for a holdout of {spec.holdout} "
-                         f"plus one batch of {spec.batch}")
+        raise ValueError(f"the data has {len(captions)} pairs: too few to train a small CLIP on (it holds out "
+                         f"{spec.holdout} and trains on batches of {spec.batch}); use more data, or give train.py "
+                         "a CLIP folder (Hugging Face layout) with --config.clip.path=DIR")
     # The held-out pairs are a fixed random subset; training never sees them.
     order = np.random.default_rng(spec.seed).permutation(len(captions))
     test_idx, train_idx = order[:spec.holdout], order[spec.holdout:]

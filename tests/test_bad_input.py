@@ -1,0 +1,172 @@
+"""Every bad input to the command lines is one `error:` line, a non-zero exit and no traceback.
+
+One table over train.py, sample.py, `python -m gigagan_jax.eval` and `python -m
+gigagan_jax.data.prepare`. The cases the flags alone decide fail before any model is loaded
+(seconds: the imports); the cases about conditions (class ids, prompts, truncation) read one tiny
+class-conditional run, restored but never compiled.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMANDS = {"train": [os.path.join(ROOT, "train.py")], "sample": [os.path.join(ROOT, "sample.py")],
+            "eval": ["-m", "gigagan_jax.eval"], "prepare": ["-m", "gigagan_jax.data.prepare"]}
+ERROR_LINE = re.compile(r"^(python -m gigagan_jax\.data\.prepare: )?error: ")  # ours, or argparse's usage error
+TINY = ["--config", "configs/tiny.py", "--workdir", "{tmp}/run"]
+NO_RUN = ["--workdir", "{tmp}/no_run"]  # sample/eval checks that come before a run is read
+
+
+def run(command, args, timeout=600):
+    return subprocess.run([sys.executable, *COMMANDS[command], *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def assert_refused(proc, phrase):
+    errors = [line for line in proc.stderr.splitlines() if ERROR_LINE.match(line)]
+    assert proc.returncode != 0 and len(errors) == 1 and phrase in errors[0], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Files the cases point at: a plain file, prompts files, a broken config, small caption folders."""
+    tmp = tmp_path_factory.mktemp("bad_input")
+    (tmp / "file").write_text("not a folder")
+    (tmp / "latin1.txt").write_bytes("a red circle\nun cœur brûlé\n".encode("cp1252"))
+    (tmp / "blank.txt").write_text("\n  \n\n")
+    (tmp / "syntax.py").write_text("from gigagan_jax.config import default_config\n\n"
+                                   "def get_config():\n    return default_config(\n")
+    rng = np.random.default_rng(0)
+    for folder, count in (("small", 30), ("unreadable", 0)):
+        (tmp / folder).mkdir()
+        records = []
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), np.uint8)).save(tmp / folder / f"{i}.png")
+            records.append({"file": f"{i}.png", "caption": f"a thing {i}"})
+        if not count:
+            (tmp / folder / "0.png").write_bytes(b"not a png")
+            records.append({"file": "0.png", "caption": "a thing"})
+        (tmp / folder / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp / "empty").mkdir()
+    return tmp
+
+
+CASES = [
+    # train.py: the workdir, the config file, and numbers validate_config refuses
+    ("train", ["--config", "configs/tiny.py", "--workdir", "{tmp}/file"],
+     "--workdir {tmp}/file is a file, not a folder"),
+    ("train", ["--config", "configs/tiny.py", "--workdir", "{tmp}/file/run"], "lies under {tmp}/file, which is a file"),
+    ("train", [*TINY, "--config.model.g.text_heads=0"], "config.model.g.text_heads must be >= 1, got 0"),
+    ("train", [*TINY, "--config.model.d.text_heads=0"], "config.model.d.text_heads must be >= 1, got 0"),
+    ("train", [*TINY, "--config.model.text_heads=0"],
+     "--config.model.text_heads: config.model has no key 'text_heads'"),
+    ("train", [*TINY, "--config.train.batch_size=0"], "config.train.batch_size must be >= 1, got 0"),
+    ("train", [*TINY, "--config.optim.g_lr=-0.001"], "config.optim.g_lr must be > 0, got -0.001"),
+    ("train", [*TINY, "--config.loss.clip_weight=-1"], "config.loss.clip_weight must be >= 0, got -1.0"),
+    ("train", [*TINY, "--config.loss.r1_gamma=nan"], "config.loss.r1_gamma must be a finite number, got nan"),
+    ("train", [*TINY, "--config.optim.d_lr=inf"], "config.optim.d_lr must be a finite number, got inf"),
+    ("train", [*TINY, "--config.train.seed=-1"], "config.train.seed must be in [0, 2**32), got -1"),
+    ("train", ["--config", "{tmp}/syntax.py", "--workdir", "{tmp}/run"], "config file {tmp}/syntax.py line 4: "),
+    ("train", ["--config", "{tmp}/syntax.py", "--workdir", "{tmp}/run", "--config.train.seed=1"],
+     "config file {tmp}/syntax.py line 4: "),
+    ("train", [*TINY, "--config.data.kind=folder", "--config.data.path={tmp}/small",
+               "--config.data.cache_dir={tmp}/cache"],
+     "too few to train a small CLIP on (it holds out 100 and trains on batches of 128); use more data, or give "
+     "train.py a CLIP folder (Hugging Face layout) with --config.clip.path=DIR"),
+    # sample.py: paths, seeds, numbers and prompts files, all before a run is read
+    ("sample", ["--workdir", "{tmp}/file", "--prompt", "x"], "--workdir {tmp}/file is a file, not a folder"),
+    ("sample", [*NO_RUN, "--upsampler_workdir", "{tmp}/file"], "--upsampler_workdir {tmp}/file is a file"),
+    ("sample", [*NO_RUN, "--out", "{tmp}"], "--out {tmp} is a folder; give a file name"),
+    ("sample", [*NO_RUN, "--out", "{tmp}/file/grid.png"],
+     "--out {tmp}/file/grid.png lies under {tmp}/file, which is a file"),
+    ("sample", [*NO_RUN, "--mode", "interpolate", "--gif", "{tmp}/file/a.gif"], "--gif {tmp}/file/a.gif lies under"),
+    ("sample", [*NO_RUN, "--gif", "{tmp}"], "--gif {tmp} is a folder"),
+    ("sample", [*NO_RUN, "--out_dir", "{tmp}/file"], "--out_dir {tmp}/file is a file, not a folder"),
+    ("sample", [*NO_RUN, "--out_dir", "{tmp}/file/images"], "--out_dir {tmp}/file/images lies under"),
+    ("sample", [*NO_RUN, "--seed", "-1"], "flag --seed=-1: -1 is not an integer in the range [0, 4294967295]"),
+    ("sample", [*NO_RUN, "--seed", str(2**64)], f"flag --seed={2**64}: {2**64} is not an integer in the range"),
+    ("sample", [*NO_RUN, "--seed2", str(2**32)], f"flag --seed2={2**32}: {2**32} is not an integer in the range"),
+    ("sample", [*NO_RUN, "--seed", str(2**32 - 2), "--n", "4"], "reaches seed 4294967297; seeds must be below 2**32"),
+    ("sample", [*NO_RUN, "--truncation", "nan"], "flag --truncation=nan: --truncation must be a finite number"),
+    ("sample", [*NO_RUN, "--truncation", "-inf"], "flag --truncation=-inf: --truncation must be a finite number"),
+    ("sample", [*NO_RUN, "--frames", "1"], "flag --frames=1: 1 is not integer >= 2"),
+    ("sample", [*NO_RUN, "--n", "0"], "flag --n=0: 0 is not a positive integer"),
+    ("sample", [*NO_RUN, "--class_id", "-1"], "flag --class_id=-1: -1 is not a non-negative integer"),
+    ("sample", [*NO_RUN, "--crossover", "-1"], "flag --crossover=-1: -1 is not a non-negative integer"),
+    ("sample", [*NO_RUN, "--prompts_file", "{tmp}/latin1.txt"], "{tmp}/latin1.txt:2: not UTF-8 text"),
+    ("sample", [*NO_RUN, "--prompts_file", "{tmp}/blank.txt"], "prompts file {tmp}/blank.txt holds no prompts"),
+    ("sample", [*NO_RUN, "--prompts_file", "{tmp}/empty"], "prompts file {tmp}/empty is a folder"),
+    # python -m gigagan_jax.eval
+    ("eval", [*NO_RUN, "--batch_size", "0"], "flag --batch_size=0: 0 is not a positive integer"),
+    ("eval", [*NO_RUN, "--num_images", "0"], "flag --num_images=0: 0 is not a positive integer"),
+    ("eval", [*NO_RUN, "--truncation", "inf"], "flag --truncation=inf: --truncation must be a finite number"),
+    ("eval", ["--workdir", "{tmp}/file"], "--workdir {tmp}/file is a file, not a folder"),
+    ("eval", [*NO_RUN, "--out_dir", "{tmp}/file"], "--out_dir {tmp}/file is a file, not a folder"),
+    # python -m gigagan_jax.data.prepare
+    ("prepare", ["--kind", "shapes", "--out", "{tmp}/p", "--resolution", "0"],
+     "--resolution must be a power of two in [4, 4096]"),
+    ("prepare", ["--kind", "shapes", "--out", "{tmp}/p", "--resolution", "-64"], "got -64"),
+    ("prepare", ["--kind", "shapes", "--out", "{tmp}/p", "--resolution", "48"], "got 48"),
+    ("prepare", ["--kind", "shapes", "--out", "{tmp}/p", "--resolution", "65536"], "got 65536"),
+    ("prepare", ["--kind", "shapes", "--out", "{tmp}/p", "--num-examples", "0"], "--num-examples must be >= 1, got 0"),
+    ("prepare", ["--kind", "shapes", "--out", "{tmp}/p", "--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
+    ("prepare", ["--kind", "folder", "--src", "{tmp}/none", "--out", "{tmp}/p"], "--src {tmp}/none does not exist"),
+    ("prepare", ["--kind", "folder", "--src", "{tmp}/file", "--out", "{tmp}/p"],
+     "--src {tmp}/file is a file, not a folder"),
+    ("prepare", ["--kind", "folder", "--src", "{tmp}/small", "--out", "{tmp}/file"], "--out {tmp}/file is a file"),
+    ("prepare", ["--kind", "folder", "--src", "{tmp}/small", "--out", "{tmp}/file/p"],
+     "lies under the file {tmp}/file"),
+    ("prepare", ["--kind", "folder", "--out", "{tmp}/p"], "--kind folder needs --src"),
+    ("prepare", ["--kind", "emoji", "--out", "{tmp}/p", "--emoji-sets", "google,nope"],
+     "--emoji-sets: unknown set(s) nope; choose among google,twitter"),
+    ("prepare", ["--kind", "tfds", "--name", "no_such_dataset_xyz", "--out", "{tmp}/p"],
+     "--name no_such_dataset_xyz is not a TFDS catalogue dataset"),
+    ("prepare", ["--kind", "folder", "--src", "{tmp}/empty", "--out", "{tmp}/p_empty"],
+     "no captioned images in {tmp}/empty"),
+    ("prepare", ["--kind", "folder", "--src", "{tmp}/unreadable", "--out", "{tmp}/p_bad"],
+     "no readable images in {tmp}/unreadable"),
+]
+
+
+@pytest.mark.parametrize("command, args, phrase", CASES, ids=[f"{c[0]}{i}" for i, c in enumerate(CASES)])
+def test_bad_input_is_one_error_line(command, args, phrase, inputs):
+    tmp = str(inputs)
+    proc = run(command, [a.format(tmp=tmp) for a in args])
+    assert_refused(proc, phrase.format(tmp=tmp))
+
+
+@pytest.fixture(scope="module")
+def class_run(tmp_path_factory):
+    """A tiny class-conditional run (the 48 shape classes, 2 steps): needs no CLIP."""
+    workdir = str(tmp_path_factory.mktemp("bad_input_class") / "run")
+    proc = run("train", ["--config", "configs/tiny.py", "--workdir", workdir, "--config.model.conditioning=class",
+                         "--config.model.num_classes=48", "--config.model.g.cross_attn_resolutions=()",
+                         "--config.train.num_steps=2", "--config.train.checkpoint_every=2"], timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir
+
+
+@pytest.mark.parametrize("command, args, phrase", [
+    ("sample", ["--class_id", "0", "--class_id", "48"],
+     "--class_id 48 is not a class of {run}: its ids are 0 .. 47 (config.model.num_classes=48)"),
+    ("sample", ["--class_id", "99"], "--class_id 99 is not a class of {run}"),
+    ("sample", ["--class_id", "1", "--prompt", "a red circle"],
+     "--prompt / --prompts_file are for text-conditioned models; {run} is conditioned on 'class'"),
+    ("sample", ["--class_id", "1", "--truncation", "0.7"], "--truncation (toward the per-prompt mean w) needs a "
+                                                           "text-conditioned model; {run} is conditioned on 'class'"),
+    ("eval", ["--truncation", "0.7"], "--truncation (toward the per-prompt mean w) needs a text-conditioned run"),
+])
+def test_conditions_the_model_lacks_are_refused(class_run, tmp_path, command, args, phrase):
+    """Checked against the restored config, before a sampler is compiled or anything written."""
+    proc = run(command, ["--workdir", class_run, *args, "--out" if command == "sample" else "--out_dir",
+                         str(tmp_path / "out")])
+    assert_refused(proc, phrase.format(run=class_run))
+    assert not os.path.exists(tmp_path / "out")
