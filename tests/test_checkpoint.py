@@ -48,25 +48,27 @@ def flip_a_byte(step_dir: str) -> str:
     return victim
 
 
-def kill_at(monkeypatch, target, name):
-    def die(*args, **kwargs):
-        raise Killed
+def verified_2_then_killed_finishing_4(directory: str, keep: int, monkeypatch, target, name: str) -> None:
+    """Step 2 saved and verified; step 4 saved, and the process dies in `target.name` while
+    finishing it (Orbax has finalised step 4's folder by then)."""
+    first = Checkpointer(directory, keep=keep)
+    save(first, 2)
+    first.finish()
+    save(first, 4)
+    with monkeypatch.context() as patch:
+        def die(*args, **kwargs):
+            raise Killed
 
-    monkeypatch.setattr(target, name, die)
+        patch.setattr(target, name, die)
+        with pytest.raises(Killed):
+            first.finish()
 
 
 def test_a_step_killed_before_its_manifest_is_set_aside_and_saved_afresh(tmp_path, monkeypatch, caplog):
     """The window between Orbax finalising step 4 and its manifest; then step 4's bytes are damaged.
     The restarted run must restore step 2, write step 4 again, and restore the new bytes."""
     directory = str(tmp_path / "ckpt")
-    first = Checkpointer(directory)
-    save(first, 2)
-    first.finish()
-    save(first, 4)
-    with monkeypatch.context() as patch:
-        kill_at(patch, checkpoint, "write_manifest")
-        with pytest.raises(Killed):
-            first.finish()
+    verified_2_then_killed_finishing_4(directory, 3, monkeypatch, checkpoint, "write_manifest")
     assert os.path.isdir(os.path.join(directory, "4")) and not os.path.exists(os.path.join(directory, "4", MANIFEST))
     flip_a_byte(os.path.join(directory, "4"))
 
@@ -84,14 +86,7 @@ def test_a_step_killed_before_its_manifest_is_set_aside_and_saved_afresh(tmp_pat
 
 def test_keep_one_never_leaves_the_run_without_a_verified_step(tmp_path, monkeypatch):
     directory = str(tmp_path / "ckpt")
-    first = Checkpointer(directory, keep=1)
-    save(first, 2)
-    first.finish()
-    save(first, 4)
-    with monkeypatch.context() as patch:
-        kill_at(patch, checkpoint, "write_manifest")
-        with pytest.raises(Killed):
-            first.finish()
+    verified_2_then_killed_finishing_4(directory, 1, monkeypatch, checkpoint, "write_manifest")
     second = Checkpointer(directory, keep=1)
     assert second.sound_step(set_aside=True) == 2  # Orbax's keep-1 would have deleted it already
     assert restored_value(second, 2) == 2.0
@@ -100,14 +95,7 @@ def test_keep_one_never_leaves_the_run_without_a_verified_step(tmp_path, monkeyp
 
 def test_a_kill_between_save_and_delete_keeps_both_then_catches_up(tmp_path, monkeypatch):
     directory = str(tmp_path / "ckpt")
-    first = Checkpointer(directory, keep=1)
-    save(first, 2)
-    first.finish()
-    save(first, 4)
-    with monkeypatch.context() as patch:
-        kill_at(patch, ocp.CheckpointManager, "delete")
-        with pytest.raises(Killed):
-            first.finish()
+    verified_2_then_killed_finishing_4(directory, 1, monkeypatch, ocp.CheckpointManager, "delete")
     second = Checkpointer(directory, keep=1)
     assert second.all_steps() == [2, 4] and second.sound_step(set_aside=True) == 4
     save(second, 6)
