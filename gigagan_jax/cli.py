@@ -12,7 +12,7 @@ from ml_collections import config_flags
 
 from gigagan_jax.config import validate_config
 from gigagan_jax.hosts import ClusterError, join_cluster
-from gigagan_jax.workdir import blocking_file, is_url
+from gigagan_jax.workdir import blocking_file, folder_problem, is_url
 
 
 def define_config_flag() -> flags.FlagHolder:
@@ -94,13 +94,9 @@ def parse_flags(argv: list[str]) -> list[str]:
 def check_folder_flag(flag: str, path: str) -> None:
     """A folder flag (created when missing) that is, or lies under, a file fails now rather than
     after loading or compiling; bucket URLs are the path layer's to check."""
-    if is_url(path):
-        return
-    blocker = blocking_file(path)
-    if blocker == os.path.abspath(path):
-        fail(f"{flag} {path} is a file, not a folder")
-    if blocker:
-        fail(f"{flag} {path} lies under {blocker}, which is a file, not a folder")
+    problem = None if is_url(path) else folder_problem(path)
+    if problem:
+        fail(f"{flag} {path} {problem}")
 
 
 def check_file_flag(flag: str, path: str) -> None:

@@ -112,3 +112,13 @@ def blocking_file(path: str) -> str | None:
     while not os.path.exists(path):
         path = os.path.dirname(path)
     return None if os.path.isdir(path) else path
+
+
+def folder_problem(path: str) -> str | None:
+    """Why a folder cannot be made at local `path` ('is a file, ...' / 'lies under ...'), or None."""
+    blocker = blocking_file(path)
+    if blocker is None:
+        return None
+    if blocker == os.path.abspath(path):
+        return "is a file, not a folder"
+    return f"lies under {blocker}, which is a file, not a folder"

@@ -20,7 +20,7 @@ import tensorflow_datasets as tfds
 
 from gigagan_jax.config import MAX_SEED
 from gigagan_jax.data import builders, emoji
-from gigagan_jax.workdir import blocking_file
+from gigagan_jax.workdir import folder_problem
 
 # Stored images are raw uint8: 48 MiB each at 4096 px, the GigaGAN upsampler's largest output.
 MAX_RESOLUTION = 4096
@@ -76,11 +76,9 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.kind == "emoji" and unknown:
         p.error(f"--emoji-sets: unknown set(s) {','.join(unknown)}; choose among {','.join(emoji.PACKAGES)}")
     for flag, path in (("--out", args.out), ("--src", args.src if args.kind == "emoji" else "")):
-        blocker = blocking_file(os.path.expanduser(path)) if path else None
-        if blocker == os.path.abspath(os.path.expanduser(path)):
-            p.error(f"{flag} {path} is a file; give a folder")
-        if blocker:
-            p.error(f"{flag} {path} lies under the file {blocker}; give a folder")
+        problem = folder_problem(os.path.expanduser(path)) if path else None
+        if problem:
+            p.error(f"{flag} {path} {problem}")
 
 
 def _fail(message: str) -> int:
