@@ -1,9 +1,9 @@
 """Every bad input to the command lines is one `error:` line, a non-zero exit and no traceback.
 
-One table over train.py, sample.py, `python -m gigagan_jax.eval` and `python -m
-gigagan_jax.data.prepare`. The cases the flags alone decide fail before any model is loaded
-(seconds: the imports); the cases about conditions (class ids, prompts, truncation) read one tiny
-class-conditional run, restored but never compiled.
+One table over train.py, sample.py, `python -m gigagan_jax.eval`, `python -m
+gigagan_jax.data.prepare` and `python -m gigagan_jax.tools.train_clip`. The cases the flags alone
+decide fail before any model is loaded (seconds: the imports); the cases about conditions (class
+ids, prompts, truncation) read one tiny class-conditional run, restored but never compiled.
 """
 
 import json
@@ -18,7 +18,8 @@ from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = {"train": [os.path.join(ROOT, "train.py")], "sample": [os.path.join(ROOT, "sample.py")],
-            "eval": ["-m", "gigagan_jax.eval"], "prepare": ["-m", "gigagan_jax.data.prepare"]}
+            "eval": ["-m", "gigagan_jax.eval"], "prepare": ["-m", "gigagan_jax.data.prepare"],
+            "train_clip": ["-m", "gigagan_jax.tools.train_clip"]}
 ERROR_LINE = re.compile(r"^(python -m gigagan_jax\.data\.prepare: )?error: ")  # ours, or argparse's usage error
 TINY = ["--config", "configs/tiny.py", "--workdir", "{tmp}/run"]
 NO_RUN = ["--workdir", "{tmp}/no_run"]  # sample/eval checks that come before a run is read
@@ -133,6 +134,11 @@ CASES = [
      "no captioned images in {tmp}/empty"),
     ("prepare", ["--kind", "folder", "--src", "{tmp}/unreadable", "--out", "{tmp}/p_bad"],
      "no readable images in {tmp}/unreadable"),
+    # python -m gigagan_jax.tools.train_clip: a spec no CLIP can be trained or scored with
+    ("train_clip", ["--out", "{tmp}/c", "--holdout", "10"], "small CLIP holdout must be >= 100"),
+    ("train_clip", ["--out", "{tmp}/c", "--heads", "3"], "small CLIP text_width=256 is not divisible by heads=3"),
+    ("train_clip", ["--out", "{tmp}/c", "--lr", "nan"], "small CLIP lr must be > 0, got nan"),
+    ("train_clip", ["--out", "{tmp}/c", "--steps", "0"], "small CLIP steps must be > 0, got 0"),
 ]
 
 

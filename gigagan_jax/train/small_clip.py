@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 
@@ -59,6 +60,20 @@ class SmallClipSpec:
     vision_layers: int = 2
     heads: int = 4
     projection: int = 128
+
+    def check(self) -> None:
+        """ValueError naming the first setting no CLIP can be trained or scored with."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name != "seed" and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"small CLIP {field.name} must be > 0, got {value}")
+        if self.holdout < 100:  # scored as text->image top-1 in galleries of 100 held-out pairs
+            raise ValueError(f"small CLIP holdout must be >= 100 (one retrieval gallery), got {self.holdout}")
+        if self.image_size % self.patch:
+            raise ValueError(f"small CLIP image_size={self.image_size} is not divisible by patch={self.patch}")
+        for width in ("text_width", "vision_width"):
+            if getattr(self, width) % self.heads:
+                raise ValueError(f"small CLIP {width}={getattr(self, width)} is not divisible by heads={self.heads}")
 
     @classmethod
     def for_run(cls, config: ml_collections.ConfigDict) -> "SmallClipSpec":
@@ -155,6 +170,7 @@ def train_small_clip(config: ml_collections.ConfigDict, out: str, spec: SmallCli
                      command: str = "") -> dict:
     """Train on `config`'s data (`training_data_config`), write the HF folder `out` with
     `train_clip.json` (held-out retrieval, the spec, `command` when given); returns the metrics."""
+    spec.check()
     images, captions = load_pairs(training_data_config(config, spec))
     if len(captions) <= spec.holdout + spec.batch:
         raise ValueError(f"the data has {len(captions)} pairs: too few to train a small CLIP on (it holds out "
