@@ -133,6 +133,24 @@ def test_resuming_with_another_clip_of_the_same_width_is_refused(unbroken, tmp_p
     assert Checkpointer(checkpoint_dir(workdir), read_only=True).all_steps() == [2, 4]
 
 
+def test_sampling_refuses_a_clip_whose_weights_changed_after_training(tiny_clip, tmp_path):
+    """The run's CLIP is a user folder (no manifest of ours): one flipped byte in its weights is
+    caught by the fingerprint the checkpoint recorded, before any prompt is encoded."""
+    from gigagan_jax.generate.restore import load_trained_generator
+
+    clip = str(tmp_path / "clip")
+    shutil.copytree(tiny_clip, clip)
+    workdir = str(tmp_path / "run")
+    train(tiny_config(clip, num_steps=1, checkpoint_every=1), workdir)
+    assert load_trained_generator(workdir).clip is not None
+    weights = os.path.join(clip, "flax_model.msgpack")
+    data = bytearray(open(weights, "rb").read())
+    data[len(data) // 2] ^= 0x01
+    open(weights, "wb").write(bytes(data))
+    with pytest.raises(CheckpointError, match=f"was trained with the CLIP {clip} .*, but {clip} has sha256"):
+        load_trained_generator(workdir)
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(unbroken, tiny_clip, tmp_path):
     workdir = str(tmp_path / "nan")
     shutil.copytree(unbroken[0], workdir)
