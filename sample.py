@@ -109,6 +109,25 @@ def read_prompts() -> list[str]:
     return prompts
 
 
+def check_mode_flags() -> None:
+    """Flags the chosen mode would silently ignore are refused: the user expects them to act."""
+    grid = _MODE.value == "grid"
+    if _GIF.value and _MODE.value != "interpolate":
+        fail(f"--gif writes the interpolate mode's frames; --mode is {_MODE.value}")
+    if _OUT_DIR.value and not grid:
+        fail(f"--out_dir writes grid mode's images (or --upsample_images' outputs); --mode is {_MODE.value}")
+    if _TRUNCATION.value != 1 and (not grid or _UPSAMPLE_IMAGES.value):
+        fail("--truncation acts on grid mode's samples (the edits and --upsample_images draw untruncated w); "
+             f"--mode is {_MODE.value}{' with --upsample_images' if _UPSAMPLE_IMAGES.value else ''}")
+    if _UPSAMPLE_IMAGES.value and (not grid or _UPSAMPLER_WORKDIR.value or flags.FLAGS["n"].present):
+        fail("--upsample_images is its own mode (one output per input, --workdir is the upsampler): "
+             "no --mode, --upsampler_workdir or --n")
+    for holder, mode in ((_N, "grid"), (_FRAMES, "interpolate"), (_SEED2, "style_mix or interpolate"),
+                         (_CROSSOVER, "style_mix or prompt_mix")):
+        if flags.FLAGS[holder.name].present and _MODE.value not in mode.split(" or "):
+            fail(f"--{holder.name} is for --mode {mode}; --mode is {_MODE.value}")
+
+
 def check_class_ids(trained, workdir: str) -> None:
     """--class_id must name a class of the model: a text model would ignore it, and an id past
     num_classes one-hot encodes to zeros, no class at all."""
@@ -198,6 +217,7 @@ def main(argv):
     if _MODE.value == "grid" and not _UPSAMPLE_IMAGES.value and _SEED.value + _N.value > MAX_SEED:
         fail(f"--seed {_SEED.value} with --n {_N.value} reaches seed {_SEED.value + _N.value - 1}; seeds must be "
              f"below 2**32 = {MAX_SEED}")
+    check_mode_flags()
     prompts = read_prompts()
     if _MODE.value == "prompt_mix" and len(prompts) != 2:
         fail(f"--mode prompt_mix needs exactly two prompts (coarse levels, fine levels), got {len(prompts)}")

@@ -105,6 +105,16 @@ CASES = [
     ("sample", [*NO_RUN, "--prompts_file", "{tmp}/latin1.txt"], "{tmp}/latin1.txt:2: not UTF-8 text"),
     ("sample", [*NO_RUN, "--prompts_file", "{tmp}/blank.txt"], "prompts file {tmp}/blank.txt holds no prompts"),
     ("sample", [*NO_RUN, "--prompts_file", "{tmp}/empty"], "prompts file {tmp}/empty is a folder"),
+    # sample.py: flags the chosen mode would silently ignore
+    ("sample", [*NO_RUN, "--gif", "{tmp}/a.gif"], "--gif writes the interpolate mode's frames; --mode is grid"),
+    ("sample", [*NO_RUN, "--mode", "style_mix", "--out_dir", "{tmp}/imgs"], "--out_dir writes grid mode's images"),
+    ("sample", [*NO_RUN, "--mode", "interpolate", "--truncation", "0.7"], "--truncation acts on grid mode's samples"),
+    ("sample", [*NO_RUN, "--upsample_images", "{tmp}", "--truncation", "0.7"], "with --upsample_images"),
+    ("sample", [*NO_RUN, "--upsample_images", "{tmp}", "--n", "2"], "--upsample_images is its own mode"),
+    ("sample", [*NO_RUN, "--mode", "style_mix", "--n", "2"], "--n is for --mode grid; --mode is style_mix"),
+    ("sample", [*NO_RUN, "--frames", "4"], "--frames is for --mode interpolate; --mode is grid"),
+    ("sample", [*NO_RUN, "--mode", "prompt_mix", "--seed2", "4"], "--seed2 is for --mode style_mix or interpolate"),
+    ("sample", [*NO_RUN, "--mode", "interpolate", "--crossover", "1"], "--crossover is for --mode style_mix or"),
     # python -m gigagan_jax.eval
     ("eval", [*NO_RUN, "--batch_size", "0"], "flag --batch_size=0: 0 is not a positive integer"),
     ("eval", [*NO_RUN, "--num_images", "0"], "flag --num_images=0: 0 is not a positive integer"),
