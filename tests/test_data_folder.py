@@ -279,3 +279,18 @@ def test_catalogue_images_are_decoded_and_upscaling_is_warned_once(tmp_path, cap
     for i, e in enumerate(examples):  # 16-bit values scaled, not wrapped modulo 256
         assert e["image"].shape == (8, 8, 3) and np.all(e["image"] == 10 * (i + 1))
     assert caplog.text.count("upscaled") == 1 and "smaller than config.model.resolution=8 (first: 4x6)" in caplog.text
+
+
+def test_only_fixed_size_byte_images_take_the_raw_record_path():
+    """The fast path reshapes raw bytes to the feature's shape: a variable size must go through TFDS."""
+    import tensorflow_datasets as tfds
+
+    from gigagan_jax.data.sources import _is_ours
+
+    def features(shape):
+        return tfds.features.FeaturesDict({
+            "image": tfds.features.Tensor(shape=shape, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES),
+            "caption": tfds.features.Text(), "label": tfds.features.Tensor(shape=(), dtype=np.int32)})
+
+    assert _is_ours(features((16, 16, 3)))
+    assert not _is_ours(features((None, None, 3)))

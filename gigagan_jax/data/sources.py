@@ -42,7 +42,8 @@ def _is_ours(features) -> bool:
     image = features["image"] if "image" in features.keys() else None
     return (sorted(features.keys()) == ["caption", "image", "label"]
             and isinstance(image, tfds.features.Tensor) and image.np_dtype == np.uint8
-            and image._encoding == tfds.features.Encoding.BYTES)
+            and image._encoding == tfds.features.Encoding.BYTES
+            and all(isinstance(side, int) for side in image.shape))  # one fixed size: raw bytes reshape
 
 
 class RecordSource:
