@@ -294,3 +294,18 @@ def test_only_fixed_size_byte_images_take_the_raw_record_path():
 
     assert _is_ours(features((16, 16, 3)))
     assert not _is_ours(features((None, None, 3)))
+
+
+def test_preparing_again_into_the_same_out_with_other_settings_is_refused(tmp_path, capsys):
+    from gigagan_jax.data import prepare
+
+    out = str(tmp_path / "out")
+    args = ["--kind", "shapes", "--out", out, "--num-examples", "40", "--resolution", "8"]
+    assert prepare.main(args) == 0
+    assert prepare.main(args) == 0  # the same recipe: reused
+    assert "prepared 40 examples" in capsys.readouterr().out
+    assert prepare.main(args[:-1] + ["16"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {out}") and "resolution=8 (now 16)" in err[0], err
+    assert prepare.main(["--kind", "shapes", "--out", out, "--num-examples", "50", "--resolution", "8"]) == 1
+    assert "num_examples=40 (now 50)" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from gigagan_jax.data import caption_folder, imageops
 from gigagan_jax.data.shapes import ShapesSource
 
 SKIPPED_FILE = "skipped.json"  # written next to dataset_info.json: what preparation left out
+RECIPE_FILE = "gigagan_recipe.json"  # beside it too: the settings the bytes were prepared with
 _REPORT_FIRST = 5
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,12 @@ class GigaganCaptionFolder(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(features=_features(self._resolution))
 
+    def recipe(self) -> dict:
+        """What the prepared bytes depend on: the folder and its content, the size."""
+        listing = caption_folder.scan(self._src)
+        return {"kind": "folder", "src": listing.root, "content": caption_folder.fingerprint(listing, self._resolution),
+                "resolution": self._resolution}
+
     def _split_generators(self, dl_manager):
         listing = caption_folder.scan(self._src)
         self.skipped = list(listing.skipped)
@@ -75,12 +82,17 @@ class GigaganShapes(tfds.core.GeneratorBasedBuilder):
 
     def __init__(self, *, num_examples: int = 20000, resolution: int = 64, seed: int = 0, **kwargs):
         self._source = ShapesSource(num_examples, resolution, seed)
+        self._recipe = {"kind": "shapes", "num_examples": num_examples, "resolution": resolution, "seed": seed}
         self._resolution = resolution
         self.skipped: list[tuple[str, str]] = []
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(features=_features(self._resolution))
+
+    def recipe(self) -> dict:
+        """What the prepared bytes depend on."""
+        return dict(self._recipe)
 
     def _split_generators(self, dl_manager):
         return {"train": self._generate_examples()}
@@ -91,11 +103,28 @@ class GigaganShapes(tfds.core.GeneratorBasedBuilder):
 
 
 def prepare(builder: tfds.core.GeneratorBasedBuilder) -> str:
-    """Write the builder's ArrayRecord files (tqdm progress from TFDS) unless present; return the dir."""
-    if not builder.is_prepared():
+    """Write the builder's ArrayRecord files (tqdm progress from TFDS) unless present; return the dir.
+
+    TFDS keys a prepared dataset by builder name and version only, so asking again with another
+    source, size or seed would silently reuse the old bytes: the recipe stored beside them must
+    match (datasets prepared before recipes were stored are reused as they are)."""
+    recipe = builder.recipe()
+    recipe_path = os.path.join(builder.data_dir, RECIPE_FILE)
+    if builder.is_prepared():
+        if os.path.isfile(recipe_path):
+            with open(recipe_path) as f:
+                stored = json.load(f)
+            if stored != recipe:
+                changed = ", ".join(f"{k}={stored.get(k)!r} (now {recipe.get(k)!r})"
+                                    for k in sorted(recipe.keys() | stored.keys()) if stored.get(k) != recipe.get(k))
+                raise ValueError(f"{builder.data_dir} already holds a dataset prepared with other settings: "
+                                 f"{changed}; give another --out, or delete it to prepare again")
+    else:
         builder.download_and_prepare(file_format="array_record")
         with open(os.path.join(builder.data_dir, SKIPPED_FILE), "w") as f:
             json.dump(builder.skipped, f)
+        with open(recipe_path, "w") as f:
+            json.dump(recipe, f)
     report_skipped(builder.data_dir)
     return builder.data_dir
 
