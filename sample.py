@@ -27,7 +27,10 @@ Restores G_ema (and the run's CLIP text encoder) on whatever devices are present
                jitted call; the grid and --out_dir hold the upsampled images.
   --upsample_images DIR: --workdir is an upsampler run; upsample every image in DIR (centre
                crop, resized to its input size), one --prompt (or none) for all of them.
-The same seed gives byte-identical images. A missing workdir or prompts file, a step that does
+--noise_mode: G's noise inputs; "const" (default, StyleGAN's gen_images convention) adds one
+fixed noise map per layer at its trained strength, "random" fresh noise per batch (as training;
+then an image also depends on its batch), "none" no noise. With "const" or "none" the same seed
+gives byte-identical images. A missing workdir or prompts file, a step that does
 not exist, a corrupt checkpoint or any other bad flag value is a one-line error with a non-zero
 exit code, given before the model is loaded where the flag alone tells.
 """
@@ -42,7 +45,7 @@ from absl import app, flags
 from PIL import Image
 
 from gigagan_jax.cli import check_file_flag, check_folder_flag, define_truncation_flag, fail, parse_flags
-from gigagan_jax.config import MAX_SEED
+from gigagan_jax.config import MAX_SEED, NOISE_MODES
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to restore G_ema from.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest verified one).")
@@ -60,6 +63,8 @@ _CROSSOVER = flags.DEFINE_integer("crossover", 2, "style_mix / prompt_mix: level
                                   "the first prompt.", lower_bound=0)
 _FRAMES = flags.DEFINE_integer("frames", 8, "interpolate: number of frames.", lower_bound=2)
 _TRUNCATION = define_truncation_flag("Truncation psi toward the per-prompt mean w (1 = none).")
+_NOISE = flags.DEFINE_enum("noise_mode", "const", NOISE_MODES, "G's noise inputs (grid mode, --upsample_images): "
+                           "one fixed map per layer (const), fresh per batch as in training (random), or none.")
 _OUT = flags.DEFINE_string("out", "grid.png", "Output PNG.")
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "grid mode: also write each image and prompts.jsonl here.")
 _GIF = flags.DEFINE_string("gif", None, "interpolate mode: also write an animated GIF.")
@@ -122,7 +127,7 @@ def check_mode_flags() -> None:
     if _UPSAMPLE_IMAGES.value and (not grid or _UPSAMPLER_WORKDIR.value or flags.FLAGS["n"].present):
         fail("--upsample_images is its own mode (one output per input, --workdir is the upsampler): "
              "no --mode, --upsampler_workdir or --n")
-    for holder, mode in ((_N, "grid"), (_FRAMES, "interpolate"), (_SEED2, "style_mix or interpolate"),
+    for holder, mode in ((_N, "grid"), (_NOISE, "grid"), (_FRAMES, "interpolate"), (_SEED2, "style_mix or interpolate"),
                          (_CROSSOVER, "style_mix or prompt_mix")):
         if flags.FLAGS[holder.name].present and _MODE.value not in mode.split(" or "):
             fail(f"--{holder.name} is for --mode {mode}; --mode is {_MODE.value}")
@@ -189,7 +194,7 @@ def upsample_folder(trained) -> None:
             fail("this upsampler is class-conditional: give exactly one --class_id")
         labels = [_CLASS_ID.value[0]] * n
     prompt = prompts[0] if prompts else ""
-    images = upsample_images(trained, lowres, [prompt] * n, [_SEED.value] * n, labels)
+    images = upsample_images(trained, lowres, [prompt] * n, [_SEED.value] * n, labels, noise_mode=_NOISE.value)
     shown = np.asarray(nearest_resize(lowres, spec.resolution))
     save_png(make_grid(np.stack([shown, images], 1).reshape((-1,) + images.shape[1:]), rows=n), _OUT.value)
     if _OUT_DIR.value:
@@ -288,19 +293,21 @@ def main(argv):
             all_prompts = [p for p in prompts for _ in range(_N.value)]
             seeds = [_SEED.value + k for _ in prompts for k in range(_N.value)]
             if upsampler is not None:
-                _, images = sample_and_upsample(trained, upsampler, all_prompts, seeds, truncation=_TRUNCATION.value)
+                _, images = sample_and_upsample(trained, upsampler, all_prompts, seeds, truncation=_TRUNCATION.value,
+                                                noise_mode=_NOISE.value)
             else:
-                images = sample_pairs(trained, all_prompts, seeds, _TRUNCATION.value)
+                images = sample_pairs(trained, all_prompts, seeds, _TRUNCATION.value, noise_mode=_NOISE.value)
             save_png(make_grid(images, rows=len(prompts)), _OUT.value)
             if _OUT_DIR.value:
                 write_images(images, all_prompts, seeds, _OUT_DIR.value)
         elif upsampler is not None:
             labels = [c for c in _CLASS_ID.value for _ in range(_N.value)]
             seeds = [_SEED.value + k for _ in _CLASS_ID.value for k in range(_N.value)]
-            _, images = sample_and_upsample(trained, upsampler, [""] * len(seeds), seeds, labels)
+            _, images = sample_and_upsample(trained, upsampler, [""] * len(seeds), seeds, labels,
+                                            noise_mode=_NOISE.value)
             save_png(make_grid(images, rows=len(_CLASS_ID.value)), _OUT.value)
         else:
-            images = sample_classes(trained, _CLASS_ID.value, _N.value, _SEED.value)
+            images = sample_classes(trained, _CLASS_ID.value, _N.value, _SEED.value, noise_mode=_NOISE.value)
             save_png(make_grid(images, rows=len(_CLASS_ID.value)), _OUT.value)
     except ValueError as e:
         fail(str(e))

@@ -38,6 +38,7 @@ def get_config():
     config.loss.clip_weight = 0.0
     # The paper weighs LPIPS by 10. The offline fallback (multi-scale L1 in [-1, 1] units, mostly
     # flat shapes images) is ~10x smaller than LPIPS for the same error, so its weight is 10x larger.
+    config.loss.perceptual = "fallback"  # chosen explicitly: the paper configs refuse to start without LPIPS
     config.loss.perceptual_weight = 100.0
     # The small CLIP sees 32 px images: its features say nothing about 64 px detail, and they
     # dominated the fallback (0.046 of 0.059) while costing two image-tower passes per G step.

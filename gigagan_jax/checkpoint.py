@@ -1,11 +1,12 @@
 """Checkpoints you can trust: Orbax CheckpointManager + a sha256 manifest per step.
 
 Items per step: `state` (TrainState, restorable onto any mesh via an abstract target carrying
-shardings), `data` (the input pipeline's JSON position), `config` (JSON) and `clip` (the
-fingerprint of the CLIP the run conditions on). Orbax writes atomically but keeps no checksum,
-so once a save has finished we hash every file of the step into `manifest.sha256.json` beside
-it, and restore verifies the hashes first: a flipped byte is a `CheckpointError` naming the
-file, never silently wrong numbers.
+shardings), `data` (the input pipeline's JSON position), `config` (JSON), `clip` (the
+fingerprint of the CLIP the run conditions on), `vision_clip` (that of the image backbone the
+vision-aided D reads, when it has one) and `format` (MODEL_FORMAT: what the weights mean).
+Orbax writes atomically but keeps no checksum, so once a save has finished we hash every file of
+the step into `manifest.sha256.json` beside it, and restore verifies the hashes first: a flipped
+byte is a `CheckpointError` naming the file, never silently wrong numbers.
 
 The fault windows, and what closes each:
 - killed after Orbax finalised a step, before its manifest: the step is unverified. Training
@@ -37,6 +38,13 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from gigagan_jax.hosts import all_hosts, is_main, main_host_int, main_host_text
+
+# What the saved weights mean. Raised whenever the same parameter tree starts computing a
+# different function, so an older checkpoint is refused instead of loading as another model:
+#   1 (no `format` item): up to commit fb5a601.
+#   2: text transformers T with equalized-lr Dense layers and a unit-scale position table;
+#      L2 self-attention logits scaled to unit variance, with a constant self logit.
+MODEL_FORMAT = 2
 from gigagan_jax.workdir import absolute, exists, files_under, is_dir, join, make_dirs, open_file, write_text
 
 MANIFEST = "manifest.sha256.json"
@@ -121,7 +129,7 @@ class Checkpointer:
                 max_to_keep=None,  # deletion is ours: only once a newer step is verified
                 create=not read_only, cleanup_tmp_directories=not read_only,
                 enable_async_checkpointing=async_save),
-            item_names=("state", "data", "config", "clip"))
+            item_names=("state", "data", "config", "clip", "vision_clip", "format"))
         self._unhashed: list[int] = []  # saved by this object, not yet hashed
         self._saved: set[int] = set()  # saved by this object
 
@@ -130,7 +138,7 @@ class Checkpointer:
 
     # ---- saving -------------------------------------------------------------------------------
     def save(self, step: int, state: Any, data_state: dict, config: ml_collections.ConfigDict,
-             clip_record: Optional[dict] = None) -> None:
+             clip_record: Optional[dict] = None, vision_clip_record: Optional[dict] = None) -> None:
         """Start an asynchronous save of `step` (finishing and hashing the previous one first)."""
         self.finish()
         if step in self._saved:
@@ -140,9 +148,12 @@ class Checkpointer:
                 f"checkpoint step {step} already exists in {self.directory} but this run did not write it; "
                 "restore with `sound_step(set_aside=True)` first, which moves unverified newer steps aside")
         items = dict(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
-                     config=ocp.args.JsonSave(config.to_dict()))
+                     config=ocp.args.JsonSave(config.to_dict()),
+                     format=ocp.args.JsonSave({"model": MODEL_FORMAT}))
         if clip_record is not None:
             items["clip"] = ocp.args.JsonSave(clip_record)
+        if vision_clip_record is not None:
+            items["vision_clip"] = ocp.args.JsonSave(vision_clip_record)
         if not self._manager.save(step, args=ocp.args.Composite(**items)):
             raise CheckpointError(f"Orbax declined to save step {step} in {self.directory} "
                                   f"(steps there: {self.all_steps()})")
@@ -221,6 +232,7 @@ class Checkpointer:
         shapes and shardings."""
         if verify:
             self.verify(step)
+        self._check_format(step)
         restored = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state),
             data=ocp.args.JsonRestore(),
@@ -230,6 +242,7 @@ class Checkpointer:
     def restore_subtree(self, step: int, name: str, abstract: Any) -> Any:
         """Read only `state.<name>` (e.g. G_ema for sampling) onto `abstract`'s shapes and
         shardings, without reading D or the optimiser states. Call `verify(step)` first."""
+        self._check_format(step)
         restore_args = jax.tree_util.tree_map(lambda a: ocp.ArrayRestoreArgs(sharding=a.sharding), abstract)
         restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
             item={name: abstract}, restore_args={name: restore_args}, partial_restore=True)))
@@ -251,28 +264,41 @@ class Checkpointer:
         if error:
             raise CheckpointError(error)
 
+    def _check_format(self, step: int) -> None:
+        """Refuse weights saved under another MODEL_FORMAT: their tree fits, their meaning does not."""
+        found = 1
+        if is_dir(join(self.step_dir(step), "format")):
+            found = self._manager.restore(step, args=ocp.args.Composite(format=ocp.args.JsonRestore()))["format"]["model"]
+        if found != MODEL_FORMAT:
+            raise CheckpointError(
+                f"checkpoint step {step} in {self.directory} holds model format {found}; this code reads format "
+                f"{MODEL_FORMAT} (see gigagan_jax.checkpoint.MODEL_FORMAT): the same weights would compute another "
+                "function. Train a new run, or use the gigagan_jax version that wrote it")
+
     def restore_config(self, step: int) -> dict:
         """The run's config as saved (JSON). Call `verify(step)` first."""
         return self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
 
-    def restore_clip_record(self, step: int) -> Optional[dict]:
-        """The CLIP fingerprint saved with `step` (None for checkpoints written before it was)."""
-        if not is_dir(join(self.step_dir(step), "clip")):
+    def restore_clip_record(self, step: int, item: str = "clip") -> Optional[dict]:
+        """The CLIP fingerprint saved with `step` as `item` ("clip", or "vision_clip": the
+        vision-aided D's backbone); None for checkpoints written before it was."""
+        if not is_dir(join(self.step_dir(step), item)):
             return None
-        return self._manager.restore(step, args=ocp.args.Composite(clip=ocp.args.JsonRestore()))["clip"]
+        return self._manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]
 
 
-def check_same_clip(saved: Optional[dict], current: dict, step_dir: str) -> None:
+def check_same_clip(saved: Optional[dict], current: dict, step_dir: str, key: str = "config.clip.path") -> None:
     """Refuse a CLIP whose fingerprint differs from the one `step_dir` was trained with: another
-    encoder of the same width would load and silently change what every prompt means. Each host
-    checks its own copy; the verdict is shared."""
+    encoder of the same width would load and silently change what every prompt means (or what
+    the vision-aided heads see). `key`: the config key that names the folder. Each host checks its
+    own copy; the verdict is shared."""
     same = saved is None or saved["sha256"] == current["sha256"]
     if not all_hosts(same):
         raise CheckpointError(
             f"{step_dir} was trained with the CLIP {saved['path'] if saved else ''} (sha256 "
             f"{saved['sha256'][:12] if saved else '?'}...), but {current['path']} has sha256 "
             f"{current['sha256'][:12]}... on {'this host' if not same else 'another host'}: point "
-            "config.clip.path at the CLIP the run was trained with, or start a new --workdir")
+            f"{key} at the CLIP the run was trained with, or start a new --workdir")
 
 
 def abstract_with_shardings(abstract: Any, shardings: Any) -> Any:

@@ -72,6 +72,11 @@ CASES = [
     ("train", [*TINY, "--config.train.batch_size=0"], "config.train.batch_size must be >= 1, got 0"),
     ("train", [*TINY, "--config.optim.g_lr=-0.001"], "config.optim.g_lr must be > 0, got -0.001"),
     ("train", [*TINY, "--config.loss.clip_weight=-1"], "config.loss.clip_weight must be >= 0, got -1.0"),
+    ("train", ["--config", "configs/upsampler_256.py", "--workdir", "{tmp}/up"],
+     "the upsampler's perceptual loss is LPIPS (config.loss.perceptual='lpips', the paper's) but "
+     "config.loss.lpips_path is empty"),
+    ("train", ["--config", "configs/upsampler_tiny.py", "--workdir", "{tmp}/up", "--config.loss.lpips_path=x.npz"],
+     "config.loss.lpips_path='x.npz' is set but config.loss.perceptual='fallback' would not read it"),
     ("train", [*TINY, "--config.loss.r1_gamma=nan"], "config.loss.r1_gamma must be a finite number, got nan"),
     ("train", [*TINY, "--config.optim.d_lr=inf"], "config.optim.d_lr must be a finite number, got inf"),
     ("train", [*TINY, "--config.train.seed=-1"], "config.train.seed must be in [0, 2**32), got -1"),
@@ -115,12 +120,15 @@ CASES = [
     ("sample", [*NO_RUN, "--frames", "4"], "--frames is for --mode interpolate; --mode is grid"),
     ("sample", [*NO_RUN, "--mode", "prompt_mix", "--seed2", "4"], "--seed2 is for --mode style_mix or interpolate"),
     ("sample", [*NO_RUN, "--mode", "interpolate", "--crossover", "1"], "--crossover is for --mode style_mix or"),
+    ("sample", [*NO_RUN, "--mode", "interpolate", "--noise_mode", "random"], "--noise_mode is for --mode grid"),
+    ("sample", [*NO_RUN, "--noise_mode", "fresh"], "flag --noise_mode=fresh: value should be one of"),
     # python -m gigagan_jax.eval
     ("eval", [*NO_RUN, "--batch_size", "0"], "flag --batch_size=0: 0 is not a positive integer"),
     ("eval", [*NO_RUN, "--num_images", "0"], "flag --num_images=0: 0 is not a positive integer"),
     ("eval", [*NO_RUN, "--truncation", "inf"], "flag --truncation=inf: --truncation must be a finite number"),
     ("eval", ["--workdir", "{tmp}/file"], "--workdir {tmp}/file is a file, not a folder"),
     ("eval", [*NO_RUN, "--out_dir", "{tmp}/file"], "--out_dir {tmp}/file is a file, not a folder"),
+    ("eval", [*NO_RUN, "--noise_mode", "fixed"], "flag --noise_mode=fixed: value should be one of"),
     # python -m gigagan_jax.data.prepare
     ("prepare", ["--kind", "shapes", "--out", "{tmp}/p", "--resolution", "0"],
      "--resolution must be a power of two in [4, 4096]"),

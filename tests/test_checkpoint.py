@@ -258,3 +258,26 @@ def test_a_failed_background_save_is_an_error_naming_the_step_and_is_never_hashe
     checkpointer.close()
     assert not os.path.exists(os.path.join(directory, "4", MANIFEST))
     assert Checkpointer(directory, read_only=True).sound_step() == 2
+
+
+def test_weights_of_an_older_model_format_are_refused(tmp_path):
+    """A checkpoint from before MODEL_FORMAT 2 (no `format` item; intact manifest) has the same
+    tree but other meanings (T's standard-parameterised Dense, other L2 attention logits): it must
+    not load as the current model, through either restore path."""
+    import shutil
+
+    directory = str(tmp_path / "ckpt")
+    first = Checkpointer(directory)
+    save(first, 2)
+    first.close()
+    assert restored_value(Checkpointer(directory, read_only=True), 2) == 2.0
+    step_dir = os.path.join(directory, "2")
+    shutil.rmtree(os.path.join(step_dir, "format"))
+    os.remove(os.path.join(step_dir, MANIFEST))
+    checkpoint.write_manifest(step_dir)  # a sound checkpoint, just an old one
+    old = Checkpointer(directory, read_only=True)
+    assert old.sound_step() == 2
+    with pytest.raises(CheckpointError, match=r"step 2 in .* holds model format 1; this code reads format 2"):
+        restored_value(old, 2)
+    with pytest.raises(CheckpointError, match="holds model format 1"):
+        old.restore_subtree(2, "w", jnp.zeros((1000,)))

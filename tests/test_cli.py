@@ -251,3 +251,4 @@ def test_eval_of_a_class_conditional_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.load(open(os.path.join(workdir, "eval", "step_2", "report.json")))
     assert report["metrics"]["fid"] > 0 and "clip_score" not in report["metrics"]
+    assert report["noise_mode"] == "random"  # the metrics measure G with the noise it was trained with

@@ -60,3 +60,38 @@ def test_gradient_reaches_pixels_not_clip(tiny_clip):
     assert len(leaves) > 20 and all(float(jnp.abs(g).max()) == 0.0 for g in leaves)
     # A small step against the gradient lowers the loss: the signal is usable by G.
     assert float(loss(pixels - 1e-2 * g_pixels / jnp.abs(g_pixels).max(), clip.params)) < float(value)
+
+
+def test_a_repeated_caption_is_not_a_negative():
+    rng = np.random.default_rng(2)
+    img, txt = rng.normal(size=(5, 8)), rng.normal(size=(5, 8))
+    txt[3] = txt[1]  # rows 1 and 3 carry the same caption
+    same = np.all(txt[:, None] == txt[None, :], axis=-1)
+    logits = np.asarray(clip_logits(img, txt, 2.0))
+    want = []
+    for n in range(5):
+        keep = [m for m in range(5) if m == n or not same[n, m]]
+        want.append(-logits[n, n] + np.log(np.exp(logits[n, keep]).sum()))
+    masked = clip_contrastive_loss(img, txt, 2.0, jnp.asarray(same))
+    np.testing.assert_allclose(masked, np.mean(want), rtol=1e-5)
+    assert float(clip_contrastive_loss(img, txt, 2.0)) > float(masked)  # unmasked: an extra "negative"
+
+
+def test_g_steps_clip_loss_is_zero_when_every_caption_is_the_same(tiny_clip):
+    """Eight rows of one caption: each image has its caption and no negative, whatever it looks
+    like (unmasked, it would be log 8: seven copies of the right caption counted as wrong)."""
+    from gigagan_jax.config import load_config
+    from gigagan_jax.models.build import build_discriminator, build_generator
+    from gigagan_jax.train.step import GanSteps
+
+    config = load_config("configs/tiny.py")
+    steps = GanSteps(config, build_generator(config), build_discriminator(config), clip=tiny_clip)
+    state = jax.jit(steps.init_state)(jax.random.PRNGKey(0))
+    b = 8
+    _, _, text_embeds = tiny_clip.encode_text(tiny_clip.tokenize(["a red square"] * b))
+    batch = {"image": jnp.zeros((b, 16, 16, 3), jnp.uint8),
+             "text_features": jnp.broadcast_to(jax.random.normal(jax.random.PRNGKey(2), (1, 77, 32)), (b, 77, 32)),
+             "eot_index": jnp.full((b,), 4, jnp.int32), "text_embeds": text_embeds}
+    _, metrics = jax.jit(lambda s, p: steps.g_loss(s.g_params, batch, jax.random.PRNGKey(3), d_params=s.d_params,
+                                                   clip_params=p))(state, tiny_clip.params)
+    assert abs(float(metrics["g/clip"])) < 1e-6

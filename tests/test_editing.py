@@ -76,3 +76,28 @@ def test_sampling_split_over_a_mesh_gives_the_one_device_images(trained):
         many = sample_pairs(spread, prompts, seeds, batch_size=batch_size)
         assert many.shape == one.shape == (5, 16, 16, 3)
         np.testing.assert_array_equal(many, one)
+
+
+def _with_noise(trained, strength: float = 1.0):
+    """`trained` with every layer's noise_strength set (a fresh init has 0: no mode would differ)."""
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, x: np.float32(strength) if "noise_strength" in jax.tree_util.keystr(path) else x, trained.params)
+    return dataclasses.replace(trained, params=params)
+
+
+def test_noise_modes_of_sampling(trained):
+    """const (sampling's default): the trained noise on one fixed map, an image a function of its
+    seed wherever it sits in a batch; random (the metrics' default): noise as in training, from
+    each batch's first seed; none: no noise."""
+    noisy = _with_noise(trained)
+    prompts, seeds = [RED, BLUE, RED], [7, 8, 9]
+    const = sample_pairs(noisy, prompts, seeds)
+    np.testing.assert_array_equal(const, sample_pairs(noisy, prompts, seeds, noise_mode="const"))
+    np.testing.assert_array_equal(const[2], sample_pairs(noisy, [RED], [9])[0])  # alone, same image
+    none = sample_pairs(noisy, prompts, seeds, noise_mode="none")
+    np.testing.assert_array_equal(none, sample_pairs(trained, prompts, seeds))  # strength 0 == no noise
+    random = sample_pairs(noisy, prompts, seeds, noise_mode="random")
+    np.testing.assert_array_equal(random, sample_pairs(noisy, prompts, seeds, noise_mode="random"))
+    other = sample_pairs(noisy, prompts, [17, 8, 9], noise_mode="random")  # another first seed
+    for a, b in ((const, none), (random, const), (random, none), (random[1:], other[1:])):
+        assert _diff(a, b) > 1.0

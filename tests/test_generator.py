@@ -231,3 +231,30 @@ def test_kernel_impl_choice_and_whole_generator_equivalence():
     for impl in ("bank", "patches", "per_sample"):
         for a, b in zip(outputs["grouped"], outputs[impl]):
             np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4, err_msg=impl)
+
+
+def test_noise_modes_of_a_synthesis_layer():
+    """const: one map per layer, shared by every sample and every call (keyed by the layer's
+    name); random: from the 'noise' rng; a mode outside NOISE_MODES is refused."""
+    from gigagan_jax.models.layers import SynthesisLayer
+
+    layer = SynthesisLayer(8, 2, impl="grouped")
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 4))
+    w = jnp.broadcast_to(jax.random.normal(jax.random.PRNGKey(1), (1, 16)), (2, 16))  # two equal samples
+    params = meta.unbox(layer.init({"params": jax.random.PRNGKey(2), "noise": jax.random.PRNGKey(3)}, x, w))
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, v: jnp.float32(1.0) if "noise_strength" in jax.tree_util.keystr(path) else v, params)
+    same_x = jnp.broadcast_to(x[:1], x.shape)
+
+    def run(mode, key=0, inputs=same_x):
+        return layer.apply(params, inputs, w, mode, rngs={"noise": jax.random.PRNGKey(key)})
+
+    const, none = run("const"), run("none")
+    np.testing.assert_array_equal(const, run("const", key=1))
+    np.testing.assert_array_equal(const[0], const[1])  # the same map for every sample
+    assert float(jnp.abs(const - none).mean()) > 0.05
+    random = run("random")
+    assert float(jnp.abs(random[0] - random[1]).mean()) > 0.05  # per-sample fresh noise
+    assert float(jnp.abs(random - run("random", key=1)).mean()) > 0.05
+    with pytest.raises(ValueError, match="noise_mode must be one of"):
+        run("fixed")

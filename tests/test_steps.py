@@ -49,8 +49,8 @@ def test_steps_report_every_term_and_update_the_right_params(setup):
     for key in ("g/loss", "g/gan", "g/match", "g/grad_norm"):
         assert bool(jnp.isfinite(g_metrics[key])), key
     assert int(g_state.step) == 1
-    # G_ema moved by exactly (1 - beta) of the way to the new G.
-    beta = ema_beta(config)
+    # G_ema moved by exactly (1 - beta) of the way to the new G (step 0: beta 0, a copy of G).
+    beta = ema_beta(config, d_state.step)
     leaf = lambda s: s.g_params["mapping_network"]["fc0"]["kernel"]  # noqa: E731
     ema = g_state.g_ema["mapping_network"]["fc0"]["kernel"]
     np.testing.assert_allclose(ema, leaf(g_state) + beta * (leaf(d_state) - leaf(g_state)), rtol=1e-5, atol=1e-6)

@@ -24,6 +24,10 @@ CONDITIONINGS = ("text", "class", "none")
 TASKS = ("t2i", "upsampler")
 KERNEL_IMPLS = ("auto", "grouped", "bank", "patches", "per_sample")
 DTYPES = ("float32", "bfloat16")
+PERCEPTUAL_LOSSES = ("lpips", "fallback")
+# G's noise inputs (gigagan_jax.models.layers.SynthesisLayer): fresh per call (training), one
+# fixed map per layer, or off.
+NOISE_MODES = ("random", "const", "none")
 # JAX keys take 32-bit seeds (without x64): 2**32 + s would draw what s draws.
 MAX_SEED = 2**32
 
@@ -104,16 +108,25 @@ def _upsampler_defaults() -> ml_collections.ConfigDict:
 
 def _loss_defaults() -> ml_collections.ConfigDict:
     loss = ml_collections.ConfigDict()
-    loss.matching_weight = 1.0  # matching-aware loss (eq. 8), for D and G
+    loss.matching_weight = 1.0  # matching-aware loss (eq. 8), D's term
+    # G's matching term, softplus(-D(G(c), c_other)) ("G is trained with it too", Table 1); follows
+    # matching_weight unless set, so the G side can be ablated alone (0 = off).
+    loss.g_matching_weight = _follow(loss, "matching_weight")
     loss.r1_gamma = 0.2048  # paper: 0.2048-2.048
     loss.r1_interval = 16  # lazy R1: every k D steps, scaled by k
     loss.clip_weight = 1.0  # CLIP contrastive loss (eq. 9) on G's output; needs a CLIP
     loss.vision_aided_weight = 0.5  # frozen-CLIP-feature discriminator (its D and G terms)
     loss.vision_aided_start = -1  # step from which it is on; -1 = never
+    # Its own frozen image backbone (paper: CLIP ViT-B/32), a local Hugging Face CLIP folder of
+    # which only the image tower is loaded; "" = the image tower of the run's own CLIP
+    # (config.clip.path, or the small one trained for the run). Checked when a run starts.
+    loss.vision_aided_clip_path = ""
     # Upsampler only: perceptual distance of the output to the real high-res image (paper: LPIPS,
-    # weight 10). lpips_path = a file made by `python -m gigagan_jax.tools.convert_lpips`;
-    # "" = the fallback distance of gigagan_jax.losses.perceptual (multi-scale L1 [+ CLIP features]).
+    # weight 10). "lpips": LPIPS-VGG from lpips_path, a file made by `python -m
+    # gigagan_jax.tools.convert_lpips` (a run without one refuses to start); "fallback": the offline
+    # distance of gigagan_jax.losses.perceptual (multi-scale L1 [+ CLIP features]), chosen explicitly.
     loss.perceptual_weight = 10.0
+    loss.perceptual = "lpips"
     loss.lpips_path = ""
     loss.perceptual_clip_weight = 1.0  # fallback only: weight of its frozen-CLIP feature term
     return loss
@@ -127,8 +140,19 @@ def _optim_defaults() -> ml_collections.ConfigDict:
     optim.beta2 = 0.99
     optim.eps = 1e-8
     optim.attention_weight_decay = 0.01  # decoupled weight decay on attention params only
-    optim.ema_half_life_images = 10_000  # G_ema half-life, counted in training images
+    # G_ema: the old weights' share halves every `ema_half_life_images` training images, so the
+    # average spans the same data whatever the batch. The paper's 0.9999 per step at batch 512.
+    optim.ema_half_life_images = ema_half_life_for_beta(0.9999, 512)
+    # StyleGAN2-style ramp-up: the half-life is at most `ema_rampup` x the images seen so far, so
+    # early G_ema follows G instead of averaging the random init in. 0 = no ramp-up.
+    optim.ema_rampup = 0.05
     return optim
+
+
+def ema_half_life_for_beta(beta: float, batch_size: int) -> float:
+    """The half-life in images at which a per-step EMA decay `beta` at `batch_size` holds:
+    0.5 ** (batch_size / half_life) = beta."""
+    return batch_size * math.log(0.5) / math.log(beta)
 
 
 def _data_defaults() -> ml_collections.ConfigDict:
@@ -215,17 +239,24 @@ def uses_vision_aided(config: ml_collections.ConfigDict) -> bool:
     return config.loss.vision_aided_start >= 0 and config.loss.vision_aided_weight > 0
 
 
+def has_vision_backbone(config: ml_collections.ConfigDict) -> bool:
+    """The vision-aided D reads its own frozen image tower (config.loss.vision_aided_clip_path)."""
+    return uses_vision_aided(config) and bool(config.loss.vision_aided_clip_path)
+
+
 def needs_clip(config: ml_collections.ConfigDict) -> bool:
-    """Text conditioning reads CLIP's tokens; the vision-aided D reads its image features."""
+    """Text conditioning reads CLIP's tokens; the vision-aided D its caption embeddings."""
     return config.model.conditioning == "text" or uses_vision_aided(config)
 
 
 def needs_image_tower(config: ml_collections.ConfigDict) -> bool:
-    """CLIP loss, vision-aided D and the upsampler's fallback perceptual term read images."""
+    """CLIP loss, the upsampler's fallback perceptual term and a vision-aided D without a backbone
+    of its own read images through the run's CLIP."""
     text = config.model.conditioning == "text"
     upsampler_fallback = (config.task == "upsampler" and config.loss.perceptual_weight > 0
-                          and not config.loss.lpips_path and config.loss.perceptual_clip_weight > 0)
-    return (text and (config.loss.clip_weight > 0 or upsampler_fallback)) or uses_vision_aided(config)
+                          and config.loss.perceptual == "fallback" and config.loss.perceptual_clip_weight > 0)
+    return ((text and (config.loss.clip_weight > 0 or upsampler_fallback))
+            or (uses_vision_aided(config) and not has_vision_backbone(config)))
 
 
 def level_resolutions(resolution: int) -> list[int]:
@@ -310,9 +341,12 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     _require(not unknown, f"unknown config key(s): {', '.join('config.' + k for k in unknown)}")
     missing = sorted(set(known) - set(given))
     _require(not missing, f"config is missing key(s): {', '.join('config.' + k for k in missing)}")
-    for key, value in given.items():  # nan compares False and inf passes every bound below
-        _require(not isinstance(value, float) or math.isfinite(value),
-                 f"config.{key} must be a finite number, got {value}")
+    # nan compares False and inf passes every bound below. All named at once: a key that follows
+    # another (loss.g_matching_weight) inherits the bad value the user gave the other one.
+    infinite = [f"config.{key}" for key, value in given.items() if isinstance(value, float) and not math.isfinite(value)]
+    values = ", ".join(str(given[k[len("config."):]]) for k in infinite)
+    _require(not infinite, f"{', '.join(infinite)} must be "
+             f"{'a finite number' if len(infinite) == 1 else 'finite numbers'}, got {values}")
 
     m, g, d = config.model, config.model.g, config.model.d
     _require(config.task in TASKS, f"config.task must be one of {TASKS}, got {config.task!r}")
@@ -365,13 +399,19 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
 
     loss, optim = config.loss, config.optim
     _require(loss.r1_interval >= 1, f"config.loss.r1_interval must be >= 1, got {loss.r1_interval}")
-    for key in ("matching_weight", "r1_gamma", "clip_weight", "vision_aided_weight", "perceptual_weight",
+    for key in ("matching_weight", "g_matching_weight", "r1_gamma", "clip_weight", "vision_aided_weight", "perceptual_weight",
                 "perceptual_clip_weight"):
         _require(loss[key] >= 0, f"config.loss.{key} must be >= 0, got {loss[key]}")
+    _require(loss.perceptual in PERCEPTUAL_LOSSES,
+             f"config.loss.perceptual must be one of {PERCEPTUAL_LOSSES}, got {loss.perceptual!r}")
+    _require(loss.perceptual == "lpips" or not loss.lpips_path,
+             f"config.loss.lpips_path={loss.lpips_path!r} is set but config.loss.perceptual='fallback' would not "
+             "read it: set config.loss.perceptual=lpips, or clear lpips_path")
     _require(loss.vision_aided_start >= -1,
              f"config.loss.vision_aided_start must be a step >= 0, or -1 for never, got {loss.vision_aided_start}")
     for key in ("g_lr", "d_lr", "eps", "ema_half_life_images"):
         _require(optim[key] > 0, f"config.optim.{key} must be > 0, got {optim[key]}")
+    _require(optim.ema_rampup >= 0, f"config.optim.ema_rampup must be >= 0 (0 = none), got {optim.ema_rampup}")
     _require(optim.attention_weight_decay >= 0,
              f"config.optim.attention_weight_decay must be >= 0, got {optim.attention_weight_decay}")
     for key in ("beta1", "beta2"):

@@ -18,6 +18,7 @@ import jax
 from absl import app, flags
 
 from gigagan_jax.cli import check_folder_flag, define_truncation_flag, fail, parse_flags
+from gigagan_jax.config import NOISE_MODES
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to evaluate.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: newest verified).")
@@ -27,6 +28,9 @@ _INCEPTION = flags.DEFINE_string("inception_path", None, "FID Inception weights 
 _CLIP = flags.DEFINE_string("clip_path", None, "CLIP folder for CLIP-FID / CLIP score (default: the run's).")
 _OUT = flags.DEFINE_string("out_dir", None, "Report directory (default: WORKDIR/eval/step_N).")
 _TRUNCATION = define_truncation_flag("Truncation psi for the generated images (text-conditioned runs).")
+_NOISE = flags.DEFINE_enum("noise_mode", "random", NOISE_MODES,
+                           "G's noise inputs: 'random' (as in training, so the metrics measure the generator "
+                           "that was trained), 'const' (one fixed map, sample.py's default) or 'none'.")
 
 
 def main(argv):
@@ -78,16 +82,17 @@ def main(argv):
         seeds = list(range(next_seed[0], next_seed[0] + len(conditions)))
         next_seed[0] += len(conditions)
         if text:
-            images = sample_pairs(trained, conditions, seeds, _TRUNCATION.value, _BATCH.value)
+            images = sample_pairs(trained, conditions, seeds, _TRUNCATION.value, _BATCH.value, _NOISE.value)
         else:
-            images = sample_label_pairs(trained, conditions, seeds, _BATCH.value)
+            images = sample_label_pairs(trained, conditions, seeds, _BATCH.value, _NOISE.value)
         return to_signed(images)
 
     out_dir = _OUT.value or eval_dir(_WORKDIR.value, trained.step)
     conditions = (list(b["caption"]) if text else list(b["label"]) for b in prompts)  # held-out captions / classes
     metrics = evaluate((b["image"] for b in real), conditions, sample_fn,
                        num_images=_NUM.value, out_dir=out_dir, inception=inception, clip=clip,
-                       step=trained.step, metadata={"workdir": _WORKDIR.value, "devices": jax.device_count()},
+                       step=trained.step, metadata={"workdir": _WORKDIR.value, "devices": jax.device_count(),
+                                 "noise_mode": _NOISE.value, "truncation": _TRUNCATION.value},
                        with_clip_score=text)
     real.close()
     prompts.close()

@@ -2,8 +2,9 @@
 mixing and interpolation between (prompt, seed) pairs in w and text space.
 
 Both work on the generator's decomposition: text path -> (t_local, t_global), mapping
-(z, t_global) -> w, synthesis(per-level w, t_local) -> image. Noise inputs are off, so every
-frame is a pure function of its inputs.
+(z, t_global) -> w, synthesis(per-level w, t_local) -> image. The noise inputs are one fixed
+map per layer (noise_mode "const", as sampling's default), so every frame is a pure function of
+its inputs and frames do not flicker.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def _text_and_w(trained: TrainedGenerator, prompts: Sequence[str], seeds: Sequen
 
 def _synthesize(trained: TrainedGenerator, ws: jax.Array, text: TextConditioning) -> np.ndarray:
     g, params = trained.generator, {"params": trained.params}
-    images = g.apply(params, ws, text, "none", method=Generator.synthesis)[-1]
+    images = g.apply(params, ws, text, "const", method=Generator.synthesis)[-1]
     return to_uint8(jnp.clip(images, -1.0, 1.0))
 
 

@@ -25,39 +25,55 @@ from gigagan_jax.models.generator import Generator
 from gigagan_jax.pixels import quantize, to_signed
 from gigagan_jax.pretrained.clip import Clip
 
+NOISE_ROOT_SEED = 0x6E6F  # root of the 'noise' keys under noise_mode="random"
+
 
 def seeds_to_z(seeds: Sequence[int], z_dim: int) -> jax.Array:
     """One z per seed, independent of batch composition: [len(seeds), z_dim]."""
     return jnp.stack([jax.random.normal(jax.random.PRNGKey(int(s)), (z_dim,)) for s in seeds])
 
 
-@functools.partial(jax.jit, static_argnames=("generator", "truncation_psi"))
+def _noise_rngs(noise_mode: str, noise_seeds) -> dict:
+    """The rngs `apply` needs: under "random", a 'noise' key from the batch's first seed [B]."""
+    if noise_mode != "random":
+        return {}
+    if noise_seeds is None:
+        raise ValueError("noise_mode='random' needs the batch's seeds (noise_seeds)")
+    return {"noise": jax.random.fold_in(jax.random.PRNGKey(NOISE_ROOT_SEED), noise_seeds[0])}
+
+
+@functools.partial(jax.jit, static_argnames=("generator", "truncation_psi", "noise_mode"))
 def generate(generator: Generator, params, z, text_features=None, eot_index=None, labels=None,
-             truncation_psi=1.0, w_avg=None):
-    """Final-resolution images [B, R, R, 3] in [-1, 1] (clipped)."""
+             truncation_psi=1.0, w_avg=None, noise_mode="const", noise_seeds=None):
+    """Final-resolution images [B, R, R, 3] in [-1, 1] (clipped). `noise_seeds` [B]: the images'
+    seeds, read by noise_mode="random" only."""
     pyramid = generator.apply({"params": params}, z, text_features, eot_index, labels,
-                              truncation_psi=truncation_psi, w_avg=w_avg, noise_mode="none")
+                              truncation_psi=truncation_psi, w_avg=w_avg, noise_mode=noise_mode,
+                              rngs=_noise_rngs(noise_mode, noise_seeds))
     return jnp.clip(pyramid[-1], -1.0, 1.0)
 
 
-@functools.partial(jax.jit, static_argnames=("upsampler", "truncation_psi"))
+@functools.partial(jax.jit, static_argnames=("upsampler", "truncation_psi", "noise_mode"))
 def upsample(upsampler, params, z, lowres, text_features=None, eot_index=None, labels=None,
-             truncation_psi=1.0, w_avg=None):
+             truncation_psi=1.0, w_avg=None, noise_mode="const", noise_seeds=None):
     """Low-res images [B, r, r, 3] in [-1, 1] -> the upsampler's output [B, R, R, 3] (clipped)."""
+    rngs = _noise_rngs(noise_mode, noise_seeds)
+    rngs = {k: jax.random.fold_in(v, 1) for k, v in rngs.items()}  # not the base model's noise
     pyramid = upsampler.apply({"params": params}, z, lowres, text_features, eot_index, labels,
-                              truncation_psi=truncation_psi, w_avg=w_avg, noise_mode="none")
+                              truncation_psi=truncation_psi, w_avg=w_avg, noise_mode=noise_mode, rngs=rngs)
     return jnp.clip(pyramid[-1], -1.0, 1.0)
 
 
-@functools.partial(jax.jit, static_argnames=("generator", "upsampler", "truncation_psi"))
+@functools.partial(jax.jit, static_argnames=("generator", "upsampler", "truncation_psi", "noise_mode"))
 def generate_and_upsample(generator: Generator, g_params, upsampler, u_params, z, z_up, g_condition: dict,
-                          u_condition: dict, truncation_psi=1.0, w_avg=None):
+                          u_condition: dict, truncation_psi=1.0, w_avg=None, noise_mode="const", noise_seeds=None):
     """Base model -> upsampler in one executable: (base images [B, r, r, 3], upsampled [B, R, R, 3]).
 
     Each model reads its own condition dict (text_features/eot_index from its own text encoder,
     or labels)."""
-    lowres = generate(generator, g_params, z, truncation_psi=truncation_psi, w_avg=w_avg, **g_condition)
-    return lowres, upsample(upsampler, u_params, z_up, lowres, **u_condition)
+    noise = {"noise_mode": noise_mode, "noise_seeds": noise_seeds}
+    lowres = generate(generator, g_params, z, truncation_psi=truncation_psi, w_avg=w_avg, **noise, **g_condition)
+    return lowres, upsample(upsampler, u_params, z_up, lowres, **noise, **u_condition)
 
 
 def encode_prompts(clip: Clip, prompts: Sequence[str]):
@@ -124,44 +140,53 @@ def _map_batches(mesh: Optional[Mesh], n: int, batch_size: int, inputs: Callable
     return jax.tree_util.tree_map(lambda *parts: np.concatenate(parts), *outs)
 
 
+def _noise_inputs(noise_mode: str, seeds: Sequence[int]) -> Callable[[slice], dict]:
+    """A batch's `noise_seeds` input, for noise_mode="random" (its other modes read none)."""
+    seeds = np.asarray(seeds, np.uint32)
+    return (lambda batch: {"noise_seeds": seeds[batch]}) if noise_mode == "random" else (lambda batch: {})
+
+
 def sample_pairs(trained: TrainedGenerator, prompts: Sequence[str], seeds: Sequence[int],
-                 truncation: float = 1.0, batch_size: int = 64) -> np.ndarray:
+                 truncation: float = 1.0, batch_size: int = 64, noise_mode: str = "const") -> np.ndarray:
     """uint8 [len(prompts), R, R, 3]: image i from (prompts[i], seeds[i])."""
     feats, eot, rows = _encode_distinct(trained.clip, prompts)
     w_avg = per_prompt_mean_w(trained, feats, eot) if truncation != 1.0 else None
     z = np.asarray(seeds_to_z(list(seeds), trained.generator.spec.z_dim))  # [N, z_dim]
+    noise = _noise_inputs(noise_mode, seeds)
 
     def inputs(batch: slice) -> dict:
         idx = rows[batch]
         return {"z": z[batch], "text_features": feats[idx], "eot_index": eot[idx],
-                "w_avg": None if w_avg is None else w_avg[idx]}
+                "w_avg": None if w_avg is None else w_avg[idx], **noise(batch)}
 
     return _map_batches(trained.mesh, len(rows), batch_size, inputs, lambda **x: quantize(
-        generate(trained.generator, trained.params, truncation_psi=truncation, **x)))
+        generate(trained.generator, trained.params, truncation_psi=truncation, noise_mode=noise_mode, **x)))
 
 
 def sample_prompts(trained: TrainedGenerator, prompts: Sequence[str], n: int, seed: int,
-                   truncation: float = 1.0, batch_size: int = 64) -> np.ndarray:
+                   truncation: float = 1.0, batch_size: int = 64, noise_mode: str = "const") -> np.ndarray:
     """uint8 [len(prompts) * n, R, R, 3]: n images per prompt from seeds seed .. seed+n-1."""
     return sample_pairs(trained, np.repeat(list(prompts), n).tolist(),
-                        np.tile(np.arange(seed, seed + n), len(prompts)).tolist(), truncation, batch_size)
+                        np.tile(np.arange(seed, seed + n), len(prompts)).tolist(), truncation, batch_size,
+                        noise_mode)
 
 
 def sample_classes(trained: TrainedGenerator, class_ids: Sequence[int], n: int, seed: int,
-                   batch_size: int = 64) -> np.ndarray:
+                   batch_size: int = 64, noise_mode: str = "const") -> np.ndarray:
     """uint8 [len(class_ids) * n, R, R, 3]: n images per class from seeds seed .. seed+n-1."""
     return sample_label_pairs(trained, np.repeat(np.asarray(class_ids, np.int32), n),
-                              np.tile(np.arange(seed, seed + n), len(class_ids)), batch_size)
+                              np.tile(np.arange(seed, seed + n), len(class_ids)), batch_size, noise_mode)
 
 
 def sample_label_pairs(trained: TrainedGenerator, labels: Sequence[int], seeds: Sequence[int],
-                       batch_size: int = 64) -> np.ndarray:
+                       batch_size: int = 64, noise_mode: str = "const") -> np.ndarray:
     """uint8 [len(labels), R, R, 3]: image i from (labels[i], seeds[i]) of a class-conditional model."""
     labels = np.asarray(labels, np.int32)
     z = np.asarray(seeds_to_z(list(seeds), trained.generator.spec.z_dim))  # [N, z_dim]
+    noise = _noise_inputs(noise_mode, seeds)
     return _map_batches(trained.mesh, len(labels), batch_size,
-                        lambda batch: {"z": z[batch], "labels": labels[batch]},
-                        lambda **x: quantize(generate(trained.generator, trained.params, **x)))
+                        lambda batch: {"z": z[batch], "labels": labels[batch], **noise(batch)},
+                        lambda **x: quantize(generate(trained.generator, trained.params, noise_mode=noise_mode, **x)))
 
 
 def condition_inputs(spec, clip: Optional[Clip], prompts: Sequence[str] = (),
@@ -181,7 +206,8 @@ def condition_inputs(spec, clip: Optional[Clip], prompts: Sequence[str] = (),
 
 
 def upsample_images(trained: TrainedGenerator, images: np.ndarray, prompts: Sequence[str], seeds: Sequence[int],
-                    labels: Optional[Sequence[int]] = None, batch_size: int = 64) -> np.ndarray:
+                    labels: Optional[Sequence[int]] = None, batch_size: int = 64,
+                    noise_mode: str = "const") -> np.ndarray:
     """Low-res images [N, r, r, 3] (r = the upsampler's input size; uint8, or float in [-1, 1])
     -> uint8 [N, R, R, 3]."""
     spec = trained.generator.spec
@@ -190,14 +216,16 @@ def upsample_images(trained: TrainedGenerator, images: np.ndarray, prompts: Sequ
         raise ValueError(f"the upsampler reads {r}x{r} RGB images, got an array of shape {images.shape}")
     conditions = condition_inputs(spec, trained.clip, prompts, labels)
     z = np.asarray(seeds_to_z(list(seeds), spec.z_dim))  # [N, z_dim]
+    noise = _noise_inputs(noise_mode, seeds)
     return _map_batches(trained.mesh, len(images), batch_size,
-                        lambda batch: {"z": z[batch], "lowres": to_signed(images[batch]), **conditions(batch)},
-                        lambda **x: quantize(upsample(trained.generator, trained.params, **x)))
+                        lambda batch: {"z": z[batch], "lowres": to_signed(images[batch]), **conditions(batch),
+                                       **noise(batch)},
+                        lambda **x: quantize(upsample(trained.generator, trained.params, noise_mode=noise_mode, **x)))
 
 
 def sample_and_upsample(base: TrainedGenerator, up: TrainedGenerator, prompts: Sequence[str], seeds: Sequence[int],
                         labels: Optional[Sequence[int]] = None, truncation: float = 1.0,
-                        batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+                        batch_size: int = 16, noise_mode: str = "const") -> tuple[np.ndarray, np.ndarray]:
     """(base images uint8 [N, r, r, 3], upsampled uint8 [N, R, R, 3]) for (prompt/label, seed) pairs,
     base model and upsampler chained in one jitted call per batch; z_up uses the same seed."""
     b_spec, u_spec = base.generator.spec, up.generator.spec
@@ -212,6 +240,7 @@ def sample_and_upsample(base: TrainedGenerator, up: TrainedGenerator, prompts: S
     up_conditions = condition_inputs(u_spec, up.clip, prompts, labels)
     z = np.asarray(seeds_to_z(list(seeds), b_spec.z_dim))  # [N, z_dim]
     z_up = np.asarray(seeds_to_z(list(seeds), u_spec.z_dim))
+    noise = _noise_inputs(noise_mode, seeds)
 
     def inputs(batch: slice) -> dict:
         g_cond = base_conditions(batch)
@@ -219,11 +248,12 @@ def sample_and_upsample(base: TrainedGenerator, up: TrainedGenerator, prompts: S
         if truncation != 1.0:
             w_avg = per_prompt_mean_w(base, g_cond["text_features"], g_cond["eot_index"])
         return {"z": z[batch], "z_up": z_up[batch], "w_avg": w_avg, "g_cond": g_cond,
-                "u_cond": up_conditions(batch)}
+                "u_cond": up_conditions(batch), **noise(batch)}
 
-    def chain(z, z_up, w_avg, g_cond, u_cond):
+    def chain(z, z_up, w_avg, g_cond, u_cond, noise_seeds=None):
         low, high = generate_and_upsample(base.generator, base.params, up.generator, up.params, z, z_up,
-                                          g_cond, u_cond, truncation_psi=truncation, w_avg=w_avg)
+                                          g_cond, u_cond, truncation_psi=truncation, w_avg=w_avg,
+                                          noise_mode=noise_mode, noise_seeds=noise_seeds)
         return quantize(low), quantize(high)
 
     return _map_batches(base.mesh, len(seeds), batch_size, inputs, chain)

@@ -75,6 +75,12 @@ def mismatch_permutation(rng: jax.Array, batch: int) -> jax.Array:
     return jnp.zeros((batch,), jnp.int32).at[order].set(successor.astype(jnp.int32))
 
 
+def same_condition(condition: jax.Array) -> jax.Array:
+    """[B, B] bool: True where samples n and m have the same condition (caption / class)."""
+    flat = condition.reshape(condition.shape[0], -1)
+    return jnp.all(flat[:, None] == flat[None, :], axis=-1)
+
+
 def distinct_condition_mask(condition: jax.Array, perm: jax.Array) -> jax.Array:
     """[B] float: 1 where sample b's condition differs from that of sample perm[b]."""
     flat = condition.reshape(condition.shape[0], -1)

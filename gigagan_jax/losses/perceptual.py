@@ -1,8 +1,10 @@
 """Perceptual distance of the upsampler's output to the real high-res image (paper: LPIPS, weight 10).
 
-With `config.loss.lpips_path` set, LPIPS-VGG (gigagan_jax.pretrained.lpips, weights converted by
-`python -m gigagan_jax.tools.convert_lpips`). Without it, no network pretrained on natural
-images is available offline, so the fallback is
+With `config.loss.perceptual = "lpips"` (the paper's), LPIPS-VGG from `config.loss.lpips_path`
+(gigagan_jax.pretrained.lpips, weights converted by `python -m gigagan_jax.tools.convert_lpips`);
+a run without that file refuses to start (`check_perceptual_choice`) rather than train another
+loss than the paper's. Where no network pretrained on natural images is at hand,
+`config.loss.perceptual = "fallback"` chooses
     multi-scale L1 (full size, 1/2, 1/4; area-downsampled)
   + config.loss.perceptual_clip_weight x the feature distance in the run's frozen CLIP image
     tower (unit-normalised tokens of every layer, squared difference) when the run loaded one,
@@ -46,6 +48,18 @@ def feature_distance(feats_x, feats_y) -> jax.Array:
     return total
 
 
+def check_perceptual_choice(config: ml_collections.ConfigDict) -> None:
+    """ValueError when an upsampler run would need LPIPS weights it was not given."""
+    loss = config.loss
+    if (config.task == "upsampler" and loss.perceptual_weight > 0 and loss.perceptual == "lpips"
+            and not loss.lpips_path):
+        raise ValueError(
+            "the upsampler's perceptual loss is LPIPS (config.loss.perceptual='lpips', the paper's) but "
+            "config.loss.lpips_path is empty: convert the weights with `python -m gigagan_jax.tools.convert_lpips` "
+            "and pass --config.loss.lpips_path=FILE, or choose the offline fallback (multi-scale L1) with "
+            "--config.loss.perceptual=fallback")
+
+
 class PerceptualLoss:
     """Callable (fake, real, clip_params, lpips_params) -> scalar mean distance over the batch.
 
@@ -54,7 +68,8 @@ class PerceptualLoss:
     into the executable."""
 
     def __init__(self, config: ml_collections.ConfigDict, clip: Any = None):
-        self.lpips: Optional[Callable] = lpips_distance if config.loss.lpips_path else None
+        check_perceptual_choice(config)
+        self.lpips: Optional[Callable] = lpips_distance if config.loss.perceptual == "lpips" else None
         use_clip = clip is not None and not getattr(clip, "text_only", True) and config.loss.perceptual_clip_weight > 0
         self.clip = clip if use_clip else None
         self.clip_weight = config.loss.perceptual_clip_weight
@@ -64,7 +79,7 @@ class PerceptualLoss:
         if self.lpips is not None:
             return f"LPIPS-VGG from {self.path}"
         extra = " + frozen-CLIP image features" if self.clip is not None else ""
-        return f"fallback: multi-scale L1{extra} (no config.loss.lpips_path; see gigagan_jax/losses/perceptual.py)"
+        return f"fallback: multi-scale L1{extra} (config.loss.perceptual='fallback'; see gigagan_jax/losses/perceptual.py)"
 
     def __call__(self, fake: jax.Array, real: jax.Array, clip_params=None, lpips_params=None) -> jax.Array:
         real = jax.lax.stop_gradient(real)

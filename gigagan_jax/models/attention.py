@@ -5,6 +5,17 @@ not Lipschitz (Kim et al. 2021); using minus the squared L2 distance between *ti
 projections as logits is, so the self-attention blocks use that, with equalized-lr init and a
 reduced residual gain. Cross-attention to text tokens is ordinary dot-product attention with
 the padding positions masked out.
+
+Two things keep the L2 softmax out of saturation at init, whatever the head width d:
+- the logits are scaled to unit variance over keys (the paper scales them "to roughly match the
+  unit normal distribution at initialization"; `l2_logit_scale`);
+- a token's logit for itself is a constant, the logit of the distance two tokens have on average
+  at init (`self_logit`). With tied Q = K its own distance is always 0 while every other is ~2d,
+  a lead of sqrt(2d/3) standard deviations that no scale removes (6.5 at d = 64: 99.7 % of the
+  weight on itself among 64 tokens). The self logit was a constant (0) before, so the map keeps
+  its Lipschitz bound; as other tokens move away a token still falls back on itself. (Masking the
+  diagonal instead, as Reformer's shared-QK attention does, loses that: the weight then has
+  nowhere to go but the nearest other token, and the gain grows with the input scale.)
 """
 
 from __future__ import annotations
@@ -17,20 +28,40 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gigagan_jax.models.layers import EqualizedDense, logical_dense, normalize_2nd_moment
+from gigagan_jax.models.layers import EqualizedDense, normalize_2nd_moment
 
 Dtype = Any
 # Finite "minus infinity": keeps softmax NaN-free even when every key is masked.
 MASK_VALUE = -1e30
 
 
-def l2_logits(q: jax.Array, k: jax.Array) -> jax.Array:
-    """-||q_i - k_j||^2 / sqrt(d).  q [B, H, Nq, d], k [B, H, Nk, d] -> [B, H, Nq, Nk]"""
-    d = q.shape[-1]
+def l2_logit_scale(head_dim: int, fan_in: int) -> float:
+    """1 / (std over keys of ||q - k||^2) at init, for unit-variance tokens of `fan_in` channels.
+
+    With the tied projection W [head_dim, fan_in] drawn N(0, 1/fan_in), q and k are N(0, S),
+    S = W W^T, and for a fixed q the squared distance varies over keys with variance
+    4 q^T S q + 2 tr(S^2), whose mean is 6 E tr(S^2) = 6 d (d + fan_in + 1) / fan_in.
+    """
+    d = head_dim
+    return 1.0 / math.sqrt(6.0 * d * (d + fan_in + 1) / fan_in)
+
+
+def l2_logits(q: jax.Array, k: jax.Array, scale: float) -> jax.Array:
+    """-scale * ||q_i - k_j||^2.  q [B, H, Nq, d], k [B, H, Nk, d] -> [B, H, Nq, Nk]"""
     qq = jnp.sum(jnp.square(q), axis=-1)[..., :, None]
     kk = jnp.sum(jnp.square(k), axis=-1)[..., None, :]
     qk = jnp.einsum("bhqd,bhkd->bhqk", q, k)
-    return -(qq - 2.0 * qk + kk) / math.sqrt(d)
+    return -(qq - 2.0 * qk + kk) * scale
+
+
+def self_logit(logits: jax.Array, head_dim: int, scale: float) -> jax.Array:
+    """Query i's logit for key i := -scale * 2 * head_dim, the expected squared distance between two
+    tokens at init (tr S = d, see `l2_logit_scale`); keys past the queries (a style token) keep theirs.
+
+    logits [B, H, Nq, Nk] with Nk >= Nq, keys 0..Nq-1 being the queries themselves."""
+    nq, nk = logits.shape[-2:]
+    own = jnp.eye(nq, nk, dtype=bool)  # [Nq, Nk]
+    return jnp.where(own, jnp.asarray(-2.0 * head_dim * scale, logits.dtype), logits)
 
 
 def dot_logits(q: jax.Array, k: jax.Array) -> jax.Array:
@@ -64,7 +95,8 @@ class L2SelfAttention(nn.Module):
     Queries and keys share one projection (tied), which is what makes the L2 logits Lipschitz.
     When `w` is given it is projected to one extra key/value token, so attention can read the
     style vector (GigaGAN's g_attn(f, w)).  The output projection starts scaled down and the
-    residual branch is multiplied by `residual_gain` < 1.
+    residual branch is multiplied by `residual_gain` < 1. With L2 logits a position's logit for
+    itself is a constant (module doc).
     """
 
     heads: int
@@ -88,7 +120,9 @@ class L2SelfAttention(nn.Module):
         k = split_heads(qk_proj(context), self.heads)  # [B, H, N(+1), d]
         v = split_heads(EqualizedDense(inner, name="v", dtype=self.dtype)(context), self.heads)
         if self.logits == "l2":
-            logits = l2_logits(q, k)
+            scale = l2_logit_scale(self.head_dim, c)
+            logits = self_logit(l2_logits(q, k, scale), self.head_dim, scale)
+            self.sow("intermediates", "logits", logits)  # kept only when the caller asks (tests)
         elif self.logits == "dot":
             logits = dot_logits(q, k)
         else:
@@ -127,7 +161,8 @@ class CrossAttention(nn.Module):
 
 
 class MultiHeadAttention(nn.Module):
-    """Plain pre-projected multi-head attention over a token sequence (text transformers)."""
+    """Plain multi-head dot-product attention over a token sequence (text transformers), with
+    equalized-lr projections."""
 
     heads: int
     dtype: Dtype = jnp.float32
@@ -135,6 +170,6 @@ class MultiHeadAttention(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, key_mask: Optional[jax.Array] = None) -> jax.Array:
         dim = x.shape[-1]
-        q, k, v = (split_heads(logical_dense(dim, n, dtype=self.dtype)(x), self.heads) for n in ("q", "k", "v"))
+        q, k, v = (split_heads(EqualizedDense(dim, name=n, dtype=self.dtype)(x), self.heads) for n in ("q", "k", "v"))
         out = merge_heads(attend(dot_logits(q, k), v, key_mask))  # [B, N, dim]
-        return logical_dense(dim, "out", axes=("mlp", "embed"), dtype=self.dtype)(out)
+        return EqualizedDense(dim, axes=("mlp", "embed"), name="out", dtype=self.dtype)(out)

@@ -171,7 +171,7 @@ class Generator(nn.Module):
     """G(z, prompt) -> image pyramid. Methods are usable on their own through `apply(method=...)`.
 
     Randomness: `mean_w` draws z from the 'latent' rng; per-pixel noise uses the 'noise' rng
-    (noise_mode='none' needs no rng, which makes sampling deterministic given z).
+    (noise_mode 'const' or 'none' needs no rng, which makes sampling deterministic given z).
     """
 
     spec: GeneratorSpec

@@ -10,6 +10,7 @@ Every parameter carries logical axis names; `gigagan_jax.train.sharding` maps th
 from __future__ import annotations
 
 import math
+import zlib
 from typing import Any, Callable, Optional, Tuple
 
 import einops
@@ -17,6 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gigagan_jax.config import NOISE_MODES
 from gigagan_jax.models.resample import DEFAULT_FILTER, blur2d, upsample2d
 
 Dtype = Any
@@ -36,14 +38,6 @@ def normalize_2nd_moment(x: jax.Array, axis: int = -1, eps: float = 1e-8) -> jax
 
 def _param(module: nn.Module, name: str, init_fn, shape: Tuple[int, ...], axes: Tuple[Optional[str], ...]):
     return module.param(name, nn.with_logical_partitioning(init_fn, axes), shape, jnp.float32)
-
-
-def logical_dense(features: int, name: str, axes: Tuple[Optional[str], Optional[str]] = ("embed", "mlp"),
-                  dtype: Dtype = jnp.float32) -> nn.Dense:
-    """A standard (not equalized) Dense whose params carry logical axis names; for transformers."""
-    return nn.Dense(features, dtype=dtype, name=name,
-                    kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), axes),
-                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes[1],)))
 
 
 class EqualizedDense(nn.Module):
@@ -276,7 +270,13 @@ class AdaptiveModulatedConv(nn.Module):
 
 
 class SynthesisLayer(nn.Module):
-    """Adaptive modulated conv + per-pixel noise + bias + leaky ReLU (one generator layer)."""
+    """Adaptive modulated conv + per-pixel noise + bias + leaky ReLU (one generator layer).
+
+    noise_mode (NOISE_MODES): "random" draws fresh noise from the 'noise' rng (training, and the
+    metrics by default); "const" adds a fixed map per layer, the same for every sample and run
+    (StyleGAN's sampling default: noise at its trained strength, images a function of the seed);
+    "none" adds none.
+    """
 
     features: int
     num_kernels: int
@@ -289,14 +289,18 @@ class SynthesisLayer(nn.Module):
     def __call__(self, x: jax.Array, w: jax.Array, noise_mode: str = "random") -> jax.Array:
         y = AdaptiveModulatedConv(self.features, 3, self.num_kernels, up=self.up, impl=self.impl,
                                   dtype=self.dtype, name="conv")(x, w)
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if self.use_noise:
             strength = self.param("noise_strength", nn.initializers.zeros, (), jnp.float32)
+            b, h, wd, _ = y.shape
             if noise_mode == "random":
-                b, h, wd, _ = y.shape
                 noise = jax.random.normal(self.make_rng("noise"), (b, h, wd, 1), jnp.float32)
+            elif noise_mode == "const":  # one map per layer, keyed by the layer's name: same in every run
+                key = jax.random.PRNGKey(zlib.crc32("/".join(self.scope.path).encode()))
+                noise = jax.random.normal(key, (1, h, wd, 1), jnp.float32)
+            if noise_mode != "none":
                 y = y + (noise * strength).astype(y.dtype)
-            elif noise_mode != "none":
-                raise ValueError(f"noise_mode must be 'random' or 'none', got {noise_mode!r}")
         bias = _param(self, "bias", nn.initializers.zeros, (self.features,), ("conv_out",))
         return lrelu(y + bias.astype(y.dtype))
 

@@ -14,13 +14,21 @@ import jax
 import jax.numpy as jnp
 
 from gigagan_jax.models.attention import MultiHeadAttention
-from gigagan_jax.models.layers import logical_dense
+from gigagan_jax.models.layers import EqualizedDense
+
+# Std of the learned position embedding at init (as GPT-2/CLIP), applied at run time so the
+# stored table is unit-scale like every equalized-lr weight.
+POS_EMBED_STD = 0.02
 
 Dtype = Any
 
 
 class TransformerBlock(nn.Module):
-    """Pre-LayerNorm transformer block (attention + 4x GELU MLP)."""
+    """Pre-LayerNorm transformer block (attention + 4x GELU MLP).
+
+    Its Dense layers use equalized lr like the rest of G and D: they share one Adam lr, and a
+    standard-parameterised weight of fan-in n would move sqrt(n) times faster relative to its size.
+    """
 
     heads: int
     dtype: Dtype = jnp.float32
@@ -30,8 +38,8 @@ class TransformerBlock(nn.Module):
         dim = x.shape[-1]
         x = x + MultiHeadAttention(self.heads, dtype=self.dtype, name="attn")(
             nn.LayerNorm(dtype=self.dtype, name="ln_attn")(x), key_mask)
-        h = logical_dense(4 * dim, "fc1", dtype=self.dtype)(nn.LayerNorm(dtype=self.dtype, name="ln_mlp")(x))
-        return x + logical_dense(dim, "fc2", axes=("mlp", "embed"), dtype=self.dtype)(nn.gelu(h))
+        h = EqualizedDense(4 * dim, name="fc1", dtype=self.dtype)(nn.LayerNorm(dtype=self.dtype, name="ln_mlp")(x))
+        return x + EqualizedDense(dim, axes=("mlp", "embed"), name="fc2", dtype=self.dtype)(nn.gelu(h))
 
 
 class TextTransformer(nn.Module):
@@ -49,10 +57,10 @@ class TextTransformer(nn.Module):
     @nn.compact
     def __call__(self, features: jax.Array, eot_index: jax.Array) -> jax.Array:
         length = features.shape[1]
-        x = logical_dense(self.dim, "in_proj", dtype=self.dtype)(features)
-        pos = self.param("pos_embed", nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, "embed")),
+        x = EqualizedDense(self.dim, name="in_proj", dtype=self.dtype)(features)
+        pos = self.param("pos_embed", nn.with_logical_partitioning(nn.initializers.normal(1.0), (None, "embed")),
                          (length, self.dim), jnp.float32)
-        x = x + pos.astype(x.dtype)
+        x = x + (pos * POS_EMBED_STD).astype(x.dtype)
         key_mask = jnp.arange(length)[None, :] <= eot_index[:, None]  # [B, L]
         for i in range(self.layers):
             x = TransformerBlock(self.heads, dtype=self.dtype, name=f"block{i}")(x, key_mask)

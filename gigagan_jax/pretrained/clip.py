@@ -4,7 +4,8 @@ GigaGAN reads CLIP four times: penultimate-layer text tokens condition G and D, 
 embeddings drive the contrastive loss and the CLIP score, and intermediate image features feed
 the vision-aided discriminator. The towers are `transformers`' Flax CLIP modules; this file adds
 what the GAN needs around them: weights read from any HF layout (Flax msgpack, safetensors,
-PyTorch .bin) without materialising the vision tower for text-only use, a differentiable
+PyTorch .bin) without materialising the tower a use does not need (the vision tower for text-only
+use, the text tower for the vision-aided D's own image backbone), a differentiable
 resize + normalisation of generated pixels, and `stop_gradient` on the parameters so CLIP is
 never trained by a loss that flows through it.
 """
@@ -118,28 +119,37 @@ class Clip:
     """
 
     def __init__(self, config: CLIPConfig, params: Params, text_only: bool = False,
-                 dtype: Any = jnp.float32, mean=OPENAI_MEAN, std=OPENAI_STD):
+                 dtype: Any = jnp.float32, mean=OPENAI_MEAN, std=OPENAI_STD, image_only: bool = False):
         self.config = config
         self.params = params
         self.text_only = text_only
-        self.text_dim = config.text_config.hidden_size
+        self.image_only = image_only
         self.projection_dim = config.projection_dim
-        self.context_length = config.text_config.max_position_embeddings
-        self.tokenizer = ClipTokenizer(self.context_length)
-        self.text_tower = ClipTextTower(config.text_config, config.projection_dim, dtype)
-        self._text_fn = jax.jit(functools.partial(_apply_text, self.text_tower))
+        if not image_only:
+            self.text_dim = config.text_config.hidden_size
+            self.context_length = config.text_config.max_position_embeddings
+            self.tokenizer = ClipTokenizer(self.context_length)
+            self.text_tower = ClipTextTower(config.text_config, config.projection_dim, dtype)
+            self._text_fn = jax.jit(functools.partial(_apply_text, self.text_tower))
         if not text_only:
             self.image_size = config.vision_config.image_size
             self.vision_tower = ClipVisionTower(config.vision_config, config.projection_dim, dtype)
             self._image_fn = jax.jit(functools.partial(
                 _apply_image, self.vision_tower, tuple(mean), tuple(std)))
 
+    def _need_text(self) -> None:
+        if self.image_only:
+            raise ValueError("this CLIP was loaded with image_only=True; load it with "
+                             "image_only=False to encode text")
+
     def tokenize(self, texts: list[str]) -> np.ndarray:
         """OpenAI ids, np.int32 [B, context_length] (77 for every OpenAI model)."""
+        self._need_text()
         return self.tokenizer(texts)
 
     def encode_text(self, ids, params: Params | None = None):
         """ids [B, L] -> (tokens [B, L, D] penultimate layer, eot_index [B], projected [B, P])."""
+        self._need_text()
         return self._text_fn(self.params if params is None else params, ids)
 
     def encode_image(self, pixels, params: Params | None = None):
@@ -263,13 +273,15 @@ def _check_tree(params: Params, expected: Params, folder: str) -> Params:
     return unflatten_dict({p: jnp.asarray(v, jnp.float32) for p, v in got.items()})
 
 
-def expected_shapes(config: CLIPConfig, text_only: bool = False) -> Params:
+def expected_shapes(config: CLIPConfig, text_only: bool = False, image_only: bool = False) -> Params:
     """Abstract parameter tree (ShapeDtypeStructs) of the towers a load needs."""
-    text = ClipTextTower(config.text_config, config.projection_dim)
-    ids = jax.ShapeDtypeStruct((1, config.text_config.max_position_embeddings), jnp.int32)
     rng = jax.random.key(0)
-    tree = dict(jax.eval_shape(text.init, rng, ids)["params"])
-    tree["logit_scale"] = jax.ShapeDtypeStruct((), jnp.float32)
+    tree = {}
+    if not image_only:
+        text = ClipTextTower(config.text_config, config.projection_dim)
+        ids = jax.ShapeDtypeStruct((1, config.text_config.max_position_embeddings), jnp.int32)
+        tree.update(jax.eval_shape(text.init, rng, ids)["params"])
+        tree["logit_scale"] = jax.ShapeDtypeStruct((), jnp.float32)
     if not text_only:
         vision = ClipVisionTower(config.vision_config, config.projection_dim)
         size = config.vision_config.image_size
@@ -313,15 +325,18 @@ def init_params(config: CLIPConfig, rng) -> Params:
     return unflatten_dict(params)
 
 
-def load_clip(path: str, text_only: bool = False, dtype: Any = jnp.float32) -> Clip:
+def load_clip(path: str, text_only: bool = False, dtype: Any = jnp.float32, image_only: bool = False) -> Clip:
     """Load a frozen CLIP from a local folder in Hugging Face layout.
 
     The folder holds `config.json` (a `CLIPConfig`) and one of `flax_model.msgpack`,
     `model.safetensors` (or a sharded `model.safetensors.index.json`) or `pytorch_model.bin`,
     as written by `save_pretrained` (e.g. a local copy of `openai/clip-vit-large-patch14`);
     where several are present the safetensors / PyTorch weights are read.
-    `text_only=True` reads only the text tower and logit scale.
+    `text_only=True` reads only the text tower and logit scale; `image_only=True` only the image
+    tower and its projection (the vision-aided D's own backbone: no text weights held in memory).
     """
+    if text_only and image_only:
+        raise ValueError("load_clip: text_only and image_only exclude each other")
     if "://" in path:
         raise FileNotFoundError(f"CLIP folder {path!r} is a URL: copy it to each host's local disk and "
                                 "point config.clip.path there")
@@ -329,11 +344,11 @@ def load_clip(path: str, text_only: bool = False, dtype: Any = jnp.float32) -> C
         raise FileNotFoundError(f"CLIP folder {path!r} does not exist (config.clip.path must be a "
                                 "local Hugging Face folder; nothing is downloaded)")
     config = CLIPConfig.from_pretrained(path)
-    if config.text_config.vocab_size < VOCAB_SIZE:
+    if not image_only and config.text_config.vocab_size < VOCAB_SIZE:
         raise ValueError(f"{path}: text vocab_size {config.text_config.vocab_size} is smaller than "
                          f"the CLIP BPE vocabulary ({VOCAB_SIZE}); ids would fall outside it")
-    wanted = TEXT_KEYS if text_only else TEXT_KEYS + VISION_KEYS
-    expected = expected_shapes(config, text_only)
+    wanted = TEXT_KEYS if text_only else VISION_KEYS if image_only else TEXT_KEYS + VISION_KEYS
+    expected = expected_shapes(config, text_only, image_only)
     msgpack_file = os.path.join(path, "flax_model.msgpack")
     torch_files = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
     if any(os.path.exists(os.path.join(path, f)) for f in torch_files):
@@ -351,7 +366,7 @@ def load_clip(path: str, text_only: bool = False, dtype: Any = jnp.float32) -> C
         with open(preprocessor) as f:
             pre = json.load(f)
         mean, std = tuple(pre.get("image_mean", mean)), tuple(pre.get("image_std", std))
-    return Clip(config, params, text_only=text_only, dtype=dtype, mean=mean, std=std)
+    return Clip(config, params, text_only=text_only, dtype=dtype, mean=mean, std=std, image_only=image_only)
 
 
 def save_clip(path: str, config: CLIPConfig, params: Params) -> None:

@@ -1,4 +1,5 @@
-"""The frozen CLIP a run conditions on: a user's local HF folder, or a small one trained here.
+"""The frozen CLIPs a run reads: the one it conditions on (a user's local HF folder, or a small
+one trained here), and the vision-aided D's own image backbone.
 
 `config.clip.path` set: load it (text tower only when nothing needs the image tower).
 Empty: train a small CLIP on the run's own training data once, save it as `WORKDIR/clip` (HF
@@ -9,6 +10,10 @@ killed run never leaves half a CLIP behind, and a flipped byte is refused on the
 Either way the run records the CLIP's fingerprint (`generate.restore.clip_record`) in every
 checkpoint: resuming or sampling with another encoder of the same width is refused instead of
 silently changing what every prompt means.
+
+`config.loss.vision_aided_clip_path` set (and the vision-aided D on): that folder's image tower
+alone is loaded as the D's backbone (paper: CLIP ViT-B/32), fingerprinted the same way; empty:
+the heads read the conditioning CLIP's image tower.
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ import uuid
 import ml_collections
 
 from gigagan_jax.checkpoint import write_manifest
-from gigagan_jax.config import needs_clip, needs_image_tower
+from gigagan_jax.config import has_vision_backbone, needs_clip, needs_image_tower
 from gigagan_jax.generate.restore import clip_path, load_run_clip
-from gigagan_jax.hosts import main_first, main_host_int
-from gigagan_jax.pretrained.clip import Clip
+from gigagan_jax.hosts import all_hosts, main_first, main_host_int
+from gigagan_jax.pretrained.clip import Clip, load_clip
 from gigagan_jax.train.small_clip import SmallClipSpec, train_small_clip
 from gigagan_jax.workdir import is_url
 
@@ -64,3 +69,18 @@ def provide_clip(config: ml_collections.ConfigDict, workdir: str) -> Clip | None
         raise ValueError(f"the CLIP at {path} has context length {clip.context_length} but "
                          f"config.model.text_len={config.model.text_len}")
     return clip
+
+
+def provide_vision_backbone(config: ml_collections.ConfigDict) -> Clip | None:
+    """The vision-aided D's own frozen image tower (None when it reads the run's CLIP, or is off).
+    A missing folder on any host is refused on every host, before any model is built."""
+    if not has_vision_backbone(config):
+        return None
+    path = config.loss.vision_aided_clip_path
+    here = os.path.isdir(path)
+    if not all_hosts(here):
+        raise FileNotFoundError(f"config.loss.vision_aided_clip_path={path!r} is not a folder on "
+                                f"{'this host' if not here else 'another host'}: point it at a local Hugging Face "
+                                "CLIP folder on every host (the paper's: clip-vit-base-patch32), or set it to \"\" "
+                                "to use the run's own CLIP")
+    return load_clip(path, image_only=True)

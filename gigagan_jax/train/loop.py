@@ -25,10 +25,11 @@ from gigagan_jax.data import open_source
 from gigagan_jax.data.pipeline import InputPipeline
 from gigagan_jax.generate.restore import clip_path, clip_record
 from gigagan_jax.hosts import is_main, join_cluster, main_first
+from gigagan_jax.losses.perceptual import check_perceptual_choice
 from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.models.vision_aided import VisionAidedHeads
 from gigagan_jax.pretrained.lpips import load_lpips
-from gigagan_jax.train.frozen_clip import provide_clip
+from gigagan_jax.train.frozen_clip import provide_clip, provide_vision_backbone
 from gigagan_jax.train.metrics import MetricsLog, open_writer
 from gigagan_jax.train.samples import SampleGrid
 from gigagan_jax.train.sharding import mesh_from_config, param_shardings, replicated
@@ -68,6 +69,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.train.distributed:
         join_cluster(config.train)  # before anything touches a device
     validate_config(config, num_devices=jax.device_count())
+    check_perceptual_choice(config)  # before minutes go into a small CLIP
     make_dirs(workdir)
     mesh = mesh_from_config(config)
     rep = replicated(mesh)
@@ -75,13 +77,19 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     if jax.process_count() > 1:  # data prepared on first use: by process 0 alone (hosts may share its cache)
         main_first("data_prepared", lambda: open_source(config))
+    vision_clip = provide_vision_backbone(config)  # first: a bad path fails before a small CLIP is trained
     clip = provide_clip(config, workdir)
     clip_used = clip_record(clip_path(config, workdir)) if clip is not None else None
     clip_params = jax.device_put(clip.params, rep) if clip is not None else None
+    vision_clip_params = jax.device_put(vision_clip.params, rep) if vision_clip is not None else None
     generator, discriminator = build_generator(config), build_discriminator(config)
     vision = VisionAidedHeads() if uses_vision_aided(config) else None
-    vision_inputs = vision_example_inputs(clip) if vision is not None else None
-    steps = GanSteps(config, generator, discriminator, clip=clip, vision_heads=vision)
+    vision_inputs = vision_example_inputs(clip, vision_clip) if vision is not None else None
+    # The fingerprint of what the vision heads read (its own backbone, or the run's CLIP).
+    vision_used = None
+    if vision is not None:
+        vision_used = clip_record(config.loss.vision_aided_clip_path) if vision_clip is not None else clip_used
+    steps = GanSteps(config, generator, discriminator, clip=clip, vision_heads=vision, vision_clip=vision_clip)
     perceptual_params = None
     if steps.perceptual is not None:
         if config.loss.lpips_path:
@@ -109,6 +117,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         _check_compatible(checkpointer.restore_config(latest), config, workdir)  # before shapes can clash
         if clip_used is not None:
             check_same_clip(checkpointer.restore_clip_record(latest), clip_used, checkpointer.step_dir(latest))
+        if vision_used is not None:
+            check_same_clip(checkpointer.restore_clip_record(latest, "vision_clip"), vision_used,
+                            checkpointer.step_dir(latest), key="config.loss.vision_aided_clip_path")
         abstract = abstract_with_shardings(jax.eval_shape(init, init_key), state_shardings)
         state, data_state, _ = checkpointer.restore(latest, abstract, verify=False)
         pipeline.set_state(data_state)
@@ -128,7 +139,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     def save(step: int) -> None:
         log.flush()  # never checkpoint a state that followed a non-finite step
-        checkpointer.save(step, state, pipeline.get_state(), config, clip_used)
+        checkpointer.save(step, state, pipeline.get_state(), config, clip_used, vision_used)
 
     # --- loop --------------------------------------------------------------------------------
     num_steps, batch_size = config.train.num_steps, config.train.batch_size
@@ -154,9 +165,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 rng = jax.random.fold_in(seed_key, step)
                 vis = vision is not None and step >= config.loss.vision_aided_start
                 r1 = step % config.loss.r1_interval == 0
-                state, d_metrics = d_steps[(r1, vis)](state, batch, jax.random.fold_in(rng, 0), clip_params)
+                state, d_metrics = d_steps[(r1, vis)](state, batch, jax.random.fold_in(rng, 0), clip_params,
+                                                      vision_clip_params)
                 state, g_metrics = g_steps[vis](state, batch, jax.random.fold_in(rng, 1), clip_params,
-                                                perceptual_params)
+                                                perceptual_params, vision_clip_params)
                 log.append(step, {**d_metrics, **g_metrics})
                 done = step + 1
                 progress.update(1)

@@ -1,13 +1,14 @@
 """Train state (G, D, G_ema, both optimiser states, step) and the optimisers that update it.
 
 Adam(beta1 = 0, beta2 = 0.99) for both networks, with decoupled weight decay applied to
-attention parameters only (paper: 0.01 on attention). D's R1 is lazy (every k steps, scaled by
+attention projection weights only (paper: 0.01 on attention). D's R1 is lazy (every k steps, scaled by
 k), so D's lr and betas get StyleGAN2's correction: ratio = k / (k + 1), lr *= ratio,
 beta **= ratio; G has no lazy regulariser (no path-length penalty in GigaGAN) and no correction.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import flax.struct
@@ -34,13 +35,23 @@ class TrainState:
     d_opt: optax.OptState
 
 
-def is_attention_param(path) -> bool:
-    return any("attn" in str(getattr(k, "key", k)) for k in path)
+# An attention layer's module name (G: self_attn0, cross_attn1; D: self_attn; T: attn) and the
+# names of its projections (L2 self-attention ties q and k into "qk").
+ATTENTION_LAYER = re.compile(r"(self_attn|cross_attn|attn)\d*")
+ATTENTION_PROJECTIONS = ("q", "k", "qk", "v", "out")
+
+
+def is_attention_projection(path) -> bool:
+    """`.../<attention layer>/<projection>/kernel`: the weights the paper decays. Not their biases,
+    not the LayerNorm before an attention layer (`ln_attn`), not a style-token projection."""
+    names = [str(getattr(k, "key", k)) for k in path]
+    return (len(names) >= 3 and names[-1] == "kernel" and names[-2] in ATTENTION_PROJECTIONS
+            and ATTENTION_LAYER.fullmatch(names[-3]) is not None)
 
 
 def attention_mask(params: Params) -> Params:
-    """True for the leaves that get weight decay (attention layers only)."""
-    return jax.tree_util.tree_map_with_path(lambda path, _: is_attention_param(path), params)
+    """True for the leaves that get weight decay (attention projection weights only)."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: is_attention_projection(path), params)
 
 
 def _adam(lr: float, beta1: float, beta2: float, eps: float, weight_decay: float) -> optax.GradientTransformation:
@@ -59,9 +70,19 @@ def make_optimizers(config: ml_collections.ConfigDict) -> tuple[optax.GradientTr
     return g_tx, d_tx
 
 
-def ema_beta(config: ml_collections.ConfigDict) -> float:
-    """Per-step EMA decay that halves the old weights' share every `ema_half_life_images`."""
-    return 0.5 ** (config.train.batch_size / config.optim.ema_half_life_images)
+def ema_beta(config: ml_collections.ConfigDict, step) -> jax.Array:
+    """G_ema's decay at training step `step` (the number of G steps done before this one).
+
+    The old weights' share halves every `ema_half_life_images` images; during the ramp-up the
+    half-life is capped at `ema_rampup` x the images seen so far (StyleGAN2-ADA), so step 0
+    copies G (beta 0) and the average never reaches back to the random init. float32 [].
+    """
+    batch, o = config.train.batch_size, config.optim
+    half_life = jnp.float32(o.ema_half_life_images)
+    if o.ema_rampup > 0:
+        seen = jnp.asarray(step, jnp.float32) * batch
+        half_life = jnp.minimum(half_life, seen * o.ema_rampup)
+    return jnp.power(0.5, batch / jnp.maximum(half_life, 1e-8))
 
 
 def init_train_state(generator: Generator, discriminator: Discriminator,
@@ -89,9 +110,13 @@ def init_train_state(generator: Generator, discriminator: Discriminator,
                       g_ema=g_params, g_opt=g_tx.init(g_params), d_opt=d_tx.init(d_params))
 
 
-def vision_example_inputs(clip) -> tuple:
-    """Abstract (clip_features, text_embeds) to initialise the vision-aided heads."""
-    size = clip.image_size
-    _, feats = jax.eval_shape(lambda p: clip.encode_image(jnp.zeros((1, size, size, 3)), params=p), clip.params)
+def vision_example_inputs(clip, backbone=None) -> tuple:
+    """Example (clip_features, text_embeds) to initialise the vision-aided heads: the image features
+    of `backbone` (the D's own frozen image tower; None: `clip`'s), the caption embedding of the
+    run's `clip` (the two may differ in width)."""
+    backbone = clip if backbone is None else backbone
+    size = backbone.image_size
+    _, feats = jax.eval_shape(lambda p: backbone.encode_image(jnp.zeros((1, size, size, 3)), params=p),
+                              backbone.params)
     feats = [jnp.zeros(f.shape, f.dtype) for f in feats]
     return feats, jnp.zeros((1, clip.projection_dim))

@@ -9,7 +9,8 @@ CLIP text encoder; both steps read them, nothing is re-encoded inside a step:
 The upsampler (config.task = "upsampler") reads the same batch: its low-res input is the real
 image area-downsampled and randomly degraded inside the step, and its G loss adds the
 perceptual distance of the output to the real image.
-Frozen CLIP image params come in as an argument, never as trainable state.
+Frozen CLIP params (the run's CLIP, the vision-aided D's own image backbone) come in as
+arguments, never as trainable state.
 
 Randomness is an explicit key per call (the loop passes fold_in(seed_key, step)).
 """
@@ -46,28 +47,30 @@ class GanSteps:
     """Builds `d_step` and `g_step` for one config; both are pure functions of their inputs.
 
     `clip` (a `gigagan_jax.pretrained.clip.Clip`, optional) supplies the frozen image encoder used
-    by the CLIP contrastive loss and the vision-aided discriminator; its params are passed to
-    the steps as `clip_params`. It owns the optimisers: `init_state` builds the train state they
-    update.
+    by the CLIP contrastive loss; its params are passed to the steps as `clip_params`.
+    `vision_clip` (optional, loaded `image_only`) is the vision-aided discriminator's own frozen
+    backbone (paper: CLIP ViT-B/32), its params passed as `vision_clip_params`; without it the
+    vision heads read `clip`'s image features. It owns the optimisers: `init_state` builds the
+    train state they update.
     """
 
     def __init__(self, config: ml_collections.ConfigDict, generator: Generator, discriminator: Discriminator,
-                 clip: Any = None, vision_heads: Optional[VisionAidedHeads] = None):
+                 clip: Any = None, vision_heads: Optional[VisionAidedHeads] = None, vision_clip: Any = None):
         self.config = config
         self.generator = generator
         self.discriminator = discriminator
         self.clip = clip
         self.vision_heads = vision_heads
+        self.vision_clip = vision_clip
         self.g_tx, self.d_tx = make_optimizers(config)
-        self.ema_beta = ema_beta(config)
         self.text = generator.spec.text_conditioned
         self.conditioned = generator.spec.conditioning != "none"
         self.upsampler = isinstance(generator.spec, UpsamplerSpec)
         loss = config.loss
         self.perceptual = PerceptualLoss(config, clip) if self.upsampler and loss.perceptual_weight > 0 else None
         self.use_clip_loss = clip is not None and loss.clip_weight > 0 and self.text
-        if vision_heads is not None and clip is None:
-            raise ValueError("the vision-aided discriminator needs a CLIP image encoder (config.clip.path)")
+        if vision_heads is not None and clip is None:  # the heads read its caption embeddings
+            raise ValueError("the vision-aided discriminator needs the run's CLIP (config.clip.path)")
 
     def init_state(self, rng: jax.Array, vision_inputs: tuple | None = None, boxed: bool = False) -> TrainState:
         """A fresh train state for these networks and optimisers (see `init_train_state`)."""
@@ -110,6 +113,13 @@ class GanSteps:
     def _clip_image(self, clip_params, images: jax.Array):
         return self.clip.encode_image(images, params=clip_params)
 
+    def _vision_features(self, clip_params, vision_clip_params, images: jax.Array) -> list[jax.Array]:
+        """Per-layer [B, 1 + patches, D] features the vision heads read: of the D's own backbone, or
+        of the run's CLIP when it has none."""
+        if self.vision_clip is None:
+            return self._clip_image(clip_params, images)[1]
+        return self.vision_clip.encode_image(images, params=vision_clip_params)[1]
+
     def _vision_logits(self, vision_params, clip_features, batch: Batch) -> jax.Array:
         return self.vision_heads.apply({"params": vision_params}, clip_features, batch["text_embeds"])
 
@@ -146,7 +156,7 @@ class GanSteps:
 
     # ----------------------------------------------------------------------------- D step
     def d_loss(self, d_params, batch: Batch, rng: jax.Array, *, g_params, clip_params=None,
-               with_r1: bool = False, with_vision: bool = False) -> tuple[jax.Array, Metrics]:
+               vision_clip_params=None, with_r1: bool = False, with_vision: bool = False) -> tuple[jax.Array, Metrics]:
         cfg = self.config.loss
         gen_rng, perm_rng = jax.random.split(rng)
         d_main = d_params["main"]
@@ -182,8 +192,8 @@ class GanSteps:
             metrics["d/r1_penalty"] = penalty
 
         if with_vision:
-            _, real_clip = self._clip_image(clip_params, reals)
-            _, fake_clip = self._clip_image(clip_params, fakes[-1])
+            real_clip = self._vision_features(clip_params, vision_clip_params, reals)
+            fake_clip = self._vision_features(clip_params, vision_clip_params, fakes[-1])
             v_real = self._vision_logits(d_params["vision"], real_clip, batch)
             v_fake = self._vision_logits(d_params["vision"], fake_clip, batch)
             v_loss = d_vision_aided_loss(v_real, v_fake)
@@ -192,10 +202,10 @@ class GanSteps:
         metrics["d/loss"] = loss
         return loss, metrics
 
-    def d_step(self, state: TrainState, batch: Batch, rng: jax.Array, clip_params=None, *,
+    def d_step(self, state: TrainState, batch: Batch, rng: jax.Array, clip_params=None, vision_clip_params=None, *,
                with_r1: bool = False, with_vision: bool = False) -> tuple[TrainState, Metrics]:
         loss_fn = functools.partial(self.d_loss, g_params=state.g_params, clip_params=clip_params,
-                                    with_r1=with_r1, with_vision=with_vision)
+                                    vision_clip_params=vision_clip_params, with_r1=with_r1, with_vision=with_vision)
         grads, metrics = self._grads(loss_fn, state.d_params, batch, rng)
         updates, d_opt = self.d_tx.update(grads, state.d_opt, state.d_params)
         d_params = optax.apply_updates(state.d_params, updates)
@@ -203,7 +213,7 @@ class GanSteps:
 
     # ----------------------------------------------------------------------------- G step
     def g_loss(self, g_params, batch: Batch, rng: jax.Array, *, d_params, clip_params=None,
-               perceptual_params=None, with_vision: bool = False) -> tuple[jax.Array, Metrics]:
+               perceptual_params=None, vision_clip_params=None, with_vision: bool = False) -> tuple[jax.Array, Metrics]:
         cfg = self.config.loss
         gen_rng, perm_rng = jax.random.split(rng)
         d_main = d_params["main"]
@@ -217,35 +227,40 @@ class GanSteps:
             perm = gan.mismatch_permutation(perm_rng, fakes[-1].shape[0])
             valid = gan.distinct_condition_mask(self._condition_key(batch), perm)
             match_loss = gan.g_matching_loss(self._predict(d_main, fake_feats, t_d[perm]), valid)
-            loss = loss + cfg.matching_weight * match_loss
+            loss = loss + cfg.g_matching_weight * match_loss
             metrics["g/match"] = match_loss
         if self.perceptual is not None:
             perceptual = self.perceptual(fakes[-1], to_signed(batch["image"]), clip_params, perceptual_params)
             loss = loss + cfg.perceptual_weight * perceptual
             metrics["g/perceptual"] = perceptual
 
-        if self.use_clip_loss or with_vision:
+        shared = with_vision and self.vision_clip is None  # the heads read the run's CLIP
+        if self.use_clip_loss or shared:
             fake_embeds, fake_clip = self._clip_image(clip_params, fakes[-1])  # one CLIP pass for both
             if self.use_clip_loss:
-                clip_loss = clip_contrastive_loss(fake_embeds, batch["text_embeds"], clip_params["logit_scale"])
+                clip_loss = clip_contrastive_loss(fake_embeds, batch["text_embeds"], clip_params["logit_scale"],
+                                                  gan.same_condition(self._condition_key(batch)))
                 loss = loss + cfg.clip_weight * clip_loss
                 metrics["g/clip"] = clip_loss
-            if with_vision:
-                v_loss = g_vision_aided_loss(self._vision_logits(d_params["vision"], fake_clip, batch))
-                loss = loss + cfg.vision_aided_weight * v_loss
-                metrics["g/vision_aided"] = v_loss
+        if with_vision:
+            fake_v = fake_clip if shared else self._vision_features(clip_params, vision_clip_params, fakes[-1])
+            v_loss = g_vision_aided_loss(self._vision_logits(d_params["vision"], fake_v, batch))
+            loss = loss + cfg.vision_aided_weight * v_loss
+            metrics["g/vision_aided"] = v_loss
         metrics["g/loss"] = loss
         return loss, metrics
 
-    def g_step(self, state: TrainState, batch: Batch, rng: jax.Array, clip_params=None, perceptual_params=None, *,
-               with_vision: bool = False) -> tuple[TrainState, Metrics]:
+    def g_step(self, state: TrainState, batch: Batch, rng: jax.Array, clip_params=None, perceptual_params=None,
+               vision_clip_params=None, *, with_vision: bool = False) -> tuple[TrainState, Metrics]:
         """`perceptual_params`: the upsampler's LPIPS weights (`load_lpips(config.loss.lpips_path)`), if any."""
         loss_fn = functools.partial(self.g_loss, d_params=state.d_params, clip_params=clip_params,
-                                    perceptual_params=perceptual_params, with_vision=with_vision)
+                                    perceptual_params=perceptual_params, vision_clip_params=vision_clip_params,
+                                    with_vision=with_vision)
         grads, metrics = self._grads(loss_fn, state.g_params, batch, rng)
         updates, g_opt = self.g_tx.update(grads, state.g_opt, state.g_params)
         g_params = optax.apply_updates(state.g_params, updates)
-        g_ema = jax.tree_util.tree_map(lambda e, p: p + self.ema_beta * (e - p), state.g_ema, g_params)
+        beta = ema_beta(self.config, state.step)
+        g_ema = jax.tree_util.tree_map(lambda e, p: p + beta * (e - p), state.g_ema, g_params)
         new, metrics = self._finish(state, state.replace(g_params=g_params, g_ema=g_ema, g_opt=g_opt),
                                     grads, metrics, "g")
         return new.replace(step=state.step + 1), metrics
