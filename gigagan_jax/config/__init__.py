@@ -139,7 +139,7 @@ def _optim_defaults() -> ml_collections.ConfigDict:
     optim.beta1 = 0.0
     optim.beta2 = 0.99
     optim.eps = 1e-8
-    optim.attention_weight_decay = 0.01  # decoupled weight decay on attention params only
+    optim.attention_weight_decay = 0.01  # decoupled weight decay on attention projection weights only
     # G_ema: the old weights' share halves every `ema_half_life_images` training images, so the
     # average spans the same data whatever the batch. The paper's 0.9999 per step at batch 512.
     optim.ema_half_life_images = ema_half_life_for_beta(0.9999, 512)
@@ -343,7 +343,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     _require(not missing, f"config is missing key(s): {', '.join('config.' + k for k in missing)}")
     # nan compares False and inf passes every bound below. All named at once: a key that follows
     # another (loss.g_matching_weight) inherits the bad value the user gave the other one.
-    infinite = [f"config.{key}" for key, value in given.items() if isinstance(value, float) and not math.isfinite(value)]
+    infinite = [f"config.{key}" for key, value in given.items()
+                if isinstance(value, float) and not math.isfinite(value)]
     values = ", ".join(str(given[k[len("config."):]]) for k in infinite)
     _require(not infinite, f"{', '.join(infinite)} must be "
              f"{'a finite number' if len(infinite) == 1 else 'finite numbers'}, got {values}")
@@ -399,8 +400,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
 
     loss, optim = config.loss, config.optim
     _require(loss.r1_interval >= 1, f"config.loss.r1_interval must be >= 1, got {loss.r1_interval}")
-    for key in ("matching_weight", "g_matching_weight", "r1_gamma", "clip_weight", "vision_aided_weight", "perceptual_weight",
-                "perceptual_clip_weight"):
+    for key in ("matching_weight", "g_matching_weight", "r1_gamma", "clip_weight", "vision_aided_weight",
+                "perceptual_weight", "perceptual_clip_weight"):
         _require(loss[key] >= 0, f"config.loss.{key} must be >= 0, got {loss[key]}")
     _require(loss.perceptual in PERCEPTUAL_LOSSES,
              f"config.loss.perceptual must be one of {PERCEPTUAL_LOSSES}, got {loss.perceptual!r}")
