@@ -7,7 +7,6 @@ import json
 
 import jax
 import jax.numpy as jnp
-import msgpack
 import numpy as np
 import pytest
 from transformers import FlaxCLIPModel
@@ -21,7 +20,7 @@ from gigagan_jax.pretrained.clip import (
     save_clip,
 )
 
-from clip_fixtures import tiny_clip_config
+from clip_fixtures import save_with_unreadable_tower, tiny_clip_config
 
 
 def tiny_config():
@@ -60,13 +59,7 @@ def test_text_only_msgpack_skips_the_vision_tower(saved, tmp_path):
     """The vision entries are replaced by bytes that cannot be restored: a text-only load must
     not even parse them, a full load must fail on them."""
     path, config, params = saved
-    corrupt = tmp_path / "corrupt"
-    corrupt.mkdir()
-    (corrupt / "config.json").write_text(open(f"{path}/config.json").read())
-    tree = msgpack.unpackb(open(f"{path}/flax_model.msgpack", "rb").read(), raw=False,
-                           strict_map_key=False)
-    tree["vision_model"] = msgpack.ExtType(99, b"not an array")
-    (corrupt / "flax_model.msgpack").write_bytes(msgpack.packb(tree))
+    corrupt = save_with_unreadable_tower(path, str(tmp_path / "corrupt"), "vision_model")
 
     clip = load_clip(str(corrupt), text_only=True)
     assert set(clip.params) == {"text_model", "text_projection", "logit_scale"}

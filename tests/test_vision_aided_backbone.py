@@ -13,10 +13,9 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import msgpack
 import numpy as np
 import pytest
-from clip_fixtures import save_tiny_clip
+from clip_fixtures import save_tiny_clip, save_with_unreadable_tower
 
 from gigagan_jax.checkpoint import Checkpointer, CheckpointError
 from gigagan_jax.config import has_vision_backbone, load_config, needs_image_tower, validate_config
@@ -64,13 +63,7 @@ def setup(tiny_clip, backbone_dir):
 def test_image_only_load_holds_no_text_weights(backbone_dir, tmp_path):
     """The text entries are replaced by bytes that cannot be restored: an image-only load must not
     parse them, and gives the full load's image features."""
-    corrupt = tmp_path / "corrupt"
-    corrupt.mkdir()
-    (corrupt / "config.json").write_text(open(f"{backbone_dir}/config.json").read())
-    tree = msgpack.unpackb(open(f"{backbone_dir}/flax_model.msgpack", "rb").read(), raw=False,
-                           strict_map_key=False)
-    tree["text_model"] = msgpack.ExtType(99, b"not an array")
-    (corrupt / "flax_model.msgpack").write_bytes(msgpack.packb(tree))
+    corrupt = save_with_unreadable_tower(backbone_dir, str(tmp_path / "corrupt"), "text_model")
     backbone = load_clip(str(corrupt), image_only=True)
     assert set(backbone.params) == {"vision_model", "visual_projection"}
     pixels = jnp.linspace(-1, 1, 2 * 32 * 32 * 3).reshape(2, 32, 32, 3)
