@@ -36,8 +36,7 @@ from gigagan_jax.losses.perceptual import multiscale_l1
 from gigagan_jax.models.build import build_generator
 from gigagan_jax.models.generator import init_generator
 from gigagan_jax.models.layers import EqualizedConv, SynthesisLayer, ToRGB
-from gigagan_jax.models.upsampler import resize_to
-from gigagan_jax.pixels import to_signed
+from gigagan_jax.pixels import resize_to, to_signed
 
 
 def set_field(config, assignment: str) -> None:

@@ -33,3 +33,16 @@ def to_uint8(images) -> np.ndarray:
 def area_downsample(x: jax.Array, factor: int) -> jax.Array:
     """Box-filter [B, H, W, C] by an integer factor: real-image pyramids, upsampler inputs."""
     return einops.reduce(x, "b (h fh) (w fw) c -> b h w c", "mean", fh=factor, fw=factor)
+
+
+def resize_to(x: jax.Array, resolution: int) -> jax.Array:
+    """Square image [B, r, r, C] -> [B, resolution, resolution, C]: bicubic up, area down.
+
+    Bicubic (not the zero-padded FIR of the feature path) so that borders keep their colour:
+    the upsampler then starts exactly at the bicubic baseline it has to beat."""
+    b, r, _, c = x.shape
+    if r < resolution:
+        return jax.image.resize(x, (b, resolution, resolution, c), method="bicubic")
+    if r > resolution:
+        return area_downsample(x, r // resolution)
+    return x

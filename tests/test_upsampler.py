@@ -12,7 +12,8 @@ from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.models.generator import init_generator
 from gigagan_jax.data.shapes import ShapesSource
 from gigagan_jax.data.degrade import degrade, gaussian_taps
-from gigagan_jax.models.upsampler import Upsampler, resize_to
+from gigagan_jax.models.upsampler import Upsampler
+from gigagan_jax.pixels import resize_to
 from gigagan_jax.train.step import GanSteps
 
 
@@ -202,10 +203,12 @@ def test_config_validation():
         validate_config(c)
 
 
-@pytest.mark.parametrize("conditioning", ["text", "none"])
-def test_d_and_g_steps_train_the_upsampler(conditioning):
-    """A few D/G steps: finite losses, matching only when conditioned, the residual path trains."""
+@pytest.mark.parametrize("conditioning,input_residual", [("text", False), ("none", False), ("none", True)])
+def test_d_and_g_steps_train_the_upsampler(conditioning, input_residual):
+    """A few D/G steps: finite losses, matching only when conditioned, the residual path trains
+    (also with D reading the low-res input, R1 steps included)."""
     config = upsampler_config(conditioning)
+    config.model.d.input_residual = input_residual
     config.loss.r1_interval = 2
     config.optim.g_lr = 0.01
     up, disc = build_generator(config), build_discriminator(config)

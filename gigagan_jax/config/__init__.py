@@ -90,6 +90,10 @@ def _discriminator_defaults(g: ml_collections.ConfigDict) -> ml_collections.Conf
     for key in D_FOLLOWS_G:
         d[key] = _follow(g, key)
     d.head_layers = 4  # depth of psi_j, the t_D-modulated 1x1 conv stack (paper: 4)
+    # Upsampler only: each D input also gets the image minus the bicubic-upsampled low-res input
+    # G was given (3 more channels), so D judges the detail G adds and its fit to that input
+    # rather than re-deriving both from the whole image (not in the paper; BENCHMARKS.md).
+    d.input_residual = False
     return d
 
 
@@ -394,6 +398,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     _require(d.text_layers >= 0, f"config.model.d.text_layers must be >= 0, got {d.text_layers}")
     _require(channels_at(m.resolution, d.channel_base, d.channel_max) >= 1,
              f"config.model.d.channel_base={d.channel_base} gives no channels at {m.resolution} px")
+    _require(not d.input_residual or config.task == "upsampler",
+             "config.model.d.input_residual needs config.task='upsampler' (it reads the upsampler's low-res input)")
     if m.conditioning == "text":
         _require(d.text_dim % d.text_heads == 0,
                  f"config.model.d.text_dim={d.text_dim} is not divisible by text_heads={d.text_heads}")

@@ -12,6 +12,13 @@ logit therefore sees the text (no text-blind prediction reaches the losses).
 
 Image features and t_D are separate methods so the losses can reuse one image pass with several
 conditionings (the matching-aware loss pairs each image with a shuffled caption).
+
+An upsampler's D may also read its generator's low-res input (`input_residual`): each scale's
+fromRGB then sees [x_i, x_i - bicubic(lowres)], the detail above that input. For a real
+image that residual is its high frequencies; for a bicubic output it is exactly zero. Without it
+D must learn to pull a few edge pixels' difference out of the whole image: against fixed
+bicubic fakes its logit gap stayed below 0.04 for 200 steps, against 0.64 at step 150 with the
+residual (BENCHMARKS.md), and an unconditional D cannot tell an output that ignores its input.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import jax.numpy as jnp
 from gigagan_jax.config import level_resolutions
 from gigagan_jax.models.attention import L2SelfAttention
 from gigagan_jax.models.layers import AdaptiveModulatedConv, EqualizedConv, EqualizedDense, lrelu, residual_down
-from gigagan_jax.pixels import area_downsample
+from gigagan_jax.pixels import area_downsample, resize_to
 from gigagan_jax.models.text import TextTransformer
 
 Pair = tuple[int, int]  # (input resolution i, prediction resolution j)
@@ -50,6 +57,7 @@ class DiscriminatorSpec:
     attn_heads: int
     attn_head_dim: int
     head_layers: int
+    input_residual: bool
     dtype: str
 
     def channels_at(self, res: int) -> int:
@@ -160,15 +168,23 @@ class Discriminator(nn.Module):
         t = self.text_transformer(text_features, eot_index)
         return jnp.take_along_axis(t, eot_index[:, None, None].astype(jnp.int32), axis=1)[:, 0]
 
-    def features(self, pyramid: dict[int, jax.Array]) -> dict[Pair, jax.Array]:
-        """{resolution: image [B, r, r, 3]} -> {(i, j): phi_{i->j}(x_i) [B, j, j, C_j]}."""
+    def features(self, pyramid: dict[int, jax.Array], lowres: Optional[jax.Array] = None) -> dict[Pair, jax.Array]:
+        """{resolution: image [B, r, r, 3]} -> {(i, j): phi_{i->j}(x_i) [B, j, j, C_j]}.
+
+        `lowres` [B, r, r, 3]: the upsampler's input, required when `spec.input_residual`."""
         missing = [r for r in self.spec.input_resolutions if r not in pyramid]
         if missing:
             raise ValueError(f"the discriminator needs images at {list(self.spec.input_resolutions)} px; "
                              f"missing {missing}")
+        if self.spec.input_residual and lowres is None:
+            raise ValueError("this discriminator reads the upsampler's low-res input (model.d.input_residual); "
+                             "pass lowres")
         out = {}
         for i in self.spec.input_resolutions:
-            x = self.from_rgb[str(i)](pyramid[i].astype(self.spec.compute_dtype))
+            image = pyramid[i].astype(jnp.float32)  # [B, i, i, 3]
+            if self.spec.input_residual:
+                image = jnp.concatenate([image, image - resize_to(lowres.astype(jnp.float32), i)], axis=-1)
+            x = self.from_rgb[str(i)](image.astype(self.spec.compute_dtype))
             r = i
             while r > 4:
                 x = self.stages[str(r)](x)
@@ -182,8 +198,9 @@ class Discriminator(nn.Module):
         return {pair: self.heads[str(pair[1])](f, t_d) for pair, f in features.items()}
 
     def __call__(self, pyramid: dict[int, jax.Array], text_features: Optional[jax.Array] = None,
-                 eot_index: Optional[jax.Array] = None, labels: Optional[jax.Array] = None) -> dict[Pair, jax.Array]:
-        features = self.features(pyramid)
+                 eot_index: Optional[jax.Array] = None, labels: Optional[jax.Array] = None,
+                 lowres: Optional[jax.Array] = None) -> dict[Pair, jax.Array]:
+        features = self.features(pyramid, lowres)
         if self.spec.conditioning == "none":
             t_d = unconditional_t_d(self.spec, next(iter(pyramid.values())).shape[0])
         else:

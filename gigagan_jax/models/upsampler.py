@@ -37,7 +37,7 @@ from gigagan_jax.models.attention import CrossAttention, L2SelfAttention
 from gigagan_jax.models.generator import Generator, GeneratorSpec, TextConditioning
 from gigagan_jax.models.layers import EqualizedConv, SynthesisLayer, ToRGB, residual_down
 from gigagan_jax.models.resample import upsample2d
-from gigagan_jax.pixels import area_downsample
+from gigagan_jax.pixels import resize_to
 
 SKIP_GAIN = 1.0 / math.sqrt(2.0)  # keeps the variance of a sum of two unit-variance branches at 1
 
@@ -62,19 +62,6 @@ class UpsamplerSpec(GeneratorSpec):
     def dummy_inputs(self, batch: int) -> dict:
         r = self.input_resolution
         return {**super().dummy_inputs(batch), "lowres": jnp.zeros((batch, r, r, 3), jnp.float32)}
-
-
-def resize_to(x: jax.Array, resolution: int) -> jax.Array:
-    """Square image [B, r, r, C] -> [B, resolution, resolution, C]: bicubic up, area down.
-
-    Bicubic (not the zero-padded FIR of the feature path) so that borders keep their colour:
-    the upsampler then starts exactly at the bicubic baseline it has to beat."""
-    b, r, _, c = x.shape
-    if r < resolution:
-        return jax.image.resize(x, (b, resolution, resolution, c), method="bicubic")
-    if r > resolution:
-        return area_downsample(x, r // resolution)
-    return x
 
 
 class ResidualDown(nn.Module):

@@ -98,7 +98,8 @@ def init_train_state(generator: Generator, discriminator: Discriminator,
     s = discriminator.spec
     images = real_pyramid(jnp.zeros((1, s.resolution, s.resolution, 3)), s.input_resolutions)
     cond = generator.spec.dummy_inputs(1)
-    d_vars = discriminator.init(d_rng, images, cond.get("text_features"), cond.get("eot_index"), cond.get("labels"))
+    d_vars = discriminator.init(d_rng, images, cond.get("text_features"), cond.get("eot_index"), cond.get("labels"),
+                                cond.get("lowres"))
     d_params = {"main": d_vars["params"]}
     if vision_heads is not None:
         d_params["vision"] = vision_heads.init(v_rng, *vision_inputs)["params"]

@@ -7,8 +7,9 @@ CLIP text encoder; both steps read them, nothing is re-encoded inside a step:
     text_embeds  float [B, P]: CLIP's projected caption embedding (CLIP loss, vision-aided D)
     label        int32 [B]                                   (class-conditional models)
 The upsampler (config.task = "upsampler") reads the same batch: its low-res input is the real
-image area-downsampled and randomly degraded inside the step, and its G loss adds the
-perceptual distance of the output to the real image.
+image area-downsampled and randomly degraded inside the step (`GanSteps.lowres`; a D with
+model.d.input_residual reads that same input), and its G loss adds the perceptual distance of the
+output to the real image.
 Frozen CLIP params (the run's CLIP, the vision-aided D's own image backbone) come in as
 arguments, never as trainable state.
 
@@ -87,16 +88,26 @@ class GanSteps:
         """What identifies a sample's caption/class, to detect duplicates in the batch."""
         return batch["text_features"] if self.text else batch["label"]
 
+    def lowres(self, batch: Batch, rng: jax.Array) -> jax.Array:
+        """The upsampler's degraded low-res input [B, r, r, 3] that `generate(.., batch, rng)` feeds G."""
+        spec = self.generator.spec
+        degrade_rng = jax.random.split(rng, 3)[2]
+        lowres = lowres_input(to_signed(batch["image"]), spec.input_resolution)
+        return degrade(lowres, degrade_rng, spec.blur_sigma_max, spec.noise_std_max)
+
     def generate(self, g_params, batch: Batch, rng: jax.Array) -> list[jax.Array]:
-        z_rng, noise_rng, degrade_rng = jax.random.split(rng, 3)
+        z_rng, noise_rng, _ = jax.random.split(rng, 3)
         spec = self.generator.spec
         b = batch["image"].shape[0]
         z = jax.random.normal(z_rng, (b, spec.z_dim))
         inputs = self._condition(batch)
         if self.upsampler:
-            lowres = lowres_input(to_signed(batch["image"]), spec.input_resolution)
-            inputs["lowres"] = degrade(lowres, degrade_rng, spec.blur_sigma_max, spec.noise_std_max)
+            inputs["lowres"] = self.lowres(batch, rng)
         return self.generator.apply({"params": g_params}, z, **inputs, rngs={"noise": noise_rng})
+
+    def _d_lowres(self, batch: Batch, gen_rng: jax.Array) -> Optional[jax.Array]:
+        """What D reads of G's input besides the images: the low-res input, with model.d.input_residual."""
+        return self.lowres(batch, gen_rng) if self.discriminator.spec.input_residual else None
 
     def _t_d(self, d_main, batch: Batch) -> jax.Array:
         if not self.conditioned:
@@ -104,8 +115,8 @@ class GanSteps:
         return self.discriminator.apply({"params": d_main}, **self._condition(batch),
                                         method=Discriminator.text_embedding)
 
-    def _features(self, d_main, pyramid: dict) -> dict:
-        return self.discriminator.apply({"params": d_main}, pyramid, method=Discriminator.features)
+    def _features(self, d_main, pyramid: dict, lowres: Optional[jax.Array] = None) -> dict:
+        return self.discriminator.apply({"params": d_main}, pyramid, lowres, method=Discriminator.features)
 
     def _predict(self, d_main, features: dict, t_d: jax.Array) -> dict:
         return self.discriminator.apply({"params": d_main}, features, t_d, method=Discriminator.predict)
@@ -162,9 +173,10 @@ class GanSteps:
         d_main = d_params["main"]
         reals = to_signed(batch["image"])  # [B, R, R, 3]
         fakes = jax.lax.stop_gradient(self.generate(g_params, batch, gen_rng))
+        lowres = self._d_lowres(batch, gen_rng)  # a condition of real and fake alike, as G saw it
         inputs = self.discriminator.spec.input_resolutions
-        real_feats = self._features(d_main, real_pyramid(reals, inputs))
-        fake_feats = self._features(d_main, pyramid_dict(fakes))
+        real_feats = self._features(d_main, real_pyramid(reals, inputs), lowres)
+        fake_feats = self._features(d_main, pyramid_dict(fakes), lowres)
         t_d = self._t_d(d_main, batch)  # [B, Dt]
         real_logits = self._predict(d_main, real_feats, t_d)
         fake_logits = self._predict(d_main, fake_feats, t_d)
@@ -184,7 +196,7 @@ class GanSteps:
 
         if with_r1:
             def real_score(x):  # [B]: every pair's mean logit, summed
-                feats = self._features(d_main, real_pyramid(x, inputs))
+                feats = self._features(d_main, real_pyramid(x, inputs), lowres)
                 return sum(gan.per_sample(v) for v in self._predict(d_main, feats, t_d).values())
 
             penalty = r1_penalty(real_score, reals)
@@ -218,7 +230,7 @@ class GanSteps:
         gen_rng, perm_rng = jax.random.split(rng)
         d_main = d_params["main"]
         fakes = self.generate(g_params, batch, gen_rng)
-        fake_feats = self._features(d_main, pyramid_dict(fakes))
+        fake_feats = self._features(d_main, pyramid_dict(fakes), self._d_lowres(batch, gen_rng))
         t_d = self._t_d(d_main, batch)
         gan_loss = gan.g_gan_loss(self._predict(d_main, fake_feats, t_d))
         loss = gan_loss
