@@ -2,14 +2,13 @@
 scalars it writes. The real networks are covered by test_eval_inception / test_eval_clip_score."""
 
 import json
-import os
-import struct
 import time
 
 import numpy as np
 import pytest
 
 from gigagan_jax.eval import evaluate
+from gigagan_jax.train.metrics import read_scalars
 
 PROJECTION = np.random.default_rng(0).normal(size=(3 * 4 * 4, 24)).astype(np.float32)
 
@@ -43,22 +42,6 @@ def batches(x, size):
 
 def prompt_batches(n, size):
     return [[f"prompt {j}" for j in range(i, min(i + size, n))] for i in range(0, n, size)]
-
-
-def read_scalars(log_dir):
-    """{tag: [(step, value)]} of the one event file in log_dir, read record by record
-    (length, its CRC, the Event proto, its CRC)."""
-    from tensorboardX.proto.event_pb2 import Event
-
-    (name,) = os.listdir(log_dir)
-    data, scalars = open(os.path.join(log_dir, name), "rb").read(), {}
-    while data:
-        (length,) = struct.unpack("<Q", data[:8])
-        event = Event.FromString(data[12:12 + length])
-        for value in event.summary.value:
-            scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
-        data = data[16 + length:]
-    return scalars
 
 
 def test_generator_that_reproduces_the_data_scores_perfectly(tmp_path):

@@ -1,13 +1,17 @@
 """Training metrics without a host round-trip per step: step metrics stay on device until a log
-step, are fetched once, checked for non-finite values, averaged and written to TensorBoard."""
+step, are fetched once, checked for non-finite values, averaged and written to TensorBoard (and
+read back, for checks of a run, by `read_scalars`)."""
 
 from __future__ import annotations
 
 import math
+import struct
 from typing import Optional
 
 import jax
 import numpy as np
+
+from gigagan_jax.workdir import files_under, join, open_file
 
 
 class NonFiniteLossError(RuntimeError):
@@ -61,3 +65,24 @@ def open_writer(log_dir: str, enabled: bool) -> Optional[object]:
     from tensorboardX import SummaryWriter
 
     return SummaryWriter(log_dir)
+
+
+def read_scalars(log_dir: str) -> dict[str, list[tuple[int, float]]]:
+    """{tag: [(step, value), ...]} from every TensorBoard event file in log_dir, oldest file first
+    (a resumed run adds one), without the tensorboard package: each record is its length (u64),
+    the length's CRC, an Event proto, and the proto's CRC."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for name in files_under(log_dir):
+        if not name.startswith("events.out.tfevents."):
+            continue
+        with open_file(join(log_dir, name), "rb") as f:
+            data = f.read()
+        while len(data) >= 16:
+            (length,) = struct.unpack("<Q", data[:8])
+            event = Event.FromString(data[12:12 + length])
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((int(event.step), float(value.simple_value)))
+            data = data[16 + length:]
+    return scalars
