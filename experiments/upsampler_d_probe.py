@@ -57,10 +57,13 @@ def d_gap_curve(config, steps: int, lr: float, beta1: float,
     def gap(real, fake):
         return gan.mean_logit(real) - gan.mean_logit(fake)
 
+    def loss(p, images):  # (D's GAN loss, its real - fake gap on the batch)
+        real, fake = logits(p, images)
+        return gan.d_gan_loss(real, fake), gap(real, fake)
+
     @jax.jit
     def step(p, o, images):
-        (_, batch_gap), grads = jax.value_and_grad(
-            lambda q: (lambda r, f: (gan.d_gan_loss(r, f), gap(r, f)))(*logits(q, images)), has_aux=True)(p)
+        (_, batch_gap), grads = jax.value_and_grad(loss, has_aux=True)(p, images)
         updates, o = tx.update(grads, o, p)
         return optax.apply_updates(p, updates), o, batch_gap
 

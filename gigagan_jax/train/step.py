@@ -95,14 +95,16 @@ class GanSteps:
         lowres = lowres_input(to_signed(batch["image"]), spec.input_resolution)
         return degrade(lowres, degrade_rng, spec.blur_sigma_max, spec.noise_std_max)
 
-    def generate(self, g_params, batch: Batch, rng: jax.Array) -> list[jax.Array]:
+    def generate(self, g_params, batch: Batch, rng: jax.Array, lowres: Optional[jax.Array] = None) -> list[jax.Array]:
+        """G's pyramid for the batch; an upsampler's input is `lowres` if given (it must be
+        `self.lowres(batch, rng)`, passed by a caller that needs it too), else computed here."""
         z_rng, noise_rng, _ = jax.random.split(rng, 3)
         spec = self.generator.spec
         b = batch["image"].shape[0]
         z = jax.random.normal(z_rng, (b, spec.z_dim))
         inputs = self._condition(batch)
         if self.upsampler:
-            inputs["lowres"] = self.lowres(batch, rng)
+            inputs["lowres"] = self.lowres(batch, rng) if lowres is None else lowres
         return self.generator.apply({"params": g_params}, z, **inputs, rngs={"noise": noise_rng})
 
     def _d_lowres(self, batch: Batch, gen_rng: jax.Array) -> Optional[jax.Array]:
@@ -172,8 +174,8 @@ class GanSteps:
         gen_rng, perm_rng = jax.random.split(rng)
         d_main = d_params["main"]
         reals = to_signed(batch["image"])  # [B, R, R, 3]
-        fakes = jax.lax.stop_gradient(self.generate(g_params, batch, gen_rng))
         lowres = self._d_lowres(batch, gen_rng)  # a condition of real and fake alike, as G saw it
+        fakes = jax.lax.stop_gradient(self.generate(g_params, batch, gen_rng, lowres))
         inputs = self.discriminator.spec.input_resolutions
         real_feats = self._features(d_main, real_pyramid(reals, inputs), lowres)
         fake_feats = self._features(d_main, pyramid_dict(fakes), lowres)
@@ -229,8 +231,9 @@ class GanSteps:
         cfg = self.config.loss
         gen_rng, perm_rng = jax.random.split(rng)
         d_main = d_params["main"]
-        fakes = self.generate(g_params, batch, gen_rng)
-        fake_feats = self._features(d_main, pyramid_dict(fakes), self._d_lowres(batch, gen_rng))
+        lowres = self._d_lowres(batch, gen_rng)
+        fakes = self.generate(g_params, batch, gen_rng, lowres)
+        fake_feats = self._features(d_main, pyramid_dict(fakes), lowres)
         t_d = self._t_d(d_main, batch)
         gan_loss = gan.g_gan_loss(self._predict(d_main, fake_feats, t_d))
         loss = gan_loss
