@@ -10,7 +10,7 @@ from flax.core import meta
 
 from gigagan_jax.config import load_config
 from gigagan_jax.models.build import build_discriminator
-from gigagan_jax.models.discriminator import Discriminator, real_pyramid
+from gigagan_jax.models.discriminator import Discriminator, real_pyramid, stack_batches, unstack_batches
 
 
 def _inputs(spec, batch=2, seed=0):
@@ -91,3 +91,34 @@ def test_discriminator_bad_inputs():
         disc.apply(params, pyramid, feats[:, :10], eot)
     with pytest.raises(ValueError, match="needs text_features"):
         disc.apply(params, pyramid, method=Discriminator.text_embedding)
+
+
+def test_stacked_batches_give_the_logits_of_separate_calls():
+    """predict runs each head once over every input that reads it, and the losses stack real,
+    fake and mismatched pairs into one pass: each sample's logits must be those of its own call."""
+    disc, params = _tiny()
+    spec = disc.spec
+    pyramid, feats, eot = _inputs(spec)
+    other, _, _ = _inputs(spec, seed=5)
+    features = disc.apply(params, pyramid, method=Discriminator.features)
+    t_d = disc.apply(params, feats, eot, method=Discriminator.text_embedding)
+    by_head = disc.apply(params, features, t_d, method=Discriminator.predict)
+    for pair, f in features.items():  # head j alone on one pair's features
+        alone = disc.apply(params, {pair: f}, t_d, method=Discriminator.predict)[pair]
+        np.testing.assert_allclose(by_head[pair], alone, rtol=1e-5, atol=1e-6)
+
+    both = unstack_batches(disc.apply(params, stack_batches([pyramid, other]), method=Discriminator.features), 2)
+    second = disc.apply(params, other, method=Discriminator.features)
+    for pair in features:
+        np.testing.assert_allclose(both[0][pair], features[pair], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(both[1][pair], second[pair], rtol=1e-5, atol=1e-6)
+    assert float(jnp.abs(both[0][(16, 1)] - both[1][(16, 1)]).max()) > 1e-3  # two different batches
+
+
+def test_stacking_keeps_each_sample_s_rows_together():
+    """Sample b's k rows are adjacent, so a batch-sharded array is split among devices as before."""
+    a, b = jnp.arange(4.0), 10 + jnp.arange(4.0)
+    np.testing.assert_array_equal(stack_batches([a, b]), [0, 10, 1, 11, 2, 12, 3, 13])
+    back = unstack_batches(stack_batches([{"x": a}, {"x": b}]), 2)
+    np.testing.assert_array_equal(back[0]["x"], a)
+    np.testing.assert_array_equal(back[1]["x"], b)

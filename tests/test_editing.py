@@ -65,7 +65,9 @@ def test_bad_crossover_is_a_clear_error(trained):
 
 def test_sampling_split_over_a_mesh_gives_the_one_device_images(trained):
     """sample.py / eval place G_ema on every device and split each batch (padded to a multiple of
-    the device count): the images must not depend on that, nor on where a batch boundary falls."""
+    the device count): the images must not depend on that, nor on where a batch boundary falls.
+    XLA may pick a different kernel for another batch shape, so a pixel may round to the next
+    uint8 level (seen: 1 of 3840 on one CPU); a wrong seed or row order moves nearly all of them."""
     prompts, seeds = [RED, BLUE, RED, BLUE, RED], [0, 1, 2, 3, 4]
     one = sample_pairs(trained, prompts, seeds, batch_size=64)
     mesh = sampling_mesh()
@@ -75,7 +77,8 @@ def test_sampling_split_over_a_mesh_gives_the_one_device_images(trained):
     for batch_size in (64, 3):  # one padded batch of 8; batches of 3 (+5 padding rows) and 2 (+6)
         many = sample_pairs(spread, prompts, seeds, batch_size=batch_size)
         assert many.shape == one.shape == (5, 16, 16, 3)
-        np.testing.assert_array_equal(many, one)
+        diff = np.abs(many.astype(np.int16) - one.astype(np.int16))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.005, (diff.max(), (diff > 0).mean())
 
 
 def _with_noise(trained, strength: float = 1.0):

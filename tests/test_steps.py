@@ -62,10 +62,11 @@ def test_matching_term_trains_the_text_branch(setup):
 
     def matching(d_params):
         d_main = d_params["main"]
-        feats = steps._features(d_main, real_pyramid(reals, steps.discriminator.spec.input_resolutions))
+        feats, = steps._features(d_main, [real_pyramid(reals, steps.discriminator.spec.input_resolutions)])
         t_d = steps._t_d(d_main, batch)
         perm = gan.mismatch_permutation(jax.random.PRNGKey(0), B)
-        return gan.d_matching_loss(steps._predict(d_main, feats, t_d[perm]), {}, jnp.ones(B))
+        logits, = steps._predict(d_main, [(feats, t_d[perm])])
+        return gan.d_matching_loss(logits, {}, jnp.ones(B))
 
     grads = jax.jit(jax.grad(matching))(state.d_params)["main"]["text_transformer"]
     norm = sum(float(jnp.sum(g**2)) for g in jax.tree_util.tree_leaves(grads))

@@ -13,6 +13,11 @@ logit therefore sees the text (no text-blind prediction reaches the losses).
 Image features and t_D are separate methods so the losses can reuse one image pass with several
 conditionings (the matching-aware loss pairs each image with a shuffled caption).
 
+Every call of a head is a copy of its ops in the compiled step, and XLA:CPU compiles each fused
+op on its own (tens of ms apiece): `predict` runs each head once, on the features of every input
+that reads it stacked into one batch, and the losses stack real, fake and mismatched pairs the
+same way (`stack_batches`). Nothing here couples samples, so the logits are those of separate calls.
+
 An upsampler's D may also read its generator's low-res input (`input_residual`): each scale's
 fromRGB then sees [x_i, x_i - bicubic(lowres)], the detail above that input. For a real
 image that residual is its high frequencies; for a bicubic output it is exactly zero. Without it
@@ -26,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+import einops
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -194,8 +200,15 @@ class Discriminator(nn.Module):
         return out
 
     def predict(self, features: dict[Pair, jax.Array], t_d: jax.Array) -> dict[Pair, jax.Array]:
-        """Logits [B, j, j] for every pair, conditioned on t_D [B, text_dim]."""
-        return {pair: self.heads[str(pair[1])](f, t_d) for pair, f in features.items()}
+        """Logits [B, j, j] for every pair, conditioned on t_D [B, text_dim]; head j runs once on
+        the features of every input i that predicts at j."""
+        out = {}
+        for j in sorted({j for _, j in features}, reverse=True):
+            pairs = [pair for pair in features if pair[1] == j]
+            logits = self.heads[str(j)](stack_batches([features[p] for p in pairs]),
+                                        stack_batches([t_d] * len(pairs)))
+            out.update(zip(pairs, unstack_batches(logits, len(pairs))))
+        return {pair: out[pair] for pair in features}
 
     def __call__(self, pyramid: dict[int, jax.Array], text_features: Optional[jax.Array] = None,
                  eot_index: Optional[jax.Array] = None, labels: Optional[jax.Array] = None,
@@ -206,6 +219,23 @@ class Discriminator(nn.Module):
         else:
             t_d = self.text_embedding(text_features, eot_index, labels)
         return self.predict(features, t_d)
+
+
+def stack_batches(trees: list):
+    """k pytrees of [B, ...] arrays -> one of [B*k, ...], sample b's k rows adjacent: a batch
+    sharded over devices stays where it is (row blocks of a concatenation would move)."""
+    if len(trees) == 1:
+        return trees[0]
+    return jax.tree_util.tree_map(lambda *xs: einops.rearrange(jnp.stack(xs, axis=1), "b k ... -> (b k) ..."),
+                                  *trees)
+
+
+def unstack_batches(tree, k: int) -> list:
+    """The inverse of `stack_batches`: k pytrees of [B, ...] arrays."""
+    if k == 1:
+        return [tree]
+    split = jax.tree_util.tree_map(lambda x: einops.rearrange(x, "(b k) ... -> k b ...", k=k), tree)
+    return [jax.tree_util.tree_map(lambda x: x[i], split) for i in range(k)]
 
 
 def unconditional_t_d(spec: DiscriminatorSpec, batch: int) -> jax.Array:

@@ -33,7 +33,8 @@ from gigagan_jax.losses.clip_loss import clip_contrastive_loss
 from gigagan_jax.losses.perceptual import PerceptualLoss
 from gigagan_jax.losses.regularizers import r1_penalty
 from gigagan_jax.losses.vision_aided import d_vision_aided_loss, g_vision_aided_loss
-from gigagan_jax.models.discriminator import Discriminator, pyramid_dict, real_pyramid, unconditional_t_d
+from gigagan_jax.models.discriminator import (Discriminator, pyramid_dict, real_pyramid, stack_batches,
+                                              unconditional_t_d, unstack_batches)
 from gigagan_jax.models.generator import Generator
 from gigagan_jax.models.upsampler import UpsamplerSpec
 from gigagan_jax.models.vision_aided import VisionAidedHeads
@@ -117,11 +118,19 @@ class GanSteps:
         return self.discriminator.apply({"params": d_main}, **self._condition(batch),
                                         method=Discriminator.text_embedding)
 
-    def _features(self, d_main, pyramid: dict, lowres: Optional[jax.Array] = None) -> dict:
-        return self.discriminator.apply({"params": d_main}, pyramid, lowres, method=Discriminator.features)
+    def _features(self, d_main, pyramids: list[dict], lowres: Optional[jax.Array] = None) -> list[dict]:
+        """D's features of each pyramid, from one pass over them stacked (see `stack_batches`)."""
+        stacked = self.discriminator.apply(
+            {"params": d_main}, stack_batches(pyramids),
+            None if lowres is None else stack_batches([lowres] * len(pyramids)), method=Discriminator.features)
+        return unstack_batches(stacked, len(pyramids))
 
-    def _predict(self, d_main, features: dict, t_d: jax.Array) -> dict:
-        return self.discriminator.apply({"params": d_main}, features, t_d, method=Discriminator.predict)
+    def _predict(self, d_main, pairs: list[tuple[dict, jax.Array]]) -> list[dict]:
+        """Logits of each (features, t_D) pair, from one pass of the heads over them stacked."""
+        feats, t_ds = zip(*pairs)
+        logits = self.discriminator.apply({"params": d_main}, stack_batches(list(feats)), stack_batches(list(t_ds)),
+                                          method=Discriminator.predict)
+        return unstack_batches(logits, len(pairs))
 
     def _clip_image(self, clip_params, images: jax.Array):
         return self.clip.encode_image(images, params=clip_params)
@@ -177,20 +186,20 @@ class GanSteps:
         lowres = self._d_lowres(batch, gen_rng)  # a condition of real and fake alike, as G saw it
         fakes = jax.lax.stop_gradient(self.generate(g_params, batch, gen_rng, lowres))
         inputs = self.discriminator.spec.input_resolutions
-        real_feats = self._features(d_main, real_pyramid(reals, inputs), lowres)
-        fake_feats = self._features(d_main, pyramid_dict(fakes), lowres)
+        real_feats, fake_feats = self._features(d_main, [real_pyramid(reals, inputs), pyramid_dict(fakes)], lowres)
         t_d = self._t_d(d_main, batch)  # [B, Dt]
-        real_logits = self._predict(d_main, real_feats, t_d)
-        fake_logits = self._predict(d_main, fake_feats, t_d)
+        pairs = [(real_feats, t_d), (fake_feats, t_d)]
+        if self.conditioned:  # matching-aware loss: pairs with another sample's condition are fake
+            perm = gan.mismatch_permutation(perm_rng, reals.shape[0])
+            pairs += [(real_feats, t_d[perm]), (fake_feats, t_d[perm])]
+        real_logits, fake_logits, *mismatched = self._predict(d_main, pairs)
         gan_loss = gan.d_gan_loss(real_logits, fake_logits)
         loss = gan_loss
         metrics = {"d/gan": gan_loss,
                    "logits/real": gan.mean_logit(real_logits), "logits/fake": gan.mean_logit(fake_logits)}
-        if self.conditioned:  # matching-aware loss: pairs with another sample's condition are fake
-            perm = gan.mismatch_permutation(perm_rng, reals.shape[0])
+        if self.conditioned:
             valid = gan.distinct_condition_mask(self._condition_key(batch), perm)
-            real_mis = self._predict(d_main, real_feats, t_d[perm])
-            fake_mis = self._predict(d_main, fake_feats, t_d[perm])
+            real_mis, fake_mis = mismatched
             match_loss = gan.d_matching_loss(real_mis, fake_mis, valid)
             loss = loss + cfg.matching_weight * match_loss
             metrics.update({"d/match": match_loss, "logits/real_mismatched": gan.mean_logit(real_mis),
@@ -198,8 +207,9 @@ class GanSteps:
 
         if with_r1:
             def real_score(x):  # [B]: every pair's mean logit, summed
-                feats = self._features(d_main, real_pyramid(x, inputs), lowres)
-                return sum(gan.per_sample(v) for v in self._predict(d_main, feats, t_d).values())
+                feats, = self._features(d_main, [real_pyramid(x, inputs)], lowres)
+                logits, = self._predict(d_main, [(feats, t_d)])
+                return sum(gan.per_sample(v) for v in logits.values())
 
             penalty = r1_penalty(real_score, reals)
             loss = loss + 0.5 * cfg.r1_gamma * cfg.r1_interval * penalty
@@ -233,15 +243,19 @@ class GanSteps:
         d_main = d_params["main"]
         lowres = self._d_lowres(batch, gen_rng)
         fakes = self.generate(g_params, batch, gen_rng, lowres)
-        fake_feats = self._features(d_main, pyramid_dict(fakes), lowres)
+        fake_feats, = self._features(d_main, [pyramid_dict(fakes)], lowres)
         t_d = self._t_d(d_main, batch)
-        gan_loss = gan.g_gan_loss(self._predict(d_main, fake_feats, t_d))
+        pairs = [(fake_feats, t_d)]
+        if self.conditioned:
+            perm = gan.mismatch_permutation(perm_rng, fakes[-1].shape[0])
+            pairs.append((fake_feats, t_d[perm]))
+        fake_logits, *mismatched = self._predict(d_main, pairs)
+        gan_loss = gan.g_gan_loss(fake_logits)
         loss = gan_loss
         metrics = {"g/gan": gan_loss}
         if self.conditioned:
-            perm = gan.mismatch_permutation(perm_rng, fakes[-1].shape[0])
             valid = gan.distinct_condition_mask(self._condition_key(batch), perm)
-            match_loss = gan.g_matching_loss(self._predict(d_main, fake_feats, t_d[perm]), valid)
+            match_loss = gan.g_matching_loss(mismatched[0], valid)
             loss = loss + cfg.g_matching_weight * match_loss
             metrics["g/match"] = match_loss
         if self.perceptual is not None:

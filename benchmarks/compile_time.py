@@ -1,0 +1,107 @@
+"""Cold compile time of each executable a training run starts with (issue #23 item 1).
+
+    python -m benchmarks.compile_time --config configs/tiny.py [--devices 8] [--opt-level 0]
+
+Prints, per executable (init, D step, D step with R1, G step), the seconds spent tracing and
+lowering it in Python and compiling it in XLA, with no persistent cache, and the sum for step 0
+(init + D with R1 + G, all a fresh run needs before its first step) and step 1 (+ the plain D
+step). Also the count of fused kernels in each compiled executable: XLA:CPU compiles each on its
+own, which is what the compile time follows. Text features are random (no CLIP), as in
+benchmarks.step_speed; the CPU model is printed beside the figures, which compare only within
+one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/tiny.py")
+    parser.add_argument("--devices", type=int, default=1, help="simulated CPU devices (data-parallel mesh)")
+    parser.add_argument("--opt-level", type=int, default=None,
+                        help="XLA backend optimisation level (default: XLA's; the test suite uses 0)")
+    return parser.parse_args()
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = re.findall(r"^model name\s*:\s*(.+)$", f.read(), re.M)
+        return f"{names[0]} x{len(names)}" if names else "unknown CPU"
+    except OSError:
+        return "unknown CPU"
+
+
+def main() -> None:
+    args = parse_args()
+    flags = [f"--xla_force_host_platform_device_count={args.devices}"]
+    if args.opt_level is not None:
+        flags.append(f"--xla_backend_optimization_level={args.opt_level}")
+    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_compilation_cache", False)  # cold, whatever the user's setting
+    from gigagan_jax.config import load_config, validate_config
+    from gigagan_jax.models.build import build_discriminator, build_generator
+    from gigagan_jax.train.sharding import mesh_from_config, param_shardings, replicated
+    from gigagan_jax.train.step import GanSteps
+
+    config = load_config(args.config)
+    config.clip.path = ""  # random text features: compile time does not depend on a CLIP's weights
+    validate_config(config, num_devices=jax.device_count())
+    mesh = mesh_from_config(config)
+    steps = GanSteps(config, build_generator(config), build_discriminator(config))
+    spec = steps.generator.spec
+    b, r = config.train.batch_size, config.model.resolution
+    shardings = param_shardings(jax.eval_shape(functools.partial(steps.init_state, boxed=True),
+                                               jax.random.PRNGKey(0)), mesh)
+    rep = replicated(mesh)
+    abstract_state = jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                            jax.eval_shape(steps.init_state, jax.random.PRNGKey(0)), shardings)
+    batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names))
+    batch = {"image": jax.ShapeDtypeStruct((b, r, r, 3), jnp.uint8, sharding=batch_sharding),
+             "label": jax.ShapeDtypeStruct((b,), jnp.int32, sharding=batch_sharding)}
+    if spec.text_conditioned:
+        batch["text_features"] = jax.ShapeDtypeStruct((b, spec.text_len, spec.text_encoder_dim), jnp.float32,
+                                                      sharding=batch_sharding)
+        batch["eot_index"] = jax.ShapeDtypeStruct((b,), jnp.int32, sharding=batch_sharding)
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep)
+
+    def jit_step(fn):
+        return jax.jit(fn, donate_argnums=0, out_shardings=(shardings, rep))
+
+    executables = {
+        "init": (jax.jit(steps.init_state, out_shardings=shardings), (key,)),
+        "D step + R1": (jit_step(functools.partial(steps.d_step, with_r1=True)), (abstract_state, batch, key)),
+        "G step": (jit_step(steps.g_step), (abstract_state, batch, key)),
+        "D step": (jit_step(steps.d_step), (abstract_state, batch, key)),
+    }
+    print(f"{args.config}: {cpu_model()}, {jax.device_count()} device(s), batch {b}, {r} px, "
+          f"XLA flags {os.environ['XLA_FLAGS']!r}", flush=True)
+    print(f"{'executable':<14} {'lower s':>8} {'compile s':>10} {'kernels':>8}")
+    seconds = {}
+    for name, (jitted, example) in executables.items():
+        t0 = time.perf_counter()
+        lowered = jitted.lower(*example)
+        t1 = time.perf_counter()
+        compiled = lowered.compile()
+        t2 = time.perf_counter()
+        kernels = len(re.findall(r"^\s+\S+ = \S+ fusion\(", compiled.as_text(), re.M))
+        seconds[name] = t2 - t0
+        print(f"{name:<14} {t1 - t0:>8.1f} {t2 - t1:>10.1f} {kernels:>8}", flush=True)
+    first = seconds["init"] + seconds["D step + R1"] + seconds["G step"]
+    print(f"to step 0: {first:.1f} s; to step 1 (+ the plain D step): {first + seconds['D step']:.1f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
