@@ -53,7 +53,8 @@ def main() -> None:
     jax.config.update("jax_enable_compilation_cache", False)  # cold, whatever the user's setting
     from gigagan_jax.config import load_config, validate_config
     from gigagan_jax.models.build import build_discriminator, build_generator
-    from gigagan_jax.train.sharding import mesh_from_config, param_shardings, replicated
+    from gigagan_jax.checkpoint import abstract_with_shardings
+    from gigagan_jax.train.sharding import batch_sharding, mesh_from_config, param_shardings, replicated
     from gigagan_jax.train.step import GanSteps
 
     config = load_config(args.config)
@@ -66,15 +67,15 @@ def main() -> None:
     shardings = param_shardings(jax.eval_shape(functools.partial(steps.init_state, boxed=True),
                                                jax.random.PRNGKey(0)), mesh)
     rep = replicated(mesh)
-    abstract_state = jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                            jax.eval_shape(steps.init_state, jax.random.PRNGKey(0)), shardings)
-    batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names))
-    batch = {"image": jax.ShapeDtypeStruct((b, r, r, 3), jnp.uint8, sharding=batch_sharding),
-             "label": jax.ShapeDtypeStruct((b,), jnp.int32, sharding=batch_sharding)}
+    abstract_state = abstract_with_shardings(jax.eval_shape(steps.init_state, jax.random.PRNGKey(0)), shardings)
+
+    def batched(shape, dtype):  # laid out as the input pipeline lays out a batch
+        return jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sharding(mesh, len(shape)))
+
+    batch = {"image": batched((b, r, r, 3), jnp.uint8), "label": batched((b,), jnp.int32)}
     if spec.text_conditioned:
-        batch["text_features"] = jax.ShapeDtypeStruct((b, spec.text_len, spec.text_encoder_dim), jnp.float32,
-                                                      sharding=batch_sharding)
-        batch["eot_index"] = jax.ShapeDtypeStruct((b,), jnp.int32, sharding=batch_sharding)
+        batch["text_features"] = batched((b, spec.text_len, spec.text_encoder_dim), jnp.float32)
+        batch["eot_index"] = batched((b,), jnp.int32)
     key = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep)
 
     def jit_step(fn):

@@ -7,7 +7,7 @@ import os
 
 # The suite is dominated by compiling small programs: XLA:CPU's backend at -O0 compiles the tiny
 # D/G steps in about half the time (d_step 41 -> 25 s on a 2-core AMD EPYC) for steps that run
-# 1.5-2x slower, a trade every test here wins. Numerics are those of the default level.
+# 1.5-2x slower, a trade every test here wins; the tests' numeric tolerances held at it.
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
 ).strip()
