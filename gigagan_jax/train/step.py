@@ -119,9 +119,11 @@ class GanSteps:
                                         method=Discriminator.text_embedding)
 
     def _features(self, d_main, pyramids: list[dict], lowres: Optional[jax.Array] = None) -> list[dict]:
-        """D's features of each pyramid, from one pass over them stacked (see `stack_batches`)."""
+        """D's features of each pyramid, from one pass over them stacked (see `stack_batches`); D
+        reads only its input resolutions, so a generator's extra pyramid levels are dropped here."""
+        inputs = self.discriminator.spec.input_resolutions
         stacked = self.discriminator.apply(
-            {"params": d_main}, stack_batches(pyramids),
+            {"params": d_main}, stack_batches([{r: p[r] for r in inputs} for p in pyramids]),
             None if lowres is None else stack_batches([lowres] * len(pyramids)), method=Discriminator.features)
         return unstack_batches(stacked, len(pyramids))
 
