@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gigagan_jax.tools import local_cluster
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = {"train": [os.path.join(ROOT, "train.py")], "sample": [os.path.join(ROOT, "sample.py")],
             "eval": ["-m", "gigagan_jax.eval"], "prepare": ["-m", "gigagan_jax.data.prepare"],
@@ -27,7 +29,7 @@ NO_RUN = ["--workdir", "{tmp}/no_run"]  # sample/eval checks that come before a 
 
 def run(command, args, timeout=600):
     return subprocess.run([sys.executable, *COMMANDS[command], *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=local_cluster.process_env(1))
 
 
 def assert_refused(proc, phrase):

@@ -1,4 +1,5 @@
-"""train.py and sample.py as a user runs them: a real run on 8 fake devices, then clean failures."""
+"""train.py and sample.py as a user runs them: a real run on one CPU device (a user's CPU
+machine; sharded runs are tests/test_train.py's and tests/test_multihost.py's), then clean failures."""
 
 import json
 import os
@@ -12,12 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gigagan_jax.tools import local_cluster
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(script, *args, timeout=900):
+def run(script, *args, timeout=900, devices=1):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=local_cluster.process_env(devices))
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -86,7 +89,7 @@ def test_bad_input_is_one_line_before_compiling(case, tiny_clip, tmp_path):
     }[case]
     os.makedirs(tmp_path / "empty")
     open(tmp_path / "empty" / "captions.jsonl", "w").close()
-    code, out, err = run("train.py", *tiny_args(workdir, tiny_clip, *extra))
+    code, out, err = run("train.py", *tiny_args(workdir, tiny_clip, *extra), devices=8)  # 12 rows over 8 devices
     lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
     assert code != 0 and len(lines) == 1 and expected in lines[0], err[-2000:]
     assert "Traceback" not in err
@@ -98,7 +101,8 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_clip, tmp_path):
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"),
                              *tiny_args(workdir, tiny_clip, "--config.train.num_steps=100000",
                                         "--config.train.checkpoint_every=2")],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=local_cluster.process_env(1), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     first = os.path.join(workdir, "checkpoints", "2")
     deadline = time.time() + 600
     while not os.path.isdir(first) and proc.poll() is None and time.time() < deadline:
@@ -247,7 +251,7 @@ def test_eval_of_a_class_conditional_run(tmp_path):
     np.savez(tmp_path / "inception.npz", **torch_layout_state_dict())
     proc = subprocess.run([sys.executable, "-m", "gigagan_jax.eval", "--workdir", workdir, "--num_images", "16",
                            "--batch_size", "8", "--inception_path", str(tmp_path / "inception.npz")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+                          cwd=ROOT, env=local_cluster.process_env(1), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.load(open(os.path.join(workdir, "eval", "step_2", "report.json")))
     assert report["metrics"]["fid"] > 0 and "clip_score" not in report["metrics"]

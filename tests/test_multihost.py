@@ -6,10 +6,11 @@ The chain, on the tiny config (one module-scoped fixture, run once):
      its processes: both must stop at the same step with one verified checkpoint;
   2. a pair (given an explicit coordinator address) resumes it to step S + 2;
   3. an unbroken pair trains to S + 2: its state must equal the resumed pair's bit for bit;
-  4. one process with 4 devices trains to S + 2: samples within 2/255 of the pair's (the pair
+  4. one process with 4 devices trains to S + 2: samples equal to the pair's up to rounding (the pair
      sums gradients across processes with gloo, one process with XLA's in-process all-reduce:
      the same numbers added in another order, so the last bits differ, and Adam's first steps,
-     which divide each gradient by its own magnitude, carry that into the weights).
+     which divide each gradient by its own magnitude, carry that into the weights: a few
+     pixels move a few levels).
 Every process has a timeout: a deadlock fails the test instead of hanging it. A second, quick
 test runs `gigagan_jax.hosts` itself on a pair: the decisions every host takes from process 0.
 """
@@ -70,9 +71,17 @@ def _finish(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
         results = local_cluster.wait(procs, TIMEOUT_S)
     except TimeoutError as e:
         pytest.fail(str(e))
-    for code, _, err in results:
-        assert code == 0, err[-3000:]
+    failed = [(rank, code, err) for rank, (code, _, err) in enumerate(results) if code != 0]
+    assert not failed, "\n".join(f"process {rank} exited {code}; its first error lines:\n" + _first_errors(err)
+                                  for rank, code, err in failed)
     return results
+
+
+def _first_errors(stderr: str, lines: int = 12) -> str:
+    """The lines that say what went wrong first (a pair's later errors only echo the first one's)."""
+    marked = [line for line in stderr.splitlines() if line.startswith(("E", "F", "error", "Traceback"))
+              or "Error" in line]
+    return "\n".join(marked[:lines]) + "\n...\n" + stderr[-1500:]
 
 
 def _run_single(workdir: str, clip: str, num_steps: int) -> None:
@@ -146,10 +155,20 @@ def test_two_processes_sample_what_one_process_with_four_devices_samples(runs, t
     assert pair[1] == single[1]  # the same data position
     pair_images = _sample(runs["unbroken"], str(tmp_path / "pair.png"))
     single_images = _sample(runs["single"], str(tmp_path / "single.png"))
-    assert np.abs(pair_images - single_images).max() <= 2
     grids = [np.asarray(Image.open(sample_grid_path(w, runs["final"]))).astype(np.int16)
              for w in (runs["unbroken"], runs["single"])]
-    assert np.abs(grids[0] - grids[1]).max() <= 2
+    for a, b in ((pair_images, single_images), (grids[0], grids[1])):
+        _assert_same_up_to_summation_order(a, b)
+
+
+def _assert_same_up_to_summation_order(a: np.ndarray, b: np.ndarray) -> None:
+    """The same training with gradients summed in another order: a few pixels differ by a few
+    uint8 levels, most by none (measured after 4-6 steps: mean 0.23-0.26 levels, max 3; one
+    run reached 6). Another data order, seed or a missing all-reduce moves nearly every pixel
+    (another sampling seed on the same run: mean 86 levels, 11 % within 2)."""
+    diff = np.abs(a - b)
+    assert diff.mean() <= 0.5 and np.mean(diff <= 2) >= 0.99 and diff.max() <= 16, (
+        f"mean {diff.mean():.3f}, within 2 levels {np.mean(diff <= 2):.4f}, max {diff.max()}")
 
 
 
@@ -171,6 +190,16 @@ try:
 except Exception as e:
     print("raised", type(e).__name__, e)
 """
+
+
+def test_process_env_replaces_only_the_device_count_and_the_cluster_variables():
+    base = {"XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_force_host_platform_device_count=8",
+            "SLURM_PROCID": "5", "HOME": "/home/u"}
+    env = local_cluster.process_env(2, (7, 1, 2), base=base)
+    assert env["XLA_FLAGS"] == "--xla_backend_optimization_level=0 --xla_force_host_platform_device_count=2"
+    assert (env["SLURM_JOB_ID"], env["SLURM_PROCID"], env["SLURM_NTASKS"], env["HOME"]) == ("7", "1", "2", "/home/u")
+    assert "SLURM_JOB_ID" not in local_cluster.process_env(1, base=base) and "SLURM_PROCID" not in \
+        local_cluster.process_env(1, base=base)
 
 
 def test_host_decisions_are_process_0s_and_its_failures_reach_every_host(tmp_path):

@@ -25,6 +25,7 @@ from gigagan_jax.models.vision_aided import VisionAidedHeads
 from gigagan_jax.pixels import to_signed
 from gigagan_jax.pretrained.clip import load_clip
 from gigagan_jax.train.state import vision_example_inputs
+from gigagan_jax.tools import local_cluster
 from gigagan_jax.train.step import GanSteps
 from gigagan_jax.workdir import checkpoint_dir
 
@@ -157,7 +158,7 @@ def test_a_missing_backbone_folder_is_a_one_line_error(tiny_clip, tmp_path):
         [sys.executable, os.path.join(ROOT, "train.py"), "--config", "configs/tiny.py",
          "--workdir", str(tmp_path / "run"), f"--config.clip.path={tiny_clip}",
          "--config.loss.vision_aided_start=0", f"--config.loss.vision_aided_clip_path={missing}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        cwd=ROOT, env=local_cluster.process_env(1), capture_output=True, text=True, timeout=600)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert errors == [f"error: config.loss.vision_aided_clip_path={missing!r} is not a folder on this host: point "

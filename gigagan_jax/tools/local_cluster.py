@@ -24,9 +24,11 @@ CLUSTER_VARS = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PR
 
 def process_env(devices: int, cluster: Optional[tuple[int, int, int]] = None, base: Optional[dict] = None) -> dict:
     """The environment of one process with `devices` CPU devices; `cluster` = (job id, rank,
-    processes) makes it a member of a SLURM-style job, None a process on its own."""
+    processes) makes it a member of a SLURM-style job, None a process on its own. Other XLA flags
+    of `base` (default: this process's environment) are kept: only the device count is replaced."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in CLUSTER_VARS}
-    env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    kept = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
+    env.update(XLA_FLAGS=" ".join([*kept, f"--xla_force_host_platform_device_count={devices}"]), JAX_PLATFORMS="cpu")
     if cluster is not None:
         job, rank, processes = cluster
         env.update(SLURM_JOB_ID=str(job), SLURM_STEP_NODELIST="localhost", SLURM_NTASKS=str(processes),
