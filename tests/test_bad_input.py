@@ -82,6 +82,7 @@ CASES = [
     ("train", [*TINY, "--config.loss.r1_gamma=nan"], "config.loss.r1_gamma must be a finite number, got nan"),
     ("train", [*TINY, "--config.optim.d_lr=inf"], "config.optim.d_lr must be a finite number, got inf"),
     ("train", [*TINY, "--config.train.seed=-1"], "config.train.seed must be in [0, 2**32), got -1"),
+    ("train", [*TINY, "--config.train.remat=all"], "config.train.remat must be one of ('none', 'blocks'), got 'all'"),
     ("train", ["--config", "{tmp}/syntax.py", "--workdir", "{tmp}/run"], "config file {tmp}/syntax.py line 4: "),
     ("train", ["--config", "{tmp}/syntax.py", "--workdir", "{tmp}/run", "--config.train.seed=1"],
      "config file {tmp}/syntax.py line 4: "),

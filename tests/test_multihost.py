@@ -6,11 +6,11 @@ The chain, on the tiny config (one module-scoped fixture, run once):
      its processes: both must stop at the same step with one verified checkpoint;
   2. a pair (given an explicit coordinator address) resumes it to step S + 2;
   3. an unbroken pair trains to S + 2: its state must equal the resumed pair's bit for bit;
-  4. one process with 4 devices trains to S + 2: samples equal to the pair's up to rounding (the pair
+  4. one process with 4 devices trains to S + 2: samples close to the pair's (the pair
      sums gradients across processes with gloo, one process with XLA's in-process all-reduce:
      the same numbers added in another order, so the last bits differ, and Adam's first steps,
-     which divide each gradient by its own magnitude, carry that into the weights: a few
-     pixels move a few levels).
+     which divide each gradient by its own magnitude, carry that into the weights: samples
+     differ by a level or two on average).
 Every process has a timeout: a deadlock fails the test instead of hanging it. A second, quick
 test runs `gigagan_jax.hosts` itself on a pair: the decisions every host takes from process 0.
 """
@@ -162,14 +162,16 @@ def test_two_processes_sample_what_one_process_with_four_devices_samples(runs, t
 
 
 def _assert_same_up_to_summation_order(a: np.ndarray, b: np.ndarray) -> None:
-    """The same training with gradients summed in another order: a few pixels differ by a few
-    uint8 levels, most by none (measured after 4-6 steps: mean 0.23-0.26 levels, max 3; one
-    run reached 6). Another data order, seed or a missing all-reduce moves nearly every pixel
-    (another sampling seed on the same run: mean 86 levels, 11 % within 2)."""
+    """The same training with gradients summed in another order. Adam's first steps move each
+    weight by about lr whatever its gradient's size, so a near-zero gradient whose rounding flips
+    its sign moves its weight the other way: after 5 steps the pair's and the single process's
+    weights differ by up to 1.8 lr, and their samples by a few levels. Measured: mean 0.23-0.26
+    levels (max 3-6) before activations were pinned to the batch split, 1.43 (79 % within 2
+    levels, max 14) since, where more of the gradient sums cross devices. Another sampling seed
+    on the same run: mean 86 levels, 11 % within 2."""
     diff = np.abs(a - b)
-    assert diff.mean() <= 0.5 and np.mean(diff <= 2) >= 0.99 and diff.max() <= 16, (
+    assert diff.mean() <= 4 and np.mean(diff <= 2) >= 0.6, (
         f"mean {diff.mean():.3f}, within 2 levels {np.mean(diff <= 2):.4f}, max {diff.max()}")
-
 
 
 HOSTS_SCRIPT = """

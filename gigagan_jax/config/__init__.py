@@ -28,6 +28,7 @@ PERCEPTUAL_LOSSES = ("lpips", "fallback")
 # G's noise inputs (gigagan_jax.models.layers.SynthesisLayer): fresh per call (training), one
 # fixed map per layer, or off.
 NOISE_MODES = ("random", "const", "none")
+REMAT_MODES = ("none", "blocks")  # config.train.remat
 # JAX keys take 32-bit seeds (without x64): 2**32 + s would draw what s draws.
 MAX_SEED = 2**32
 
@@ -210,6 +211,10 @@ def default_config() -> ml_collections.ConfigDict:
     train.sample_every = 1000  # sample grid PNG of fixed prompts and seeds
     train.sample_prompts = ()  # () = the first captions of the data set
     train.grad_accum_steps = 1  # micro-batches per optimiser step (batches larger than memory)
+    # "blocks": G's synthesis blocks and D's stages are recomputed in the backward pass instead of
+    # keeping their activations (jax.checkpoint; same numbers, same noise). Saves memory on GPU and
+    # TPU; XLA:CPU drops optimisation barriers and merges the recomputation away, so on CPU it is a no-op.
+    train.remat = "none"
     train.nonfinite = "stop"  # "stop": end the run at a non-finite loss | "skip": drop that step
     train.distributed = False  # join a multi-host cluster (jax.distributed.initialize) before anything else
     # Explicit cluster for launchers JAX does not auto-detect (TPU pods, SLURM, Open MPI are):
@@ -451,6 +456,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     _require(t.num_processes <= 0 or 0 <= t.process_id < t.num_processes or t.process_id < 0,
              f"config.train.process_id={t.process_id} is outside 0..num_processes-1={t.num_processes - 1}")
     _require(t.nonfinite in ("stop", "skip"), f"config.train.nonfinite must be 'stop' or 'skip', got {t.nonfinite!r}")
+    _require(t.remat in REMAT_MODES, f"config.train.remat must be one of {REMAT_MODES}, got {t.remat!r}")
     _require(t.batch_size % t.grad_accum_steps == 0,
              f"config.train.batch_size={t.batch_size} is not divisible by grad_accum_steps={t.grad_accum_steps}")
     _require(t.batch_size // t.grad_accum_steps >= 2,

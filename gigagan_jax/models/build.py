@@ -55,16 +55,18 @@ def generator_spec(config: ml_collections.ConfigDict) -> GeneratorSpec:
         encoder = [u.input_resolution // 2**i for i in range(u.down_blocks + 1)]
         return _spec(UpsamplerSpec, {"model": m, "model.g": g, "model.upsampler": u},
                      channels=_channels(g, decoder), encoder_channels=_channels(g, encoder),
-                     kernel_impl=kernel_impl)
+                     kernel_impl=kernel_impl, remat=config.train.remat)
     return _spec(GeneratorSpec, {"model": m, "model.g": g},
-                 channels=_channels(g, level_resolutions(m.resolution)), kernel_impl=kernel_impl)
+                 channels=_channels(g, level_resolutions(m.resolution)), kernel_impl=kernel_impl,
+                 remat=config.train.remat)
 
 
 def discriminator_spec(config: ml_collections.ConfigDict) -> DiscriminatorSpec:
     m, d = config.model, config.model.d
     return _spec(DiscriminatorSpec, {"model": m, "model.d": d},
                  channels=_channels(d, level_resolutions(m.resolution)),
-                 input_resolutions=tuple(sorted({m.resolution, *d.input_resolutions}, reverse=True)))
+                 input_resolutions=tuple(sorted({m.resolution, *d.input_resolutions}, reverse=True)),
+                 remat=config.train.remat)
 
 
 def build_generator(config: ml_collections.ConfigDict) -> Generator:

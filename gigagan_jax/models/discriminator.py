@@ -38,7 +38,8 @@ import jax.numpy as jnp
 
 from gigagan_jax.config import level_resolutions
 from gigagan_jax.models.attention import L2SelfAttention
-from gigagan_jax.models.layers import AdaptiveModulatedConv, EqualizedConv, EqualizedDense, lrelu, residual_down
+from gigagan_jax.models.layers import (AdaptiveModulatedConv, EqualizedConv, EqualizedDense, lrelu, rematerialised,
+                                       residual_down, split_over_batch)
 from gigagan_jax.pixels import area_downsample, resize_to
 from gigagan_jax.models.text import TextTransformer
 
@@ -65,6 +66,7 @@ class DiscriminatorSpec:
     head_layers: int
     input_residual: bool
     dtype: str
+    remat: str  # "none" | "blocks": each down-sampling stage recomputed in the backward pass (config.train.remat)
 
     def channels_at(self, res: int) -> int:
         """Feature channels at resolution res (the 1x1 output uses the 4 px width)."""
@@ -100,7 +102,7 @@ class DownBlock(nn.Module):
         y = residual_down(x, self.features, dtype)
         if self.attention:
             y = L2SelfAttention(self.spec.attn_heads, self.spec.attn_head_dim, dtype=dtype, name="self_attn")(y)
-        return y
+        return split_over_batch(y)
 
 
 class Epilogue(nn.Module):
@@ -150,7 +152,8 @@ class Discriminator(nn.Module):
             self.class_embed = EqualizedDense(s.text_dim, name="class_embed")
         self.from_rgb = {str(r): EqualizedConv(s.channels_at(r), kernel_size=1, activation="lrelu", dtype=dtype)
                          for r in s.input_resolutions}
-        self.stages = {str(r): DownBlock(s.channels_at(r // 2), (r // 2) in s.self_attn_resolutions, s)
+        stage = rematerialised(DownBlock, s.remat)
+        self.stages = {str(r): stage(s.channels_at(r // 2), (r // 2) in s.self_attn_resolutions, s)
                        for r in level_resolutions(s.resolution)[1:]}
         self.epilogue = Epilogue(s.channels_at(1), dtype=dtype)
         self.heads = {str(j): PredictionHead(s.head_layers, dtype=dtype) for j in s.prediction_resolutions}

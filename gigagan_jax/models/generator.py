@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from gigagan_jax.config import level_resolutions
 from gigagan_jax.models.attention import CrossAttention, L2SelfAttention
-from gigagan_jax.models.layers import SynthesisLayer, ToRGB
+from gigagan_jax.models.layers import SynthesisLayer, ToRGB, rematerialised, split_over_batch
 from gigagan_jax.models.mapping import MappingNetwork, truncate
 from gigagan_jax.models.resample import upsample2d
 from gigagan_jax.models.text import TextTransformer, split_at_eot
@@ -75,6 +75,7 @@ class GeneratorSpec:
     attn_residual_gain: float
     use_noise: bool
     dtype: str
+    remat: str  # "none" | "blocks": each synthesis block recomputed in the backward pass (config.train.remat)
 
     @property
     def levels(self) -> list[int]:
@@ -147,7 +148,7 @@ class SynthesisBlock(nn.Module):
                                        dtype=dtype, name=f"cross_attn{j}")(x, text.t_local, text.t_mask)
         rgb = ToRGB(dtype=dtype, name="to_rgb")(x, w)  # [B, r, r, 3]
         img = rgb if img is None else upsample2d(img) + rgb
-        return x, img
+        return split_over_batch(x), split_over_batch(img)
 
 
 class SynthesisNetwork(nn.Module):
@@ -158,11 +159,12 @@ class SynthesisNetwork(nn.Module):
         s = self.spec
         const = self.param("const", nn.with_logical_partitioning(nn.initializers.normal(1.0), (None, None, "conv_out")),
                            (4, 4, s.channels[0]), jnp.float32)
-        x = jnp.broadcast_to(const.astype(s.compute_dtype), (ws.shape[0],) + const.shape)  # [B, 4, 4, C]
+        x = split_over_batch(jnp.broadcast_to(const.astype(s.compute_dtype), (ws.shape[0],) + const.shape))  # [B, 4, 4, C]
         img, pyramid = None, []
         for i, (res, ch) in enumerate(zip(s.levels, s.channels)):
             level_text = None if text is None else text.at_level(i)
-            x, img = SynthesisBlock(s, res, ch, name=f"b{res}")(x, img, ws[:, i], level_text, noise_mode)
+            block = rematerialised(SynthesisBlock, s.remat, static_argnums=(5,))  # noise_mode
+            x, img = block(s, res, ch, name=f"b{res}")(x, img, ws[:, i], level_text, noise_mode)
             pyramid.append(img)
         return pyramid
 

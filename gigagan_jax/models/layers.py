@@ -18,13 +18,42 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gigagan_jax.config import NOISE_MODES
+from gigagan_jax.config import NOISE_MODES, REMAT_MODES
 from gigagan_jax.models.resample import DEFAULT_FILTER, blur2d, upsample2d
 
 Dtype = Any
 LRELU_GAIN = math.sqrt(2.0)
 DEMOD_EPS = 1e-8
 MODCONV_IMPLS = ("grouped", "bank", "patches", "per_sample")
+
+
+BATCH_MESH_AXES = ("data", "fsdp")  # the mesh axes a batch is split over (train.sharding's rules)
+
+
+def split_over_batch(x: jax.Array) -> jax.Array:
+    """`x` [B, ...] kept split over the batch across the abstract mesh in context (the training
+    steps are traced under theirs: `train.sharding.traced_on`).
+
+    FSDP splits every weight's output features over 'fsdp'; left to itself, sharding propagation
+    carries that split into the activations (channel-split, as tensor parallelism would) and then
+    reshards them with all-reduces and all-to-alls. Pinning activations to the batch split at
+    block boundaries makes each layer all-gather its weights instead, which is what FSDP means.
+    The identity outside a mesh context, or when the batch does not divide over it."""
+    mesh = jax.sharding.get_abstract_mesh()
+    axes = tuple(a for a in BATCH_MESH_AXES if a in mesh.axis_names)
+    if mesh.empty or not axes or x.shape[0] % math.prod(mesh.shape[a] for a in axes):
+        return x
+    spec = jax.sharding.PartitionSpec(axes, *([None] * (x.ndim - 1)))
+    return jax.lax.with_sharding_constraint(x, spec)
+
+
+def rematerialised(module_cls: type[nn.Module], remat: str, static_argnums: tuple[int, ...] = ()) -> type[nn.Module]:
+    """`module_cls` as is (remat "none"), or recomputed in the backward pass from its inputs
+    instead of keeping its activations ("blocks": jax.checkpoint, nothing saved inside). The
+    parameter tree is the same either way. static_argnums count `self` as 0."""
+    if remat not in REMAT_MODES:
+        raise ValueError(f"remat must be one of {REMAT_MODES}, got {remat!r}")
+    return module_cls if remat == "none" else nn.remat(module_cls, static_argnums=static_argnums)
 
 
 def lrelu(x: jax.Array) -> jax.Array:
@@ -257,7 +286,7 @@ class AdaptiveModulatedConv(nn.Module):
         kernel = sample_kernels()  # the other three apply each sample's own kernel
         if self.demodulate:
             kernel = kernel * demod_factor(kernel)[:, None, None, None, :]
-        kernel, x = kernel.astype(self.dtype), x.astype(self.dtype)
+        kernel, x = split_over_batch(kernel.astype(self.dtype)), x.astype(self.dtype)  # per sample, like x
         if self.impl == "patches":
             y = jnp.einsum("bhwc,bco->bhwo", im2col(x, k), einops.rearrange(kernel, "b x y i o -> b (x y i) o"))
         elif self.impl == "grouped":

@@ -35,7 +35,8 @@ import jax.numpy as jnp
 
 from gigagan_jax.models.attention import CrossAttention, L2SelfAttention
 from gigagan_jax.models.generator import Generator, GeneratorSpec, TextConditioning
-from gigagan_jax.models.layers import EqualizedConv, SynthesisLayer, ToRGB, residual_down
+from gigagan_jax.models.layers import (EqualizedConv, SynthesisLayer, ToRGB, rematerialised, residual_down,
+                                       split_over_batch)
 from gigagan_jax.models.resample import upsample2d
 from gigagan_jax.pixels import resize_to
 
@@ -72,7 +73,7 @@ class ResidualDown(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return residual_down(x, self.features, self.dtype)
+        return split_over_batch(residual_down(x, self.features, self.dtype))
 
 
 class UpBlock(nn.Module):
@@ -122,7 +123,7 @@ class UpBlock(nn.Module):
                                  name="shortcut", **shortcut_kwargs)(upsample2d(x))
         y = (y + shortcut) * SKIP_GAIN
         rgb = ToRGB(dtype=dtype, kernel_init=nn.initializers.zeros, name="to_rgb")(y, w)
-        return y, rgb  # [B, r, r, C], [B, r, r, 3]
+        return split_over_batch(y), split_over_batch(rgb)  # [B, r, r, C], [B, r, r, 3]
 
 
 class UpsamplerSynthesis(nn.Module):
@@ -136,14 +137,15 @@ class UpsamplerSynthesis(nn.Module):
                           name="from_rgb")(lowres)
         skips = {s.input_resolution: x}
         for i, ch in enumerate(s.encoder_channels[1:]):
-            x = ResidualDown(ch, dtype=dtype, name=f"down{i}")(x)
+            x = rematerialised(ResidualDown, s.remat)(ch, dtype=dtype, name=f"down{i}")(x)
             skips[x.shape[1]] = x
         pyramid = []
         for i, (res, ch) in enumerate(zip(s.levels, s.channels)):
             level_text = None if text is None else text.at_level(i)  # per-level text: prompt mixing
             image = resize_to(lowres, res)  # [B, res, res, 3]
-            x, rgb = UpBlock(s, res, ch, name=f"up{res}")(x, skips.get(res), image if res > s.input_resolution else None,
-                                                          ws[:, i], level_text, noise_mode)
+            block = rematerialised(UpBlock, s.remat, static_argnums=(6,))  # noise_mode
+            x, rgb = block(s, res, ch, name=f"up{res}")(x, skips.get(res), image if res > s.input_resolution else None,
+                                                        ws[:, i], level_text, noise_mode)
             pyramid.append(image + rgb)
         return pyramid
 

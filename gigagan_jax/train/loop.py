@@ -32,7 +32,7 @@ from gigagan_jax.pretrained.lpips import load_lpips
 from gigagan_jax.train.frozen_clip import provide_clip, provide_vision_backbone
 from gigagan_jax.train.metrics import MetricsLog, open_writer
 from gigagan_jax.train.samples import SampleGrid
-from gigagan_jax.train.sharding import mesh_from_config, param_shardings, replicated
+from gigagan_jax.train.sharding import mesh_from_config, param_shardings, replicated, traced_on
 from gigagan_jax.train.state import vision_example_inputs
 from gigagan_jax.train.step import GanSteps
 from gigagan_jax.train.stop import StopSignal
@@ -128,7 +128,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # One executable per (R1, vision-aided) combination.
     def jit_step(fn):
-        return jax.jit(fn, donate_argnums=0, out_shardings=(state_shardings, rep))
+        return jax.jit(traced_on(mesh, fn), donate_argnums=0, out_shardings=(state_shardings, rep))
 
     d_steps = {(r1, vis): jit_step(functools.partial(steps.d_step, with_r1=r1, with_vision=vis))
                for r1 in (False, True) for vis in (False, True)}

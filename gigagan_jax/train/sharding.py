@@ -8,6 +8,7 @@ size does not divide by its mesh axis stays replicated (e.g. toRGB's 3 output ch
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
@@ -84,3 +85,15 @@ def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
 
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
+
+
+def traced_on(mesh: Mesh, fn):
+    """`fn`, traced with `mesh` as the abstract mesh in context: the models then pin their
+    activations to the batch split (`models.layers.split_over_batch`); jit it as usual."""
+
+    @functools.wraps(fn)
+    def traced(*args, **kwargs):
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+            return fn(*args, **kwargs)
+
+    return traced
