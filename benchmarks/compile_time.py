@@ -48,44 +48,29 @@ def main() -> None:
     import functools
 
     import jax
-    import jax.numpy as jnp
 
     jax.config.update("jax_enable_compilation_cache", False)  # cold, whatever the user's setting
     from gigagan_jax.config import load_config, validate_config
-    from gigagan_jax.models.build import build_discriminator, build_generator
-    from gigagan_jax.checkpoint import abstract_with_shardings
-    from gigagan_jax.train.sharding import batch_sharding, mesh_from_config, param_shardings, replicated
-    from gigagan_jax.train.step import GanSteps
+    from gigagan_jax.train.pod_plan import abstract_step_inputs
+    from gigagan_jax.train.sharding import mesh_from_config, replicated, traced_on
 
     config = load_config(args.config)
     config.clip.path = ""  # random text features: compile time does not depend on a CLIP's weights
     validate_config(config, num_devices=jax.device_count())
     mesh = mesh_from_config(config)
-    steps = GanSteps(config, build_generator(config), build_discriminator(config))
-    spec = steps.generator.spec
+    inputs = abstract_step_inputs(config, mesh)  # laid out as the input pipeline lays out a batch
+    steps, shardings, rep = inputs.steps, inputs.state_shardings, replicated(mesh)
     b, r = config.train.batch_size, config.model.resolution
-    shardings = param_shardings(jax.eval_shape(functools.partial(steps.init_state, boxed=True),
-                                               jax.random.PRNGKey(0)), mesh)
-    rep = replicated(mesh)
-    abstract_state = abstract_with_shardings(jax.eval_shape(steps.init_state, jax.random.PRNGKey(0)), shardings)
-
-    def batched(shape, dtype):  # laid out as the input pipeline lays out a batch
-        return jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sharding(mesh, len(shape)))
-
-    batch = {"image": batched((b, r, r, 3), jnp.uint8), "label": batched((b,), jnp.int32)}
-    if spec.text_conditioned:
-        batch["text_features"] = batched((b, spec.text_len, spec.text_encoder_dim), jnp.float32)
-        batch["eot_index"] = batched((b,), jnp.int32)
-    key = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep)
+    step_args = (inputs.state, inputs.batch, inputs.key)
 
     def jit_step(fn):
-        return jax.jit(fn, donate_argnums=0, out_shardings=(shardings, rep))
+        return jax.jit(traced_on(mesh, fn), donate_argnums=0, out_shardings=(shardings, rep))
 
     executables = {
-        "init": (jax.jit(steps.init_state, out_shardings=shardings), (key,)),
-        "D step + R1": (jit_step(functools.partial(steps.d_step, with_r1=True)), (abstract_state, batch, key)),
-        "G step": (jit_step(steps.g_step), (abstract_state, batch, key)),
-        "D step": (jit_step(steps.d_step), (abstract_state, batch, key)),
+        "init": (jax.jit(steps.init_state, out_shardings=shardings), (inputs.key,)),
+        "D step + R1": (jit_step(functools.partial(steps.d_step, with_r1=True)), step_args),
+        "G step": (jit_step(steps.g_step), step_args),
+        "D step": (jit_step(steps.d_step), step_args),
     }
     print(f"{args.config}: {cpu_model()}, {jax.device_count()} device(s), batch {b}, {r} px, "
           f"XLA flags {os.environ['XLA_FLAGS']!r}", flush=True)

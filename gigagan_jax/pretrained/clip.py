@@ -325,6 +325,33 @@ def init_params(config: CLIPConfig, rng) -> Params:
     return unflatten_dict(params)
 
 
+# The published OpenAI CLIPs the paper configs name (their config.json files), for planning
+# without the weights: text (width, layers, heads), image (width, layers, heads, patch), projection.
+OPENAI_SHAPES = {
+    "clip-vit-large-patch14": ((768, 12, 12), (1024, 24, 16, 14), 768),  # G and D's text encoder
+    "clip-vit-base-patch32": ((512, 12, 8), (768, 12, 12, 32), 512),  # the vision-aided D's backbone
+}
+
+
+def openai_config(name: str) -> CLIPConfig:
+    """The CLIPConfig of a published OpenAI CLIP (`OPENAI_SHAPES`), 224 px images, 77 tokens."""
+    if name not in OPENAI_SHAPES:
+        raise ValueError(f"unknown CLIP {name!r}; known: {', '.join(OPENAI_SHAPES)}")
+    (t_width, t_layers, t_heads), (v_width, v_layers, v_heads, patch), projection = OPENAI_SHAPES[name]
+    return CLIPConfig(
+        text_config=dict(vocab_size=VOCAB_SIZE, hidden_size=t_width, intermediate_size=4 * t_width,
+                         num_hidden_layers=t_layers, num_attention_heads=t_heads, max_position_embeddings=77),
+        vision_config=dict(hidden_size=v_width, intermediate_size=4 * v_width, num_hidden_layers=v_layers,
+                           num_attention_heads=v_heads, image_size=224, patch_size=patch),
+        projection_dim=projection)
+
+
+def abstract_clip(config: CLIPConfig, image_only: bool = False, dtype: Any = jnp.float32) -> Clip:
+    """A Clip whose params are ShapeDtypeStructs: enough to trace and compile the steps that read
+    it (`jax.jit(...).lower`), nothing to run."""
+    return Clip(config, expected_shapes(config, image_only=image_only), dtype=dtype, image_only=image_only)
+
+
 def load_clip(path: str, text_only: bool = False, dtype: Any = jnp.float32, image_only: bool = False) -> Clip:
     """Load a frozen CLIP from a local folder in Hugging Face layout.
 
