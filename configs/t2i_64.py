@@ -28,6 +28,7 @@ VISION_AIDED_WARMUP_IMAGES = 500_000
 
 def get_config():
     config = default_config()
+    config.model.dtype = "bfloat16"  # params, optimiser state, softmax, demodulation and losses stay float32
     config.loss.vision_aided_start = -(-VISION_AIDED_WARMUP_IMAGES // config.train.batch_size)  # 977
     config.loss.vision_aided_clip_path = "/mnt/disks/clip-vit-base-patch32"
     return config

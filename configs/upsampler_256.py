@@ -19,6 +19,7 @@ def get_config(output_resolution: str = "256"):
     config.task = "upsampler"
     m = config.model
     m.resolution = int(output_resolution)
+    m.dtype = "bfloat16"  # params, optimiser state, softmax, demodulation and losses stay float32
     u = m.upsampler
     u.input_resolution = 64
     u.down_blocks = 3

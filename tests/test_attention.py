@@ -17,6 +17,19 @@ def test_l2_logits_are_minus_scaled_squared_distances():
     np.testing.assert_allclose(l2_logits(q, k, 0.1), expected, rtol=1e-5, atol=1e-5)
 
 
+
+def test_l2_logits_of_bf16_tokens_are_float32_distances_without_cancellation():
+    # Near-equal bf16 tokens of norm ~8: bf16's qq - 2qk + kk would round to a multiple of ~0.25,
+    # far above the distances here (~1e-2).
+    q = jax.random.normal(jax.random.PRNGKey(0), (1, 1, 16, 64)).astype(jnp.bfloat16)
+    k = (q.astype(jnp.float32) + 0.01 * jax.random.normal(jax.random.PRNGKey(1), q.shape)).astype(jnp.bfloat16)
+    logits = l2_logits(q, k, 1.0)
+    assert logits.dtype == jnp.float32
+    qd, kd = np.asarray(q, np.float64), np.asarray(k, np.float64)
+    exact = -np.sum((qd[..., :, None, :] - kd[..., None, :, :]) ** 2, axis=-1)
+    np.testing.assert_allclose(np.diagonal(logits[0, 0]), np.diagonal(exact[0, 0]), atol=2e-3)
+    np.testing.assert_allclose(logits, exact, rtol=1e-4, atol=2e-3)
+
 @pytest.mark.parametrize("head_dim", [16, 32, 64, 128])
 def test_l2_attention_is_not_saturated_at_init(head_dim):
     """Unit-variance tokens, 8 x 8 positions (the smallest level with attention): each query's

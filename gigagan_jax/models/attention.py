@@ -47,10 +47,13 @@ def l2_logit_scale(head_dim: int, fan_in: int) -> float:
 
 
 def l2_logits(q: jax.Array, k: jax.Array, scale: float) -> jax.Array:
-    """-scale * ||q_i - k_j||^2.  q [B, H, Nq, d], k [B, H, Nk, d] -> [B, H, Nq, Nk]"""
-    qq = jnp.sum(jnp.square(q), axis=-1)[..., :, None]
-    kk = jnp.sum(jnp.square(k), axis=-1)[..., None, :]
-    qk = jnp.einsum("bhqd,bhkd->bhqk", q, k)
+    """-scale * ||q_i - k_j||^2 in float32.  q [B, H, Nq, d], k [B, H, Nk, d] -> [B, H, Nq, Nk]
+
+    The expansion qq - 2qk + kk cancels when q is near k; in bf16 that leaves rounding noise as
+    large as the distance, so the sums are float32 whatever the compute dtype."""
+    qq = jnp.sum(jnp.square(q.astype(jnp.float32)), axis=-1)[..., :, None]
+    kk = jnp.sum(jnp.square(k.astype(jnp.float32)), axis=-1)[..., None, :]
+    qk = jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32)
     return -(qq - 2.0 * qk + kk) * scale
 
 
@@ -65,8 +68,8 @@ def self_logit(logits: jax.Array, head_dim: int, scale: float) -> jax.Array:
 
 
 def dot_logits(q: jax.Array, k: jax.Array) -> jax.Array:
-    """q.k / sqrt(d).  [B, H, Nq, d], [B, H, Nk, d] -> [B, H, Nq, Nk]"""
-    return jnp.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(q.shape[-1])
+    """q.k / sqrt(d) in float32.  [B, H, Nq, d], [B, H, Nk, d] -> [B, H, Nq, Nk]"""
+    return jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32) / math.sqrt(q.shape[-1])
 
 
 def attend(logits: jax.Array, v: jax.Array, key_mask: Optional[jax.Array] = None) -> jax.Array:

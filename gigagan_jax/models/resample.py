@@ -29,7 +29,8 @@ def _fir(x: jax.Array, taps: np.ndarray, axis: int, stride: int) -> jax.Array:
     flipped = taps[::-1]
     total = None
     for j in range(k):
-        part = jax.lax.slice_in_dim(x, j, j + (out_len - 1) * stride + 1, stride, axis) * flipped[j]
+        # A Python float is weakly typed, so a bf16 x stays bf16 (a numpy scalar would promote it).
+        part = jax.lax.slice_in_dim(x, j, j + (out_len - 1) * stride + 1, stride, axis) * float(flipped[j])
         total = part if total is None else total + part
     return total
 
