@@ -19,6 +19,8 @@ import re
 import sys
 import time
 
+from benchmarks._timing import cpu_model
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -29,15 +31,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = re.findall(r"^model name\s*:\s*(.+)$", f.read(), re.M)
-        return f"{names[0]} x{len(names)}" if names else "unknown CPU"
-    except OSError:
-        return "unknown CPU"
-
-
 def main() -> None:
     args = parse_args()
     flags = [f"--xla_force_host_platform_device_count={args.devices}"]
@@ -45,33 +38,22 @@ def main() -> None:
         flags.append(f"--xla_backend_optimization_level={args.opt_level}")
     os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    import functools
-
     import jax
 
     jax.config.update("jax_enable_compilation_cache", False)  # cold, whatever the user's setting
     from gigagan_jax.config import load_config, validate_config
-    from gigagan_jax.train.pod_plan import abstract_step_inputs
-    from gigagan_jax.train.sharding import mesh_from_config, replicated, traced_on
+    from gigagan_jax.train.pod_plan import abstract_step_inputs, step_functions
+    from gigagan_jax.train.sharding import mesh_from_config
 
     config = load_config(args.config)
     config.clip.path = ""  # random text features: compile time does not depend on a CLIP's weights
     validate_config(config, num_devices=jax.device_count())
     mesh = mesh_from_config(config)
     inputs = abstract_step_inputs(config, mesh)  # laid out as the input pipeline lays out a batch
-    steps, shardings, rep = inputs.steps, inputs.state_shardings, replicated(mesh)
     b, r = config.train.batch_size, config.model.resolution
-    step_args = (inputs.state, inputs.batch, inputs.key)
-
-    def jit_step(fn):
-        return jax.jit(traced_on(mesh, fn), donate_argnums=0, out_shardings=(shardings, rep))
-
-    executables = {
-        "init": (jax.jit(steps.init_state, out_shardings=shardings), (inputs.key,)),
-        "D step + R1": (jit_step(functools.partial(steps.d_step, with_r1=True)), step_args),
-        "G step": (jit_step(steps.g_step), step_args),
-        "D step": (jit_step(steps.d_step), step_args),
-    }
+    steps = step_functions(inputs, mesh)
+    executables = {"init": (jax.jit(inputs.init, out_shardings=inputs.state_shardings), (inputs.key,)),
+                   **{name: steps[name] for name in ("D step + R1", "G step", "D step")}}
     print(f"{args.config}: {cpu_model()}, {jax.device_count()} device(s), batch {b}, {r} px, "
           f"XLA flags {os.environ['XLA_FLAGS']!r}", flush=True)
     print(f"{'executable':<14} {'lower s':>8} {'compile s':>10} {'kernels':>8}")

@@ -16,23 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 
+from benchmarks._timing import cpu_model
 from gigagan_jax.config import load_config
 from gigagan_jax.tools import local_cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def _train(workdir: str, args, processes: int, devices: int) -> dict:
@@ -73,7 +65,7 @@ def main() -> None:
             summary = _train(os.path.join(tmp, f"run_{processes}x{devices}"), args, processes, devices)
             rows.append((f"{processes} process x {devices} devices", summary["steady_images_per_second"]))
     batch = load_config(os.path.join(ROOT, args.config)).train.batch_size
-    print(f"{_cpu_model()}, {os.cpu_count()} cores; {args.config} {' '.join(args.set)}, batch {batch}, "
+    print(f"{cpu_model()}, {os.cpu_count()} cores; {args.config} {' '.join(args.set)}, batch {batch}, "
           f"{args.steps} steps (timed after the first {args.log_every})")
     print(f"{'layout':<26} {'images/s':>9} {'s/step':>8}")
     for name, rate in rows:

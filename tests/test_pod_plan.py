@@ -51,6 +51,35 @@ def test_largest_batch_that_fits_a_budget(peak, expected):
     assert all(seen[b] == peak(b) for b in seen)
 
 
+
+@pytest.mark.parametrize("peak, probe, expected, compiles", [
+    (lambda b: 10 + 3 * b, 8, 30, 2),  # the state's 10 bytes known: the probe gives the line, its guess fits
+    (lambda b: 14 + 3 * b, 8, 28, 3),  # 4 batch-free temporary bytes: the guess errs low (27), one step up
+    (lambda b: 10 + 3 * b, 40, 30, 5),  # a probe over budget: bisected below it
+    (lambda b: 120 + b, 8, 0, 4),  # batch 1 does not fit (the line said 6: bisected down to 1)
+])
+def test_one_probe_and_the_batch_free_bytes_give_the_line(peak, probe, expected, compiles):
+    calls = []
+
+    def measure(b):
+        calls.append(b)
+        return peak(b)
+
+    best, _ = pod_plan.largest_batch_that_fits(measure, budget_bytes=100, probe=probe, fixed_bytes=10)
+    assert best == expected and calls[0] == probe and len(calls) == len(set(calls)) == compiles
+
+
+@pytest.mark.parametrize("peak, expected", [(lambda b: 10 + 3 * b, 30), (lambda b: 92 + 3 * b, 0)])
+def test_the_search_never_measures_below_the_smallest_batch(peak, expected):
+    calls = []
+
+    def measure(b):
+        calls.append(b)
+        return peak(b)
+
+    best, _ = pod_plan.largest_batch_that_fits(measure, budget_bytes=100, smallest=3)
+    assert best == expected and min(calls) == 3  # 92 + 3 * 2 would fit, but 2 is not a batch
+
 @pytest.fixture(scope="module")
 def tiny_on_8():
     """configs/tiny.py's steps compiled for a 1 x 8 (data x fsdp) mesh, batch 8."""

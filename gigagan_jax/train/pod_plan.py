@@ -123,6 +123,7 @@ class ExecutablePlan:
     flops: float
     collectives: dict[str, Collective]
     compile_seconds: float
+    compiled: Any = dataclasses.field(default=None, repr=False, compare=False)  # runnable on concrete inputs
 
     @property
     def peak_bytes(self) -> int:
@@ -146,7 +147,8 @@ def plan_executable(name: str, jitted, args: tuple, state: Any) -> ExecutablePla
                           argument_bytes=memory.argument_size_in_bytes, output_bytes=memory.output_size_in_bytes,
                           alias_bytes=memory.alias_size_in_bytes, temp_bytes=memory.temp_size_in_bytes,
                           flops=float(cost.get("flops", 0.0)),
-                          collectives=collective_traffic(compiled.as_text(), num_devices), compile_seconds=seconds)
+                          collectives=collective_traffic(compiled.as_text(), num_devices), compile_seconds=seconds,
+                          compiled=compiled)
 
 
 @dataclasses.dataclass
@@ -159,6 +161,7 @@ class StepInputs:
     batch: dict
     key: jax.ShapeDtypeStruct
     frozen: dict  # clip_params, perceptual_params, vision_clip_params (abstract, replicated) or None
+    init: Any  # key -> TrainState: the steps' init with the vision heads' example inputs bound
 
 
 def abstract_step_inputs(config: ml_collections.ConfigDict, mesh, clip: Any = None,
@@ -195,32 +198,40 @@ def abstract_step_inputs(config: ml_collections.ConfigDict, mesh, clip: Any = No
     frozen = {"clip_params": on_every_device(clip.params if clip is not None else None),
               "perceptual_params": on_every_device(perceptual),
               "vision_clip_params": on_every_device(vision_clip.params if vision_clip is not None else None)}
-    return StepInputs(steps, shardings, state, batch, key, frozen)
+    return StepInputs(steps, shardings, state, batch, key, frozen, init)
 
 
-def plan_steps(inputs: StepInputs, mesh, with_vision: Optional[bool] = None) -> list[ExecutablePlan]:
-    """Compile the D step with and without R1, and the G step, as the training loop jits them
-    (state donated, outputs laid out as the state's shardings). `with_vision`: the vision-aided
-    terms (default: whenever the config trains them)."""
+STEP_NAMES = ("D step + R1", "D step", "G step")
+
+
+def step_functions(inputs: StepInputs, mesh, with_vision: Optional[bool] = None) -> dict[str, tuple]:
+    """{name in STEP_NAMES: (jitted step, its abstract arguments)}, jitted as the training loop
+    jits them (state donated, outputs laid out as the state's shardings). `with_vision`: the
+    vision-aided terms (default: whenever the config trains them)."""
     steps, rep = inputs.steps, replicated(mesh)
     vision = steps.vision_heads is not None if with_vision is None else with_vision
     frozen = inputs.frozen
-    suffix = " + vision" if vision else ""
 
-    def jit_step(fn):  # as the training loop jits them
+    def jit_step(fn):
         return jax.jit(traced_on(mesh, fn), donate_argnums=0, out_shardings=(inputs.state_shardings, rep))
 
     d_args = (inputs.state, inputs.batch, inputs.key, frozen["clip_params"], frozen["vision_clip_params"])
     g_args = (inputs.state, inputs.batch, inputs.key, frozen["clip_params"], frozen["perceptual_params"],
               frozen["vision_clip_params"])
-    return [
-        plan_executable("D step + R1" + suffix, jit_step(functools.partial(steps.d_step, with_r1=True,
-                                                                         with_vision=vision)), d_args, inputs.state),
-        plan_executable("D step" + suffix, jit_step(functools.partial(steps.d_step, with_vision=vision)),
-                        d_args, inputs.state),
-        plan_executable("G step" + suffix, jit_step(functools.partial(steps.g_step, with_vision=vision)),
-                        g_args, inputs.state),
-    ]
+    return {
+        "D step + R1": (jit_step(functools.partial(steps.d_step, with_r1=True, with_vision=vision)), d_args),
+        "D step": (jit_step(functools.partial(steps.d_step, with_vision=vision)), d_args),
+        "G step": (jit_step(functools.partial(steps.g_step, with_vision=vision)), g_args),
+    }
+
+
+def plan_steps(inputs: StepInputs, mesh, with_vision: Optional[bool] = None,
+               names: tuple[str, ...] = STEP_NAMES) -> list[ExecutablePlan]:
+    """Compile the `names` steps (default: D with and without R1, and G) and read their plans."""
+    functions = step_functions(inputs, mesh, with_vision)
+    vision = inputs.steps.vision_heads is not None if with_vision is None else with_vision
+    suffix = " + vision" if vision else ""
+    return [plan_executable(name + suffix, functions[name][0], functions[name][1], inputs.state) for name in names]
 
 
 def iteration_figures(plans: list[ExecutablePlan], r1_interval: int) -> dict[str, float]:
@@ -243,36 +254,44 @@ def step_seconds(flops: float, wire_bytes: float, peak_tflops: float, utilisatio
             "collectives": wire_bytes / (link_gbytes_per_s * 1e9)}
 
 
-def largest_batch_that_fits(measure, budget_bytes: int, max_measures: int = 8) -> tuple[int, dict[int, int]]:
+def largest_batch_that_fits(measure, budget_bytes: int, max_measures: int = 8, probe: int = 1,
+                            fixed_bytes: Optional[int] = None, smallest: int = 1) -> tuple[int, dict[int, int]]:
     """The largest per-device batch whose peak bytes `measure(b)` (a compile each) fit the budget.
 
     Peak memory is close to affine in the batch (the state does not grow with it, activations
-    do per sample): batches 1 and 2 give the line, its prediction is compiled, and where the
-    line was wrong the answer is bisected between the largest batch that fitted and the smallest
-    that did not. Returns (batch, {batch: measured peak bytes}); 0 when batch 1 does not fit."""
+    do per sample). The line comes from batches `probe` and one more, or from `probe` alone where
+    the batch-free bytes are known (`fixed_bytes`, e.g. the train state: one compile fewer; the
+    slope then also carries the batch-free temporaries, so the guess errs low). Its prediction is
+    compiled; from there the line is followed up from the largest batch that fitted, or the answer
+    bisected below the smallest that did not. Returns (batch, {batch: measured peak bytes}); 0 when
+    batch `smallest` (the least a step accepts) does not fit."""
     seen: dict[int, int] = {}
 
-    def fits(b: int) -> bool:
+    def measured(b: int) -> int:
         if b not in seen:
             seen[b] = measure(b)
-        return seen[b] <= budget_bytes
+        return seen[b]
 
-    if not fits(1):
+    probe = max(probe, smallest)
+    if measured(probe) > budget_bytes and probe == smallest:
         return 0, seen
-    fits(2)
-    per_sample = seen[2] - seen[1]
-    while len(seen) < max_measures:
-        lo = max(b for b, peak in seen.items() if peak <= budget_bytes)
-        over = [b for b, peak in seen.items() if peak > budget_bytes]
-        if over:
-            hi = min(over)
+    if fixed_bytes is not None and seen[probe] > fixed_bytes:
+        intercept, slope = fixed_bytes, (seen[probe] - fixed_bytes) / probe
+    else:
+        other = smallest if probe > smallest else probe + 1
+        slope = (seen[probe] - measured(other)) / (probe - other)
+        intercept = seen[other] - slope * other
+    guess = int((budget_bytes - intercept) // slope) if slope > 0 else probe
+    while True:
+        lo = max((b for b, peak in seen.items() if peak <= budget_bytes), default=smallest - 1)
+        hi = min((b for b, peak in seen.items() if peak > budget_bytes), default=None)
+        if hi is None:
+            guess = max(guess, lo + int((budget_bytes - seen[lo]) // slope) if slope > 0 else lo)
+        elif not lo < guess < hi:
             guess = (lo + hi) // 2
-        else:
-            guess = lo + int((budget_bytes - seen[lo]) // per_sample) if per_sample > 0 else lo
-        if guess <= lo:
-            break
-        fits(guess)
-    return max(b for b, peak in seen.items() if peak <= budget_bytes), seen
+        if guess <= lo or guess in seen or len(seen) >= max_measures:
+            return (lo if lo >= smallest else 0), seen
+        measured(guess)
 
 
 def describe_bytes(n: float) -> str:
