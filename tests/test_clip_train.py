@@ -2,13 +2,14 @@
 learns retrieval on held-out shapes far above chance."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from gigagan_jax.pretrained.clip import load_clip
 from gigagan_jax.tools.train_clip import data_config, main, parse_args
-from gigagan_jax.train.small_clip import SmallClipSpec, retrieval_top1, training_data_config
+from gigagan_jax.train.small_clip import PACE_STEPS, SmallClipSpec, retrieval_top1, training_data_config
 
 TINY = ["--text-width", "32", "--text-layers", "2", "--vision-width", "32", "--vision-layers", "1",
         "--projection", "16", "--heads", "2"]
@@ -32,6 +33,18 @@ def test_writes_a_loadable_hf_folder(tmp_path):
     assert tokens.shape == (1, 77, 32) and projected.shape == (1, 16) and int(eot[0]) == 11
     assert np.all(np.isfinite(np.asarray(projected)))
 
+
+
+def test_the_time_left_is_estimated_from_the_first_steps(tmp_path, capsys):
+    steps = PACE_STEPS + 5
+    assert main(["--data", "shapes", "--out", str(tmp_path / "clip"), "--num-examples", "200", "--holdout", "100",
+                 "--batch", "16", "--steps", str(steps)] + TINY) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"small CLIP: {steps} steps of 16 pairs \(100 to train on, 100 held out\), 32 px images", out)
+    pace, seconds, left = re.search(rf"small CLIP: ([\d.]+) s/step over steps 1-{PACE_STEPS} .*: about (\d+) s "
+                                    r"\([\d.]+ min\) for the (\d+) steps left", out).groups()
+    assert int(left) == steps - 1 - PACE_STEPS and float(pace) > 0
+    assert int(seconds) == pytest.approx(float(pace) * int(left), abs=0.51 + 0.0005 * int(left))  # printed rounded
 
 @pytest.mark.slow
 def test_learns_held_out_retrieval(tmp_path):

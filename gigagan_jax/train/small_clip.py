@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from tqdm import tqdm
 from transformers import CLIPConfig
 
 from gigagan_jax.config import default_config
@@ -40,6 +41,7 @@ from gigagan_jax.pretrained.clip import (
 from gigagan_jax.pretrained.tokenize import ClipTokenizer
 
 MAX_LOGIT_SCALE = float(np.log(100.0))  # CLIP clamps its temperature at 1/100
+PACE_STEPS = 10  # steps timed after the first (which compiles) before the time left is estimated
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,14 +194,25 @@ def train_small_clip(config: ml_collections.ConfigDict, out: str, spec: SmallCli
     opt_state = optimizer.init(params)
     step = make_train_step(hf_config, optimizer)
     rng = np.random.default_rng(spec.seed + 1)
+    print(f"small CLIP: {spec.steps} steps of {spec.batch} pairs ({len(train_idx)} to train on, {spec.holdout} held "
+          f"out), {spec.image_size} px images, {length} tokens", flush=True)
     start = time.time()
-    for i in range(spec.steps):
+    step_ends = []
+    for i in tqdm(range(spec.steps), desc="small CLIP", unit="step", mininterval=5.0):
         batch = rng.choice(train_idx, spec.batch, replace=False)
         pixels = to_signed(images[batch])  # [B, S, S, 3]
         params, opt_state, loss = step(params, opt_state, ids[batch, :length], pixels)
+        if i <= PACE_STEPS:
+            jax.block_until_ready(loss)
+            step_ends.append(time.time())
+        if i == PACE_STEPS and i < spec.steps - 1:
+            pace = (step_ends[-1] - step_ends[0]) / PACE_STEPS
+            tqdm.write(f"small CLIP: {pace:.3f} s/step over steps 1-{PACE_STEPS} (step 0 compiled in "
+                       f"{step_ends[0] - start:.0f} s): about {pace * (spec.steps - 1 - i):.0f} s "
+                       f"({pace * (spec.steps - 1 - i) / 60:.1f} min) for the {spec.steps - 1 - i} steps left")
         if i % 100 == 0 or i == spec.steps - 1:
-            print(f"step {i:5d}  loss {float(loss):.4f}  logit_scale {float(params['logit_scale']):.2f}  "
-                  f"{time.time() - start:.0f}s", flush=True)
+            tqdm.write(f"step {i:5d}  loss {float(loss):.4f}  logit_scale {float(params['logit_scale']):.2f}  "
+                       f"{time.time() - start:.0f}s")
 
     save_clip(out, hf_config, params)
     metrics = evaluate(out, images[test_idx], [captions[j] for j in test_idx])
