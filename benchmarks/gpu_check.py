@@ -133,11 +133,15 @@ def vision_backbone(config) -> Clip | None:
     return random_clip("clip-vit-base-patch32", image_only=True)
 
 
-def compiled_flops(jitted, *args) -> float:
-    """XLA's FLOP count of the lowered program (no backend compile). A loop body counts once."""
-    cost = jitted.lower(*args).cost_analysis()
+def flops_of(lowered_or_compiled) -> float:
+    """XLA's FLOP count of a lowered (no backend compile) or compiled program. A loop body counts once."""
+    cost = lowered_or_compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost.get("flops", 0.0))
+
+
+def compiled_flops(jitted, *args) -> float:
+    return flops_of(jitted.lower(*args))
 
 
 def matmul_peak(n: int, repeats: int) -> dict[str, float]:
@@ -279,7 +283,8 @@ def t2i_section(shapes: Shapes, args: argparse.Namespace, report: dict, budget: 
                                                                probe=shapes.probe_batch, fixed_bytes=state_bytes,
                                                                smallest=smallest)
         if per_device == 0:
-            raise ValueError(f"batch 1 of {shapes.t2i} does not fit {pod_plan.describe_bytes(memory_budget)}")
+            raise ValueError(f"per-device batch {smallest} of {shapes.t2i} does not fit "
+                             f"{pod_plan.describe_bytes(memory_budget)}")
     if budget.left() < 3 * plans[per_device].compile_seconds:
         return {"per_device_batch": per_device, "searched_peaks": searched,
                 "skipped": f"timing: {budget.left():.0f} s left, a compile takes {plans[per_device].compile_seconds:.0f} s"}
@@ -287,8 +292,7 @@ def t2i_section(shapes: Shapes, args: argparse.Namespace, report: dict, budget: 
     functions = pod_plan.step_functions(inputs, mesh)
     executables = {"D step + R1": plans[per_device].compiled,
                    **{name: functions[name][0].lower(*functions[name][1]).compile() for name in ("D step", "G step")}}
-    flops = {name: float((lambda c: c[0] if isinstance(c, (list, tuple)) else c)(e.cost_analysis()).get("flops", 0))
-             for name, e in executables.items()}
+    flops = {name: flops_of(executable) for name, executable in executables.items()}
     state = jax.jit(inputs.init, out_shardings=inputs.state_shardings)(jax.random.PRNGKey(0))
     batch = random_like(inputs.batch, jax.random.PRNGKey(1), std=1.0)
     batch["image"] = jax.device_put(jnp.zeros(inputs.batch["image"].shape, jnp.uint8) + 127,
