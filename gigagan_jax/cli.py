@@ -12,7 +12,7 @@ from ml_collections import config_flags
 
 from gigagan_jax.config import validate_config
 from gigagan_jax.hosts import ClusterError, join_cluster
-from gigagan_jax.workdir import blocking_file, folder_problem, is_url
+from gigagan_jax.workdir import blocking_file, folder_problem, is_url, user_cache_dir
 
 
 def define_config_flag() -> flags.FlagHolder:
@@ -50,7 +50,7 @@ def enable_compilation_cache() -> None:
     """Persist compiled executables across runs (resume, sample.py) unless the user chose a
     cache already (JAX_COMPILATION_CACHE_DIR); compiling the steps dominates short runs."""
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/gigagan_jax/xla"))
+        jax.config.update("jax_compilation_cache_dir", user_cache_dir("xla"))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 

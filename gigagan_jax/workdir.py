@@ -9,6 +9,9 @@
     WORKDIR/eval/step_N/             evaluation reports (gigagan_jax.eval)
     WORKDIR/summary.json             the last training run's summary
 
+Outside any run, `user_cache_dir` holds what runs share on one machine: compiled executables
+(`xla/`) and small CLIPs keyed by their data and recipe (`small_clip/<key>/`).
+
 WORKDIR may be a local folder or a bucket URL (`gs://bucket/run`, also s3://, az://): a pod's
 hosts share no disk, but they share a bucket. Every file the project writes there goes through
 `etils.epath` (as Orbax's do), never through `open` / `os`, so a URL works wherever a folder does;
@@ -21,6 +24,11 @@ import os
 import uuid
 
 from etils import epath
+
+
+def user_cache_dir(name: str) -> str:
+    """$GIGAGAN_JAX_CACHE/name, default ~/.cache/gigagan_jax/name: local to this machine."""
+    return os.path.join(os.path.expanduser(os.environ.get("GIGAGAN_JAX_CACHE") or "~/.cache/gigagan_jax"), name)
 
 
 def checkpoint_dir(workdir: str) -> str:

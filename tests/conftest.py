@@ -16,6 +16,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Compiled executables persist across the tests' train/sample subprocesses of one session.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), "gigagan_jax_test_xla_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# Small CLIPs cached for reuse (gigagan_jax.workdir.user_cache_dir): one folder per test run, shared
+# by its xdist workers, never the user's ~/.cache.
+os.environ["GIGAGAN_JAX_CACHE"] = os.path.join(
+    os.environ.get("TMPDIR", "/tmp"), f"gigagan_jax_test_cache_{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}")
 
 
 import pytest  # noqa: E402  (after the environment above is set)

@@ -7,9 +7,18 @@ import re
 import numpy as np
 import pytest
 
+from gigagan_jax.checkpoint import MANIFEST, verify_manifest
+from gigagan_jax.config import load_config
 from gigagan_jax.pretrained.clip import load_clip
-from gigagan_jax.tools.train_clip import data_config, main, parse_args
-from gigagan_jax.train.small_clip import PACE_STEPS, SmallClipSpec, retrieval_top1, training_data_config
+from gigagan_jax.tools.train_clip import data_config, main, parse_args, spec_from_args
+from gigagan_jax.train import small_clip
+from gigagan_jax.train.small_clip import (
+    PACE_STEPS,
+    SmallClipSpec,
+    retrieval_top1,
+    train_small_clip,
+    training_data_config,
+)
 
 TINY = ["--text-width", "32", "--text-layers", "2", "--vision-width", "32", "--vision-layers", "1",
         "--projection", "16", "--heads", "2"]
@@ -45,6 +54,67 @@ def test_the_time_left_is_estimated_from_the_first_steps(tmp_path, capsys):
                                     r"\([\d.]+ min\) for the (\d+) steps left", out).groups()
     assert int(left) == steps - 1 - PACE_STEPS and float(pace) > 0
     assert int(seconds) == pytest.approx(float(pace) * int(left), abs=0.51 + 0.0005 * int(left))  # printed rounded
+
+
+def _tiny_clip_run(out, cache, num_examples=200, steps=3):
+    args = parse_args(["--data", "shapes", "--out", str(out), "--num-examples", str(num_examples), "--holdout", "100",
+                       "--batch", "16", "--steps", str(steps)] + TINY)
+    return train_small_clip(data_config(args), str(out), spec_from_args(args), cache_dir=str(cache))
+
+
+def _folder_bytes(folder) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name not in ("train_clip.json", MANIFEST)}
+
+
+def test_a_clip_trained_on_the_same_data_and_spec_is_reused_from_the_cache(tmp_path, capsys, monkeypatch):
+    cache = tmp_path / "cache"
+    first = _tiny_clip_run(tmp_path / "a", cache)
+    assert "reused_from" not in first and len(list(cache.iterdir())) == 1
+    entry = next(cache.iterdir())
+    verify_manifest(str(entry))
+    capsys.readouterr()
+
+    monkeypatch.setattr(small_clip, "make_train_step", lambda *a: pytest.fail("trained although cached"))
+    second = _tiny_clip_run(tmp_path / "b", cache)
+    assert second["reused_from"] == str(entry) and second["top1_gallery100"] == first["top1_gallery100"]
+    assert "small CLIP: reusing the one trained on the same data and spec" in capsys.readouterr().out
+    assert _folder_bytes(tmp_path / "b") == _folder_bytes(tmp_path / "a")
+    assert json.loads((tmp_path / "b" / "train_clip.json").read_text())["reused_from"] == str(entry)
+
+
+def test_other_data_or_spec_trains_anew_and_a_damaged_entry_is_replaced(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    _tiny_clip_run(tmp_path / "a", cache)
+    assert "reused_from" not in _tiny_clip_run(tmp_path / "b", cache, num_examples=201)  # other pairs
+    assert "reused_from" not in _tiny_clip_run(tmp_path / "c", cache, steps=4)  # another spec
+    assert len(list(cache.iterdir())) == 3
+    recorded = {p: json.loads((p / "train_clip.json").read_text()) for p in cache.iterdir()}
+    entry = next(p for p, m in recorded.items() if (m["steps"], m["train_pairs"]) == (3, 100))  # the first run's
+    weights = next(p for p in entry.iterdir() if p.suffix in (".msgpack", ".safetensors"))
+    damaged = bytearray(weights.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    weights.write_bytes(bytes(damaged))
+    capsys.readouterr()
+    again = _tiny_clip_run(tmp_path / "d", cache)
+    assert "reused_from" not in again and "the cached one is damaged" in capsys.readouterr().out
+    verify_manifest(str(entry))  # trained anew and cached again, whole
+
+
+def test_a_run_without_clip_path_reuses_the_cached_clip_in_a_new_workdir(tmp_path, monkeypatch, capsys):
+    from gigagan_jax.train.frozen_clip import provide_clip
+
+    monkeypatch.setenv("GIGAGAN_JAX_CACHE", str(tmp_path / "cache"))
+    config = load_config("configs/tiny.py")
+    config.clip.path, config.clip.train_steps, config.data.num_examples = "", 2, 300
+    provide_clip(config, str(tmp_path / "run1"))
+    assert "reusing" not in capsys.readouterr().out
+    provide_clip(config, str(tmp_path / "run2"))
+    assert "small CLIP: reusing the one trained on the same data and spec" in capsys.readouterr().out
+    assert _folder_bytes(tmp_path / "run2" / "clip") == _folder_bytes(tmp_path / "run1" / "clip")
+    verify_manifest(str(tmp_path / "run2" / "clip"))  # the workdir's own manifest, written after the copy
+    config.clip.reuse_trained = False
+    provide_clip(config, str(tmp_path / "run3"))
+    assert "reusing" not in capsys.readouterr().out
 
 @pytest.mark.slow
 def test_learns_held_out_retrieval(tmp_path):

@@ -196,6 +196,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.clip = ml_collections.ConfigDict()
     config.clip.path = ""  # local Hugging Face folder; "" = a small CLIP trained by the project
     config.clip.train_steps = 800  # training steps of that small CLIP (cached in the workdir)
+    # Reuse a small CLIP trained earlier on the same data with the same recipe (kept under
+    # ~/.cache/gigagan_jax/small_clip, or $GIGAGAN_JAX_CACHE/small_clip) instead of training it per workdir.
+    config.clip.reuse_trained = True
 
     config.data = _data_defaults()
     config.loss = _loss_defaults()
@@ -430,6 +433,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
         _require(0 <= optim[key] < 1, f"config.optim.{key} must be in [0, 1), got {optim[key]}")
 
     _require(config.clip.train_steps >= 1, f"config.clip.train_steps must be >= 1, got {config.clip.train_steps}")
+    _require(isinstance(config.clip.reuse_trained, bool),
+             f"config.clip.reuse_trained must be True or False, got {config.clip.reuse_trained!r}")
 
     data = config.data
     _require(data.kind in DATA_KINDS, f"config.data.kind must be one of {DATA_KINDS}, got {data.kind!r}")

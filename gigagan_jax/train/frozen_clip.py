@@ -6,6 +6,8 @@ Empty: train a small CLIP on the run's own training data once, save it as `WORKD
 layout) and reuse it on resume, so sampling and evaluation read the same encoder back. It is
 trained into a temporary folder, hashed into its own manifest and renamed into place, so a
 killed run never leaves half a CLIP behind, and a flipped byte is refused on the next load.
+With `config.clip.reuse_trained` (default), one trained before on the same data with the same
+recipe is copied from the machine's cache (`workdir.user_cache_dir("small_clip")`) instead.
 
 Either way the run records the CLIP's fingerprint (`generate.restore.clip_record`) in every
 checkpoint: resuming or sampling with another encoder of the same width is refused instead of
@@ -32,7 +34,7 @@ from gigagan_jax.generate.restore import clip_path, load_run_clip
 from gigagan_jax.hosts import all_hosts, main_first, main_host_int
 from gigagan_jax.pretrained.clip import Clip, load_clip
 from gigagan_jax.train.small_clip import SmallClipSpec, train_small_clip
-from gigagan_jax.workdir import is_url
+from gigagan_jax.workdir import is_url, user_cache_dir
 
 
 def _train_into_place(config: ml_collections.ConfigDict, path: str) -> None:
@@ -41,7 +43,8 @@ def _train_into_place(config: ml_collections.ConfigDict, path: str) -> None:
         shutil.rmtree(stale, ignore_errors=True)
     partial = f"{path}.partial-{uuid.uuid4().hex[:8]}"
     print(f"config.clip.path is empty: training a small CLIP on the training data -> {path}", flush=True)
-    metrics = train_small_clip(config, partial, SmallClipSpec.for_run(config))
+    cache = user_cache_dir("small_clip") if config.clip.reuse_trained else None
+    metrics = train_small_clip(config, partial, SmallClipSpec.for_run(config), cache_dir=cache)
     write_manifest(partial)
     if os.path.isdir(path):  # no config.json: half a CLIP, written non-atomically by an older version
         shutil.rmtree(path)

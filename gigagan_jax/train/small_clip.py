@@ -13,10 +13,13 @@ A run with `config.clip.path = ""` calls `train_small_clip(config, out, SmallCli
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import shutil
 import time
+import uuid
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +29,7 @@ import optax
 from tqdm import tqdm
 from transformers import CLIPConfig
 
+from gigagan_jax.checkpoint import CheckpointError, verify_manifest, write_manifest
 from gigagan_jax.config import default_config
 from gigagan_jax.data import open_source
 from gigagan_jax.losses.clip_loss import clip_logits
@@ -42,6 +46,9 @@ from gigagan_jax.pretrained.tokenize import ClipTokenizer
 
 MAX_LOGIT_SCALE = float(np.log(100.0))  # CLIP clamps its temperature at 1/100
 PACE_STEPS = 10  # steps timed after the first (which compiles) before the time left is estimated
+# Bump when the training code changes what a spec and data produce: cached CLIPs of an older
+# recipe are then trained anew instead of reused.
+RECIPE = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +114,43 @@ def load_pairs(config: ml_collections.ConfigDict):
     return np.concatenate(images), captions
 
 
+def training_key(spec: SmallClipSpec, images: np.ndarray, captions: list[str]) -> str:
+    """What a trained small CLIP depends on: the recipe, the spec and the pairs' exact bytes."""
+    h = hashlib.sha256(json.dumps({"recipe": RECIPE, "spec": dataclasses.asdict(spec), "images": images.shape,
+                                   "captions": captions}, sort_keys=True).encode())
+    h.update(np.ascontiguousarray(images, np.uint8).tobytes())  # [N, S, S, 3]
+    return h.hexdigest()[:32]
+
+
+def _copy_from_cache(cached: str, out: str) -> bool:
+    """Copy a verified cache entry to `out`; a damaged one is removed (and trained anew)."""
+    if not os.path.isdir(cached):
+        return False
+    try:
+        verify_manifest(cached)
+    except CheckpointError as e:
+        print(f"small CLIP: the cached one is damaged ({e}); training it anew", flush=True)
+        shutil.rmtree(cached, ignore_errors=True)
+        return False
+    shutil.copytree(cached, out)
+    return True
+
+
+def _store_in_cache(out: str, cached: str) -> None:
+    """Copy `out` into the cache atomically (a temporary sibling renamed into place). Failing to
+    cache never fails the caller; another process caching the same CLIP first wins."""
+    partial = f"{cached}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        shutil.copytree(out, partial)
+        write_manifest(partial)
+        os.rename(partial, cached)
+        print(f"small CLIP: cached for runs on the same data -> {cached}", flush=True)
+    except OSError as e:
+        shutil.rmtree(partial, ignore_errors=True)
+        if not os.path.isdir(cached):
+            print(f"small CLIP: not cached ({e}); training goes on", flush=True)
+
+
 def clip_config(spec: SmallClipSpec) -> CLIPConfig:
     return CLIPConfig(
         text_config=dict(hidden_size=spec.text_width, intermediate_size=4 * spec.text_width,
@@ -169,15 +213,27 @@ def evaluate(path: str, images: np.ndarray, captions: list[str]) -> dict[str, fl
 
 
 def train_small_clip(config: ml_collections.ConfigDict, out: str, spec: SmallClipSpec,
-                     command: str = "") -> dict:
+                     command: str = "", cache_dir: str | None = None) -> dict:
     """Train on `config`'s data (`training_data_config`), write the HF folder `out` with
-    `train_clip.json` (held-out retrieval, the spec, `command` when given); returns the metrics."""
+    `train_clip.json` (held-out retrieval, the spec, `command` when given); returns the metrics.
+
+    With `cache_dir`, a CLIP trained before on the same pairs with the same spec and recipe
+    (`training_key`) is copied instead of trained, and a newly trained one is cached there."""
     spec.check()
     images, captions = load_pairs(training_data_config(config, spec))
     if len(captions) <= spec.holdout + spec.batch:
         raise ValueError(f"the data has {len(captions)} pairs: too few to train a small CLIP on (it holds out "
                          f"{spec.holdout} and trains on batches of {spec.batch}); use more data, or give train.py "
                          "a CLIP folder (Hugging Face layout) with --config.clip.path=DIR")
+    cached = os.path.join(cache_dir, training_key(spec, images, captions)) if cache_dir else None
+    if cached and _copy_from_cache(cached, out):
+        with open(os.path.join(out, "train_clip.json")) as f:
+            metrics = {**json.load(f), "reused_from": cached}
+        with open(os.path.join(out, "train_clip.json"), "w") as f:
+            json.dump(metrics, f, indent=2)
+        print(f"small CLIP: reusing the one trained on the same data and spec ({cached}; held-out top-1 "
+              f"{metrics['top1_gallery100']:.2f} among 100)", flush=True)
+        return metrics
     # The held-out pairs are a fixed random subset; training never sees them.
     order = np.random.default_rng(spec.seed).permutation(len(captions))
     test_idx, train_idx = order[:spec.holdout], order[spec.holdout:]
@@ -223,4 +279,6 @@ def train_small_clip(config: ml_collections.ConfigDict, out: str, spec: SmallCli
         metrics["command"] = command
     with open(os.path.join(out, "train_clip.json"), "w") as f:
         json.dump(metrics, f, indent=2)
+    if cached:
+        _store_in_cache(out, cached)
     return metrics
