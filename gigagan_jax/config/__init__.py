@@ -433,8 +433,6 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
         _require(0 <= optim[key] < 1, f"config.optim.{key} must be in [0, 1), got {optim[key]}")
 
     _require(config.clip.train_steps >= 1, f"config.clip.train_steps must be >= 1, got {config.clip.train_steps}")
-    _require(isinstance(config.clip.reuse_trained, bool),
-             f"config.clip.reuse_trained must be True or False, got {config.clip.reuse_trained!r}")
 
     data = config.data
     _require(data.kind in DATA_KINDS, f"config.data.kind must be one of {DATA_KINDS}, got {data.kind!r}")
