@@ -26,3 +26,26 @@ def cpu_model() -> str:
         return f"{names[0]} x{len(names)}" if names else "unknown CPU"
     except OSError:
         return "unknown CPU"
+
+
+def flops_of(lowered_or_compiled) -> float:
+    """XLA's FLOP count of a lowered (no backend compile) or compiled program. A loop body counts once."""
+    cost = lowered_or_compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", 0.0))
+
+
+def lowered_flops(jitted, *args) -> float:
+    """XLA's FLOP count of `jitted` traced on `args`, without compiling it."""
+    return flops_of(jitted.lower(*args))
+
+
+def matmul_peak(n: int, repeats: int) -> dict[str, float]:
+    """Measured TFLOP/s of an n x n x n matmul per dtype (f32 at XLA's default precision)."""
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
+        b = jax.random.normal(jax.random.PRNGKey(1), (n, n), dtype)
+        mm = jax.jit(lambda x, y: x @ y)
+        out[dtype] = 2 * n**3 / median_seconds(lambda: mm(a, b), repeats) / 1e12
+    return out

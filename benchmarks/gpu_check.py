@@ -34,7 +34,7 @@ import numpy as np
 from flax.core import meta
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from benchmarks._timing import cpu_model, median_seconds
+from benchmarks._timing import lowered_flops, cpu_model, flops_of, matmul_peak, median_seconds
 from gigagan_jax.config import has_vision_backbone, load_config, validate_config
 from gigagan_jax.generate.sample import generate, generate_and_upsample, seeds_to_z
 from gigagan_jax.models.build import build_discriminator, build_generator
@@ -133,28 +133,6 @@ def vision_backbone(config) -> Clip | None:
     return random_clip("clip-vit-base-patch32", image_only=True)
 
 
-def flops_of(lowered_or_compiled) -> float:
-    """XLA's FLOP count of a lowered (no backend compile) or compiled program. A loop body counts once."""
-    cost = lowered_or_compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost.get("flops", 0.0))
-
-
-def compiled_flops(jitted, *args) -> float:
-    return flops_of(jitted.lower(*args))
-
-
-def matmul_peak(n: int, repeats: int) -> dict[str, float]:
-    """Measured TFLOP/s of an n x n x n matmul per dtype (f32 at XLA's default precision)."""
-    out = {}
-    for dtype in ("float32", "bfloat16"):
-        a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
-        b = jax.random.normal(jax.random.PRNGKey(1), (n, n), dtype)
-        mm = jax.jit(lambda x, y: x @ y)
-        out[dtype] = 2 * n**3 / median_seconds(lambda: mm(a, b), repeats) / 1e12
-    return out
-
-
 def nominal_peak(device_kind: str) -> dict[str, float] | None:
     return next((peaks for name, peaks in NOMINAL_TFLOPS.items() if name in device_kind), None)
 
@@ -187,8 +165,8 @@ def bench_section(shapes: Shapes, report: dict) -> dict:
     seconds[f"sample {n}"] = median_seconds(lambda: generate(steps.generator, state.g_ema, z, *condition),
                                             shapes.repeats)
     counted = GanSteps(config, Generator(dataclasses.replace(spec, kernel_impl="patches")), steps.discriminator)
-    flops = {name: compiled_flops(fn, state, batch, rng) for name, fn in jitted(counted).items()}
-    flops[f"sample {n}"] = compiled_flops(generate, counted.generator, state.g_ema, z, *condition)
+    flops = {name: lowered_flops(fn, state, batch, rng) for name, fn in jitted(counted).items()}
+    flops[f"sample {n}"] = lowered_flops(generate, counted.generator, state.g_ema, z, *condition)
     for name, parts in (("D+G (no R1)", ("D step", "G step")), ("D+G (with R1)", ("D step + R1", "G step"))):
         seconds[name], flops[name] = sum(seconds[p] for p in parts), sum(flops[p] for p in parts)
     peak = report["peak"]["measured_tflops"][config.model.dtype]
