@@ -11,7 +11,7 @@ from PIL import Image
 
 from gigagan_jax.config import default_config
 from gigagan_jax.data import InputPipeline, builders, open_source, prepare
-from gigagan_jax.data.shapes import SHAPES
+from gigagan_jax.data.shapes import SHAPES, ShapesSource, parse_caption
 
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255)]
 
@@ -141,6 +141,28 @@ def test_prepare_cli_then_train_from_its_output(tmp_path, capsys):
     source = open_source(make_config(out, tmp_path / "unused-cache"))
     assert len(source) == 6 and not (tmp_path / "unused-cache").exists()
 
+
+def test_shapes_folder_writes_a_caption_folder_with_known_attributes_and_prepares_it(tmp_path, capsys):
+    out = tmp_path / "prepared"
+    assert prepare.main(["--kind", "shapes-folder", "--out", str(out), "--num-examples", "60",
+                         "--resolution", "16"]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote 60 shape images with captions into {out / 'raw'}" in printed
+    assert "prepared 60 examples (0 skipped) at 16 px" in printed
+    records = [json.loads(line) for line in (out / "raw" / "captions.jsonl").read_text().splitlines()]
+    reference = ShapesSource(60, 16).get_batch(np.arange(60))
+    assert [r["caption"] for r in records] == reference["caption"]
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "raw" / records[7]["file"])), reference["image"][7])
+    assert len({parse_caption(r["caption"])["position"] for r in records}) == 5  # every position
+    starts = {r["caption"].split()[0] for r in records}  # templates begin "a"/"an", colours, "there", ...
+    assert len(starts) >= 4
+    source = open_source(make_config(out, tmp_path / "unused-cache"))
+    assert len(source) == 60 and sorted(source.get_batch(np.arange(60))["caption"]) == sorted(reference["caption"])
+    # Run again into the same folder: refused, nothing overwritten.
+    assert prepare.main(["--kind", "shapes-folder", "--out", str(out), "--num-examples", "8",
+                         "--resolution", "16"]) != 0
+    assert "exists already" in capsys.readouterr().err
+    assert len((out / "raw" / "captions.jsonl").read_text().splitlines()) == 60
 
 def test_tfds_kind_reads_a_prepared_catalogue_dataset(tmp_path, capsys):
     prepare.main(["--kind", "shapes", "--out", str(tmp_path / "tfds"), "--num-examples", "24",

@@ -3,9 +3,13 @@
   python -m gigagan_jax.data.prepare --kind folder --src DIR --out OUT [--resolution 64]
   python -m gigagan_jax.data.prepare --kind shapes --out OUT [--num-examples 20000]
   python -m gigagan_jax.data.prepare --kind emoji  --out OUT [--emoji-sets google,twitter]
+  python -m gigagan_jax.data.prepare --kind shapes-folder --out OUT [--num-examples 20000] [--shape-positions ...]
   python -m gigagan_jax.data.prepare --kind tfds   --name coco_captions --out DATA_DIR
 
-Then train with `--config.data.kind=folder --config.data.path=OUT` (folder, shapes, emoji) or
+`shapes-folder` writes the shapes set as a caption folder (PNGs + captions.jsonl in OUT/raw, several
+caption templates, every position) and prepares it like any folder: a user's folder with known
+attributes. Then train with `--config.data.kind=folder --config.data.path=OUT` (folder, shapes, emoji,
+shapes-folder) or
 `--config.data.kind=tfds --config.data.name=NAME --config.data.path=DATA_DIR`.
 """
 
@@ -19,7 +23,7 @@ import sys
 import tensorflow_datasets as tfds
 
 from gigagan_jax.config import MAX_SEED
-from gigagan_jax.data import builders, emoji
+from gigagan_jax.data import builders, emoji, shapes
 from gigagan_jax.workdir import folder_problem
 
 # Stored images are raw uint8: 48 MiB each at 4096 px, the GigaGAN upsampler's largest output.
@@ -33,9 +37,10 @@ def _dir_size_mb(path: str) -> float:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m gigagan_jax.data.prepare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--kind", required=True, choices=("folder", "shapes", "emoji", "tfds"),
+    p.add_argument("--kind", required=True, choices=("folder", "shapes", "emoji", "tfds", "shapes-folder"),
                    help="folder: images + captions.jsonl (or .txt sidecars) in --src; shapes: the "
-                        "procedural set; emoji: fetch emoji-datasource-* with npm into --src "
+                        "procedural set; shapes-folder: it, written as a caption folder into --src (default "
+                        "OUT/raw) and prepared; emoji: fetch emoji-datasource-* with npm into --src "
                         "(default OUT/raw) and prepare it; tfds: a TFDS catalogue dataset --name")
     p.add_argument("--src", default="", help="source folder (folder: required; emoji: where the raw "
                                              "images and captions.jsonl go, default OUT/raw)")
@@ -47,6 +52,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "downscaled on every read; default 64; not used by --kind tfds)")
     p.add_argument("--num-examples", type=int, default=20000, help="shapes: number of examples")
     p.add_argument("--seed", type=int, default=0, help="shapes: dataset seed (default 0, as in training)")
+    p.add_argument("--shape-positions", default="",
+                   help="shapes-folder: comma-separated positions, empty = all (as config.data.shape_positions)")
+    p.add_argument("--shape-scale", type=float, default=1.0,
+                   help="shapes-folder: size relative to the default (as config.data.shape_scale)")
     p.add_argument("--emoji-sets", default="google,twitter",
                    help=f"emoji: comma-separated sets among {','.join(emoji.PACKAGES)}")
     p.add_argument("--emoji-version", default=emoji.VERSION, help="emoji: npm package version")
@@ -75,7 +84,7 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     unknown = [s for s in args.emoji_sets.split(",") if s not in emoji.PACKAGES]
     if args.kind == "emoji" and unknown:
         p.error(f"--emoji-sets: unknown set(s) {','.join(unknown)}; choose among {','.join(emoji.PACKAGES)}")
-    for flag, path in (("--out", args.out), ("--src", args.src if args.kind == "emoji" else "")):
+    for flag, path in (("--out", args.out), ("--src", args.src if args.kind in ("emoji", "shapes-folder") else "")):
         problem = folder_problem(os.path.expanduser(path)) if path else None
         if problem:
             p.error(f"{flag} {path} {problem}")
@@ -107,6 +116,15 @@ def main(argv: list[str] | None = None) -> int:
                                          seed=args.seed, data_dir=out)
     else:
         src = args.src
+        if args.kind == "shapes-folder":
+            src = args.src or os.path.join(out, "raw")
+            positions = tuple(p for p in args.shape_positions.split(",") if p)
+            try:
+                source = shapes.ShapesSource(args.num_examples, args.resolution, args.seed, args.shape_scale, positions)
+                written = shapes.write_caption_folder(source, src)
+            except ValueError as e:  # unknown positions, a scale that does not fit, a folder written before
+                return _fail(str(e))
+            print(f"wrote {written} shape images with captions into {src}")
         if args.kind == "emoji":
             src = args.src or os.path.join(out, "raw")
             try:

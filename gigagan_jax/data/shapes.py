@@ -7,10 +7,13 @@ and check the generated image's colour and shape with `parse_caption` + `render_
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -220,3 +223,25 @@ class ShapesSource:
                                              self._background[i], self._template[i])]
         return {"image": image, "caption": captions,
                 "label": (self._colour[i] * len(SHAPES) + self._shape[i]).astype(np.int32)}  # [n]
+
+
+def write_caption_folder(source: ShapesSource, folder: str, batch: int = 256) -> int:
+    """Write every example of `source` as `images/NNNNNN.png` plus `captions.jsonl` in `folder`,
+    a caption folder like a user's own (several caption templates, every position the source
+    draws), so the folder path can be trained and measured on data whose attributes are known.
+    Refuses a folder that already holds a captions.jsonl."""
+    captions_path = os.path.join(folder, "captions.jsonl")
+    if os.path.exists(captions_path):
+        raise ValueError(f"{captions_path} exists already; remove it, or prepare that folder with --kind folder")
+    os.makedirs(os.path.join(folder, "images"), exist_ok=True)
+    lines = []
+    for start in range(0, len(source), batch):
+        examples = source.get_batch(np.arange(start, min(start + batch, len(source))))
+        for offset, (image, caption) in enumerate(zip(examples["image"], examples["caption"])):
+            rel = f"images/{start + offset:06d}.png"
+            Image.fromarray(image).save(os.path.join(folder, rel), format="PNG")
+            lines.append(json.dumps({"file": rel, "caption": caption}))
+    with open(captions_path + ".partial", "w") as f:  # the listing last: a killed run leaves none
+        f.write("\n".join(lines) + "\n")
+    os.replace(captions_path + ".partial", captions_path)
+    return len(lines)
