@@ -161,9 +161,9 @@ class SynthesisNetwork(nn.Module):
                            (4, 4, s.channels[0]), jnp.float32)
         x = split_over_batch(jnp.broadcast_to(const.astype(s.compute_dtype), (ws.shape[0],) + const.shape))  # [B, 4, 4, C]
         img, pyramid = None, []
+        block = rematerialised(SynthesisBlock, s.remat, static_argnums=(5,))  # noise_mode
         for i, (res, ch) in enumerate(zip(s.levels, s.channels)):
             level_text = None if text is None else text.at_level(i)
-            block = rematerialised(SynthesisBlock, s.remat, static_argnums=(5,))  # noise_mode
             x, img = block(s, res, ch, name=f"b{res}")(x, img, ws[:, i], level_text, noise_mode)
             pyramid.append(img)
         return pyramid

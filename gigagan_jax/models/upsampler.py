@@ -136,14 +136,15 @@ class UpsamplerSynthesis(nn.Module):
         x = EqualizedConv(s.encoder_channels[0], kernel_size=1, activation="lrelu", dtype=dtype,
                           name="from_rgb")(lowres)
         skips = {s.input_resolution: x}
+        down = rematerialised(ResidualDown, s.remat)
         for i, ch in enumerate(s.encoder_channels[1:]):
-            x = rematerialised(ResidualDown, s.remat)(ch, dtype=dtype, name=f"down{i}")(x)
+            x = down(ch, dtype=dtype, name=f"down{i}")(x)
             skips[x.shape[1]] = x
         pyramid = []
+        block = rematerialised(UpBlock, s.remat, static_argnums=(6,))  # noise_mode
         for i, (res, ch) in enumerate(zip(s.levels, s.channels)):
             level_text = None if text is None else text.at_level(i)  # per-level text: prompt mixing
             image = resize_to(lowres, res)  # [B, res, res, 3]
-            block = rematerialised(UpBlock, s.remat, static_argnums=(6,))  # noise_mode
             x, rgb = block(s, res, ch, name=f"up{res}")(x, skips.get(res), image if res > s.input_resolution else None,
                                                         ws[:, i], level_text, noise_mode)
             pyramid.append(image + rgb)
