@@ -28,18 +28,6 @@ def cpu_model() -> str:
         return "unknown CPU"
 
 
-def flops_of(lowered_or_compiled) -> float:
-    """XLA's FLOP count of a lowered (no backend compile) or compiled program. A loop body counts once."""
-    cost = lowered_or_compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost.get("flops", 0.0))
-
-
-def lowered_flops(jitted, *args) -> float:
-    """XLA's FLOP count of `jitted` traced on `args`, without compiling it."""
-    return flops_of(jitted.lower(*args))
-
-
 def matmul_peak(n: int, repeats: int) -> dict[str, float]:
     """Measured TFLOP/s of an n x n x n matmul per dtype (f32 at XLA's default precision)."""
     out = {}

@@ -19,11 +19,12 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from benchmarks._timing import cpu_model, flops_of, matmul_peak, median_seconds
+from benchmarks._timing import cpu_model, matmul_peak, median_seconds
 from gigagan_jax.config import load_config, validate_config
 from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.models.generator import Generator
 from gigagan_jax.generate.sample import generate
+from gigagan_jax.train.pod_plan import flops_of
 from gigagan_jax.train.step import GanSteps
 
 REFERENCE = {"D+G (no R1)": 1.52, "D+G (with R1)": 2.43, "sample 64": 0.39}  # PyTorch, DESIGN.md section 13

@@ -135,18 +135,23 @@ class ExecutablePlan:
         return sum(c.wire_bytes for c in self.collectives.values())
 
 
+def flops_of(lowered_or_compiled) -> float:
+    """XLA's FLOP count of a lowered (no backend compile) or compiled program. A loop body counts once."""
+    cost = lowered_or_compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", 0.0))
+
+
 def plan_executable(name: str, jitted, args: tuple, state: Any) -> ExecutablePlan:
     t0 = time.perf_counter()
     compiled = jitted.lower(*args).compile()
     seconds = time.perf_counter() - t0
     memory = compiled.memory_analysis()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     num_devices = len(jax.tree_util.tree_leaves(state)[0].sharding.device_set)
     return ExecutablePlan(name=name, state_bytes=tree_bytes_per_device(state),
                           argument_bytes=memory.argument_size_in_bytes, output_bytes=memory.output_size_in_bytes,
                           alias_bytes=memory.alias_size_in_bytes, temp_bytes=memory.temp_size_in_bytes,
-                          flops=float(cost.get("flops", 0.0)),
+                          flops=flops_of(compiled),
                           collectives=collective_traffic(compiled.as_text(), num_devices), compile_seconds=seconds,
                           compiled=compiled)
 
