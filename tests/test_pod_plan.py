@@ -51,7 +51,6 @@ def test_largest_batch_that_fits_a_budget(peak, expected):
     assert all(seen[b] == peak(b) for b in seen)
 
 
-
 @pytest.mark.parametrize("peak, probe, expected, compiles", [
     (lambda b: 10 + 3 * b, 8, 30, 2),  # the state's 10 bytes known: the probe gives the line, its guess fits
     (lambda b: 14 + 3 * b, 8, 28, 3),  # 4 batch-free temporary bytes: the guess errs low (27), one step up
