@@ -44,6 +44,7 @@ def main() -> None:
     from gigagan_jax.config import load_config, validate_config
     from gigagan_jax.train.pod_plan import abstract_step_inputs, step_functions
     from gigagan_jax.train.sharding import mesh_from_config
+    from gigagan_jax.train.state import jit_init
 
     config = load_config(args.config)
     config.clip.path = ""  # random text features: compile time does not depend on a CLIP's weights
@@ -52,7 +53,7 @@ def main() -> None:
     inputs = abstract_step_inputs(config, mesh)  # laid out as the input pipeline lays out a batch
     b, r = config.train.batch_size, config.model.resolution
     steps = step_functions(inputs, mesh)
-    executables = {"init": (jax.jit(inputs.init, out_shardings=inputs.state_shardings), (inputs.key,)),
+    executables = {"init": (jit_init(inputs.init, inputs.state_shardings), (inputs.key,)),
                    **{name: steps[name] for name in ("D step + R1", "G step", "D step")}}
     print(f"{args.config}: {cpu_model()}, {jax.device_count()} device(s), batch {b}, {r} px, "
           f"XLA flags {os.environ['XLA_FLAGS']!r}", flush=True)

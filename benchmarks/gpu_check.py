@@ -43,6 +43,7 @@ from gigagan_jax.pretrained.clip import Clip, expected_shapes, init_params, open
 from gigagan_jax.train import pod_plan
 from gigagan_jax.train.sharding import make_mesh, replicated
 from gigagan_jax.train.small_clip import SmallClipSpec, clip_config
+from gigagan_jax.train.state import jit_init
 from gigagan_jax.train.step import GanSteps
 
 SECTIONS = ("peak", "bench64", "kernel_impls", "chain", "t2i_64")
@@ -157,7 +158,7 @@ def bench_section(shapes: Shapes, report: dict) -> dict:
     validate_config(config)
     steps = GanSteps(config, build_generator(config), build_discriminator(config))
     spec, b, n = steps.generator.spec, config.train.batch_size, shapes.sample_batch
-    state = jax.jit(steps.init_state)(jax.random.PRNGKey(0))
+    state = jit_init(steps.init_state)(jax.random.PRNGKey(0))
     batch, rng = text_batch(spec, b), jax.random.PRNGKey(3)
     z, condition = seeds_to_z(range(n), spec.z_dim), text_batch(spec, n)
     condition = (condition["text_features"], condition["eot_index"])
@@ -191,7 +192,7 @@ def kernel_impls_section(shapes: Shapes) -> dict:
         config.model.g.kernel_impl = impl
         steps = GanSteps(config, build_generator(config), build_discriminator(config))
         spec = steps.generator.spec
-        state = jax.jit(steps.init_state)(jax.random.PRNGKey(0)) if state is None else state
+        state = jit_init(steps.init_state)(jax.random.PRNGKey(0)) if state is None else state
         batch, n = text_batch(spec, config.train.batch_size), shapes.sample_batch
         g_step = jax.jit(steps.g_step)
         cond = text_batch(spec, n)
@@ -277,7 +278,7 @@ def t2i_section(shapes: Shapes, args: argparse.Namespace, report: dict, budget: 
     executables = {"D step + R1": plans[per_device].compiled,
                    **{name: functions[name][0].lower(*functions[name][1]).compile() for name in ("D step", "G step")}}
     flops = {name: pod_plan.flops_of(executable) for name, executable in executables.items()}
-    state = jax.jit(inputs.init, out_shardings=inputs.state_shardings)(jax.random.PRNGKey(0))
+    state = jit_init(inputs.init, inputs.state_shardings)(jax.random.PRNGKey(0))
     batch = random_like(inputs.batch, jax.random.PRNGKey(1), std=1.0)
     batch["image"] = jax.device_put(jnp.zeros(inputs.batch["image"].shape, jnp.uint8) + 127,
                                     inputs.batch["image"].sharding)

@@ -25,6 +25,7 @@ from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.models.generator import Generator
 from gigagan_jax.generate.sample import generate
 from gigagan_jax.train.pod_plan import flops_of
+from gigagan_jax.train.state import jit_init
 from gigagan_jax.train.step import GanSteps
 
 REFERENCE = {"D+G (no R1)": 1.52, "D+G (with R1)": 2.43, "sample 64": 0.39}  # PyTorch, DESIGN.md section 13
@@ -46,7 +47,7 @@ def main() -> None:
     steps = GanSteps(config, generator, disc)
     spec = generator.spec
     b, r = config.train.batch_size, config.model.resolution
-    state = jax.jit(steps.init_state)(jax.random.PRNGKey(0))
+    state = jit_init(steps.init_state)(jax.random.PRNGKey(0))
     batch = {
         "image": jax.random.randint(jax.random.PRNGKey(1), (b, r, r, 3), 0, 256).astype(jnp.uint8),
         "text_features": jax.random.normal(jax.random.PRNGKey(2), (b, spec.text_len, spec.text_encoder_dim)),

@@ -33,7 +33,7 @@ from gigagan_jax.train.frozen_clip import provide_clip, provide_vision_backbone
 from gigagan_jax.train.metrics import MetricsLog, open_writer
 from gigagan_jax.train.samples import SampleGrid
 from gigagan_jax.train.sharding import mesh_from_config, param_shardings, replicated, traced_on
-from gigagan_jax.train.state import vision_example_inputs
+from gigagan_jax.train.state import jit_init, vision_example_inputs
 from gigagan_jax.train.step import GanSteps
 from gigagan_jax.train.stop import StopSignal
 from gigagan_jax.workdir import checkpoint_dir, make_dirs, summary_path, tensorboard_dir, write_text
@@ -112,7 +112,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     init_key, seed_key = jax.random.split(jax.random.PRNGKey(config.train.seed))
     latest = checkpointer.sound_step(set_aside=True)
     if latest is None:
-        state = jax.jit(init, out_shardings=state_shardings)(init_key)
+        state = jit_init(init, state_shardings)(init_key)
     else:
         _check_compatible(checkpointer.restore_config(latest), config, workdir)  # before shapes can clash
         if clip_used is not None:
