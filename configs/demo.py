@@ -6,7 +6,9 @@ on shapes drawn like the GAN's. At step 4000 generated images take the prompt's 
 the time and its shape 91 % (chance 17 %; BENCHMARKS.md). Shapes sit in the center only, at 2.2x
 the default size.
 
-Run:  python train.py --config configs/demo.py --workdir runs/demo
+Run:  python train.py --config configs/demo.py --workdir runs/demo [--config.train.time_budget_minutes=30]
+      (with the budget the run ends, checkpointed and sampled, within 30 minutes on any machine:
+      the small CLIP gets at most a quarter of it, the GAN's steps are sized from its pace)
 Then: python sample.py --workdir runs/demo --prompt "a red ring in the center on a black background" --n 8
       python -m acceptance.demo_conditioning --workdir runs/demo
 """

@@ -67,6 +67,10 @@ CASES = [
     ("train", ["--config", "configs/tiny.py", "--workdir", "{tmp}/file"],
      "--workdir {tmp}/file is a file, not a folder"),
     ("train", ["--config", "configs/tiny.py", "--workdir", "{tmp}/file/run"], "lies under {tmp}/file, which is a file"),
+    ("train", [*TINY, "--config.train.time_budget_minutes=-5"],
+     "config.train.time_budget_minutes must be >= 0 (0 = no budget), got -5"),
+    ("train", [*TINY, "--config.train.time_budget_minutes=30", "--config.clip.budget_share=0"],
+     "config.clip.budget_share must be in (0, 1), got 0"),
     ("train", [*TINY, "--config.model.g.text_heads=0"], "config.model.g.text_heads must be >= 1, got 0"),
     ("train", [*TINY, "--config.model.d.text_heads=0"], "config.model.d.text_heads must be >= 1, got 0"),
     ("train", [*TINY, "--config.model.text_heads=0"],
@@ -163,6 +167,7 @@ CASES = [
     ("train_clip", ["--out", "{tmp}/c", "--heads", "3"], "small CLIP text_width=256 is not divisible by heads=3"),
     ("train_clip", ["--out", "{tmp}/c", "--lr", "nan"], "small CLIP lr must be > 0, got nan"),
     ("train_clip", ["--out", "{tmp}/c", "--steps", "0"], "small CLIP steps must be > 0, got 0"),
+    ("train_clip", ["--out", "{tmp}/c", "--seconds", "0"], "a small CLIP's time limit must be > 0 seconds, got 0"),
 ]
 
 

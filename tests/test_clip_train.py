@@ -2,6 +2,7 @@
 learns retrieval on held-out shapes far above chance."""
 
 import json
+import os
 import re
 
 import numpy as np
@@ -115,6 +116,38 @@ def test_a_run_without_clip_path_reuses_the_cached_clip_in_a_new_workdir(tmp_pat
     config.clip.reuse_trained = False
     provide_clip(config, str(tmp_path / "run3"))
     assert "reusing" not in capsys.readouterr().out
+
+
+
+def test_a_time_limit_cuts_the_steps_to_what_fits_and_is_cached_under_it(tmp_path, capsys, monkeypatch):
+    """20 s for 100000 steps: the steps are cut after the timed ones, the schedule ends at the new
+    count (lr back to 0), the whole call ends on time, and a second call with the same limit
+    reuses it; it is cached under the limit's key, not the whole spec's."""
+    args = parse_args(["--data", "shapes", "--out", str(tmp_path / "a"), "--num-examples", "200", "--holdout", "100",
+                       "--batch", "16", "--steps", "100000"] + TINY)
+    config, spec, cache = data_config(args), spec_from_args(args), str(tmp_path / "cache")
+    lrs = []
+    make_step = small_clip.make_train_step
+
+    def recording_step(*a):
+        step = make_step(*a)
+        return lambda params, opt, ids, pixels, lr: (lrs.append(float(lr)), step(params, opt, ids, pixels, lr))[1]
+
+    monkeypatch.setattr(small_clip, "make_train_step", recording_step)
+    metrics = train_small_clip(config, str(tmp_path / "a"), spec, cache_dir=cache, seconds=20.0)
+    steps = metrics["steps"]
+    assert PACE_STEPS + 1 <= steps < 100000 and len(lrs) == steps
+    assert metrics["seconds_with_loading"] <= 20.0 * 1.1 and metrics["time_limit_seconds"] == 20.0
+    assert lrs[-1] == pytest.approx(float(small_clip.lr_schedule(spec, steps)(steps - 1)))
+    assert lrs[-1] < 0.5 * float(small_clip.lr_schedule(spec, 100000)(steps - 1))  # decayed over the cut schedule
+    assert f"of {steps} (the time limit's; 100000 asked)" in capsys.readouterr().out
+
+    images, captions = small_clip.load_pairs(training_data_config(config, spec))
+    assert os.listdir(cache) == [small_clip.training_key(spec, images, captions, 20.0)]  # not the whole spec's key
+    assert small_clip.training_key(spec, images, captions) != os.listdir(cache)[0]
+    again = train_small_clip(config, str(tmp_path / "b"), spec, cache_dir=cache, seconds=20.0)
+    assert again["reused_from"] == os.path.join(cache, os.listdir(cache)[0]) and again["steps"] == steps
+
 
 @pytest.mark.slow
 def test_learns_held_out_retrieval(tmp_path):

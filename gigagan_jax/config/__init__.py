@@ -199,6 +199,8 @@ def default_config() -> ml_collections.ConfigDict:
     # Reuse a small CLIP trained earlier on the same data with the same recipe (kept under
     # ~/.cache/gigagan_jax/small_clip, or $GIGAGAN_JAX_CACHE/small_clip) instead of training it per workdir.
     config.clip.reuse_trained = True
+    # Under config.train.time_budget_minutes, the share of the budget a small CLIP may take.
+    config.clip.budget_share = 0.25
 
     config.data = _data_defaults()
     config.loss = _loss_defaults()
@@ -208,6 +210,9 @@ def default_config() -> ml_collections.ConfigDict:
     train.batch_size = 512
     train.seed = 0
     train.num_steps = 100_000
+    # > 0: end the run (checkpoint and samples included) within this many minutes of its start,
+    # its steps sized from the measured pace (gigagan_jax/train/budget.py); num_steps stays the cap.
+    train.time_budget_minutes = 0.0
     train.checkpoint_every = 1000
     train.keep_checkpoints = 3
     train.log_every = 50  # stdout + TensorBoard scalars (and the non-finite check)
@@ -449,6 +454,10 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     _require(t.batch_size >= 1, f"config.train.batch_size must be >= 1, got {t.batch_size}")
     _require(0 <= t.seed < MAX_SEED, f"config.train.seed must be in [0, 2**32), got {t.seed}")
     _require(t.num_steps >= 0, f"config.train.num_steps must be >= 0, got {t.num_steps}")
+    _require(math.isfinite(t.time_budget_minutes) and t.time_budget_minutes >= 0,
+             f"config.train.time_budget_minutes must be >= 0 (0 = no budget), got {t.time_budget_minutes}")
+    _require(0 < config.clip.budget_share < 1,
+             f"config.clip.budget_share must be in (0, 1), got {config.clip.budget_share}")
     for key in ("checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "grad_accum_steps"):
         _require(t[key] >= 1, f"config.train.{key} must be >= 1, got {t[key]}")
     _require(t.num_processes >= 0, f"config.train.num_processes must be >= 0 (0 = auto-detect), got {t.num_processes}")

@@ -31,6 +31,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="shapes only: size relative to the default (as config.data.shape_scale)")
     p.add_argument("--shape-positions", default="",
                    help="shapes only: comma-separated positions, empty = all (as config.data.shape_positions)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="end within about this many seconds: the steps are cut to what the measured pace allows")
     for field in dataclasses.fields(SmallClipSpec):  # one option per spec field, same default
         p.add_argument("--" + field.name.replace("_", "-"), type=type(field.default), default=field.default,
                        help=_SPEC_HELP.get(field.name))
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(given)
     try:
         metrics = train_small_clip(data_config(args), args.out, spec_from_args(args),
-                                   command=" ".join(["python -m gigagan_jax.tools.train_clip"] + given))
+                                   command=" ".join(["python -m gigagan_jax.tools.train_clip"] + given),
+                                   seconds=args.seconds)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     print(json.dumps(metrics, indent=2))

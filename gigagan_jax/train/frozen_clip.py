@@ -37,14 +37,15 @@ from gigagan_jax.train.small_clip import SmallClipSpec, train_small_clip
 from gigagan_jax.workdir import is_url, user_cache_dir
 
 
-def _train_into_place(config: ml_collections.ConfigDict, path: str) -> None:
-    """Train the small CLIP into a temporary sibling, hash it, then rename it to `path`."""
+def _train_into_place(config: ml_collections.ConfigDict, path: str, seconds: float | None) -> None:
+    """Train the small CLIP (within `seconds`, if given) into a temporary sibling, hash it, then
+    rename it to `path`."""
     for stale in glob.glob(f"{path}.partial-*"):  # left by a run killed while training it
         shutil.rmtree(stale, ignore_errors=True)
     partial = f"{path}.partial-{uuid.uuid4().hex[:8]}"
     print(f"config.clip.path is empty: training a small CLIP on the training data -> {path}", flush=True)
     cache = user_cache_dir("small_clip") if config.clip.reuse_trained else None
-    metrics = train_small_clip(config, partial, SmallClipSpec.for_run(config), cache_dir=cache)
+    metrics = train_small_clip(config, partial, SmallClipSpec.for_run(config), cache_dir=cache, seconds=seconds)
     write_manifest(partial)
     if os.path.isdir(path):  # no config.json: half a CLIP, written non-atomically by an older version
         shutil.rmtree(path)
@@ -52,8 +53,9 @@ def _train_into_place(config: ml_collections.ConfigDict, path: str) -> None:
     print(json.dumps(metrics, indent=2), flush=True)  # held-out retrieval: is the CLIP any good?
 
 
-def provide_clip(config: ml_collections.ConfigDict, workdir: str) -> Clip | None:
-    """The run's frozen CLIP (None when the model needs none), checked against the config."""
+def provide_clip(config: ml_collections.ConfigDict, workdir: str, seconds: float | None = None) -> Clip | None:
+    """The run's frozen CLIP (None when the model needs none), checked against the config. A small
+    CLIP trained here takes at most `seconds` (a time budget's share), when given."""
     if not needs_clip(config):
         return None
     if not config.clip.path and is_url(workdir):
@@ -63,7 +65,7 @@ def provide_clip(config: ml_collections.ConfigDict, workdir: str) -> Clip | None
     path = clip_path(config, workdir)
     own = not config.clip.path
     if own and main_host_int(not os.path.exists(os.path.join(path, "config.json"))):
-        main_first("small_clip_written", lambda: _train_into_place(config, path))
+        main_first("small_clip_written", lambda: _train_into_place(config, path, seconds))
     clip = load_run_clip(path, own, text_only=not needs_image_tower(config))
     if config.model.conditioning == "text" and clip.text_dim != config.model.text_encoder_dim:
         raise ValueError(f"the CLIP at {path} has {clip.text_dim}-wide text tokens but "

@@ -29,6 +29,7 @@ from gigagan_jax.losses.perceptual import check_perceptual_choice
 from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.models.vision_aided import VisionAidedHeads
 from gigagan_jax.pretrained.lpips import load_lpips
+from gigagan_jax.train.budget import GanStepPlan, TimeBudget, describe_budget
 from gigagan_jax.train.frozen_clip import provide_clip, provide_vision_backbone
 from gigagan_jax.train.metrics import MetricsLog, open_writer
 from gigagan_jax.train.samples import SampleGrid
@@ -36,7 +37,7 @@ from gigagan_jax.train.sharding import mesh_from_config, param_shardings, replic
 from gigagan_jax.train.state import jit_init, vision_example_inputs
 from gigagan_jax.train.step import GanSteps
 from gigagan_jax.train.stop import StopSignal
-from gigagan_jax.workdir import checkpoint_dir, make_dirs, summary_path, tensorboard_dir, write_text
+from gigagan_jax.workdir import checkpoint_dir, make_dirs, sample_grid_path, summary_path, tensorboard_dir, write_text
 
 
 def _check_compatible(saved: dict, config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -66,6 +67,8 @@ def _check_compatible(saved: dict, config: ml_collections.ConfigDict, workdir: s
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train to config.train.num_steps (resuming from the newest checkpoint). Returns a summary."""
     # --- set up: devices, frozen CLIP, models, steps, data -----------------------------------
+    minutes = config.train.time_budget_minutes
+    budget = TimeBudget(minutes) if minutes > 0 else None  # counts from here
     if config.train.distributed:
         join_cluster(config.train)  # before anything touches a device
     validate_config(config, num_devices=jax.device_count())
@@ -77,8 +80,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     if jax.process_count() > 1:  # data prepared on first use: by process 0 alone (hosts may share its cache)
         main_first("data_prepared", lambda: open_source(config))
+    if budget is not None and main:
+        print(describe_budget(config), flush=True)
     vision_clip = provide_vision_backbone(config)  # first: a bad path fails before a small CLIP is trained
-    clip = provide_clip(config, workdir)
+    clip = provide_clip(config, workdir, seconds=budget.share(config.clip.budget_share) if budget else None)
     clip_used = clip_record(clip_path(config, workdir)) if clip is not None else None
     clip_params = jax.device_put(clip.params, rep) if clip is not None else None
     vision_clip_params = jax.device_put(vision_clip.params, rep) if vision_clip is not None else None
@@ -142,9 +147,22 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         checkpointer.save(step, state, pipeline.get_state(), config, clip_used, vision_used)
 
     # --- loop --------------------------------------------------------------------------------
-    num_steps, batch_size = config.train.num_steps, config.train.batch_size
+    batch_size = config.train.batch_size
     start = int(state.step)
+    num_steps = max(start, config.train.num_steps)  # where the run ends; a time budget may bring it forward
+    plan = (GanStepPlan(budget, start, num_steps, config.loss.r1_interval, config.train.log_every)
+            if budget is not None else None)
     summary: dict[str, Any] = {"workdir": workdir, "start_step": start, "interrupted": False}
+
+    def write_samples(step: int) -> None:
+        if plan is None:
+            summary["last_samples"] = samples.write(state.g_ema, step)
+            return
+        jax.block_until_ready(state.g_ema)  # time the grid alone, not the steps still queued
+        began = time.time()
+        summary["last_samples"] = samples.write(state.g_ema, step)
+        plan.timed_grid(time.time() - began)
+
     t0 = time.time()
     warm = None  # (time, step) at the first log step: rates after it exclude compilation
     progress = tqdm(total=num_steps, initial=start, desc="train", unit="step", disable=not main,
@@ -172,6 +190,15 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 log.append(step, {**d_metrics, **g_metrics})
                 done = step + 1
                 progress.update(1)
+                if plan is not None and plan.wants_sync(done):
+                    jax.block_until_ready(state)
+                    if done == plan.warm and samples.enabled and plan.has_time():
+                        write_samples(done)  # early, and timed: the last grid costs about as much
+                    num_steps = plan.update(done)
+                    progress.total = num_steps
+                    progress.refresh()
+                    if done == plan.first_plan and main:
+                        tqdm.write(plan.describe())
                 if done % config.train.log_every == 0 or done == num_steps:
                     log.flush()
                     checkpointer.write_finished_manifests()
@@ -184,8 +211,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     log.write_scalars({"perf/images_per_second": rate}, done)
                 if done % config.train.checkpoint_every == 0 or done == num_steps:
                     save(done)
-                if done % config.train.sample_every == 0 or done == num_steps:
-                    summary["last_samples"] = samples.write(state.g_ema, done)
+                sampled = summary.get("last_samples") == sample_grid_path(workdir, done)  # the budget's early grid
+                if (done % config.train.sample_every == 0 or done == num_steps) and not sampled:
+                    write_samples(done)
+                if done >= num_steps:
+                    break
         finally:
             progress.close()
             checkpointer.close()
@@ -199,6 +229,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                    images_per_second=round((end - start) * batch_size / max(elapsed, 1e-9), 2),
                    steady_images_per_second=round(rate, 2) if warm and end > warm[1] else None,
                    metrics=log.last, checkpoints=checkpointer.all_steps())
+    if plan is not None:
+        summary["time_budget"] = {"minutes": minutes, "seconds_used": round(budget.elapsed(), 1),
+                                  "seconds_per_step": plan.seconds_per_step, "warm_step": plan.warm,
+                                  "reserve_seconds": round(plan.reserve, 1),
+                                  "ended_by": ("signal" if summary["interrupted"] else
+                                               "num_steps" if end >= config.train.num_steps else "time budget")}
     if main:
         write_text(summary_path(workdir), json.dumps(summary, indent=2))
         print(json.dumps(summary, indent=2), flush=True)

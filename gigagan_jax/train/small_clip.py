@@ -48,7 +48,9 @@ MAX_LOGIT_SCALE = float(np.log(100.0))  # CLIP clamps its temperature at 1/100
 PACE_STEPS = 10  # steps timed after the first (which compiles) before the time left is estimated
 # Bump when the training code changes what a spec and data produce: cached CLIPs of an older
 # recipe are then trained anew instead of reused.
-RECIPE = 1
+RECIPE = 2
+# Of a time-limited CLIP's seconds, the share kept for its held-out evaluation and saving.
+EVAL_SHARE = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,10 +116,13 @@ def load_pairs(config: ml_collections.ConfigDict):
     return np.concatenate(images), captions
 
 
-def training_key(spec: SmallClipSpec, images: np.ndarray, captions: list[str]) -> str:
-    """What a trained small CLIP depends on: the recipe, the spec and the pairs' exact bytes."""
-    h = hashlib.sha256(json.dumps({"recipe": RECIPE, "spec": dataclasses.asdict(spec), "images": images.shape,
-                                   "captions": captions}, sort_keys=True).encode())
+def training_key(spec: SmallClipSpec, images: np.ndarray, captions: list[str], seconds: float | None = None) -> str:
+    """What a trained small CLIP depends on: the recipe, the spec and the pairs' exact bytes, and
+    for one whose steps a time limit cut short, that limit."""
+    what = {"recipe": RECIPE, "spec": dataclasses.asdict(spec), "images": images.shape, "captions": captions}
+    if seconds is not None:
+        what["seconds"] = round(seconds)
+    h = hashlib.sha256(json.dumps(what, sort_keys=True).encode())
     h.update(np.ascontiguousarray(images, np.uint8).tobytes())  # [N, S, S, 3]
     return h.hexdigest()[:32]
 
@@ -162,7 +167,14 @@ def clip_config(spec: SmallClipSpec) -> CLIPConfig:
         projection_dim=spec.projection)
 
 
+def lr_schedule(spec: SmallClipSpec, steps: int) -> optax.Schedule:
+    """Warm-up then cosine decay to 0 over `steps` (the spec's, or fewer under a time limit)."""
+    return optax.warmup_cosine_decay_schedule(0.0, spec.lr, min(100, steps // 10 + 1), steps)
+
+
 def make_train_step(config: CLIPConfig, optimizer: optax.GradientTransformation):
+    """step(params, opt_state, ids, pixels, lr): `optimizer` runs at learning rate 1 and its
+    updates are scaled by `lr`, so the schedule is the host's and may change length mid-run."""
     text = ClipTextTower(config.text_config, config.projection_dim)
     vision = ClipVisionTower(config.vision_config, config.projection_dim)
 
@@ -177,9 +189,10 @@ def make_train_step(config: CLIPConfig, optimizer: optax.GradientTransformation)
         return 0.5 * (image_to_text + text_to_image)
 
     @jax.jit
-    def step(params, opt_state, ids, pixels):
+    def step(params, opt_state, ids, pixels, lr):
         loss, grads = jax.value_and_grad(loss_fn)(params, ids, pixels)
         updates, opt_state = optimizer.update(grads, opt_state, params)
+        updates = jax.tree.map(lambda u: lr * u, updates)
         params = optax.apply_updates(params, updates)
         params["logit_scale"] = jnp.clip(params["logit_scale"], 0.0, MAX_LOGIT_SCALE)
         return params, opt_state, loss
@@ -213,20 +226,29 @@ def evaluate(path: str, images: np.ndarray, captions: list[str]) -> dict[str, fl
 
 
 def train_small_clip(config: ml_collections.ConfigDict, out: str, spec: SmallClipSpec,
-                     command: str = "", cache_dir: str | None = None) -> dict:
+                     command: str = "", cache_dir: str | None = None, seconds: float | None = None) -> dict:
     """Train on `config`'s data (`training_data_config`), write the HF folder `out` with
     `train_clip.json` (held-out retrieval, the spec, `command` when given); returns the metrics.
 
-    With `cache_dir`, a CLIP trained before on the same pairs with the same spec and recipe
-    (`training_key`) is copied instead of trained, and a newly trained one is cached there."""
+    With `seconds`, all of it (loading, compiling, training, evaluating) ends within about that
+    long: after `PACE_STEPS` timed steps the step count is cut to what fits, and the learning-rate
+    schedule is stretched over the new count. With `cache_dir`, a CLIP trained before on the same
+    pairs with the same spec and recipe (`training_key`; and the same time limit, if that cut it
+    short) is copied instead of trained, and a newly trained one is cached there."""
+    began = time.time()
     spec.check()
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"a small CLIP's time limit must be > 0 seconds, got {seconds}")
     images, captions = load_pairs(training_data_config(config, spec))
     if len(captions) <= spec.holdout + spec.batch:
         raise ValueError(f"the data has {len(captions)} pairs: too few to train a small CLIP on (it holds out "
                          f"{spec.holdout} and trains on batches of {spec.batch}); use more data, or give train.py "
                          "a CLIP folder (Hugging Face layout) with --config.clip.path=DIR")
-    cached = os.path.join(cache_dir, training_key(spec, images, captions)) if cache_dir else None
-    if cached and _copy_from_cache(cached, out):
+    # The CLIP of the whole spec first; then one a time limit like this one cut short.
+    keys = [training_key(spec, images, captions)] + ([training_key(spec, images, captions, seconds)] if seconds else [])
+    cached = next((os.path.join(cache_dir, key) for key in keys if cache_dir
+                   and _copy_from_cache(os.path.join(cache_dir, key), out)), None)
+    if cached:
         with open(os.path.join(out, "train_clip.json")) as f:
             metrics = {**json.load(f), "reused_from": cached}
         with open(os.path.join(out, "train_clip.json"), "w") as f:
@@ -244,41 +266,56 @@ def train_small_clip(config: ml_collections.ConfigDict, out: str, spec: SmallCli
 
     hf_config = clip_config(spec)
     params = init_params(hf_config, jax.random.key(spec.seed))
-    schedule = optax.warmup_cosine_decay_schedule(0.0, spec.lr, min(100, spec.steps // 10 + 1), spec.steps)
-    optimizer = optax.adamw(schedule, b2=0.98, weight_decay=0.1,
-                            mask=jax.tree.map(lambda p: p.ndim >= 2, params))
+    steps = spec.steps
+    schedule = lr_schedule(spec, steps)
+    optimizer = optax.adamw(1.0, b2=0.98, weight_decay=0.1, mask=jax.tree.map(lambda p: p.ndim >= 2, params))
     opt_state = optimizer.init(params)
     step = make_train_step(hf_config, optimizer)
     rng = np.random.default_rng(spec.seed + 1)
+    limit = f", within {seconds:.0f} s (the steps fitted to the measured pace)" if seconds else ""
     print(f"small CLIP: {spec.steps} steps of {spec.batch} pairs ({len(train_idx)} to train on, {spec.holdout} held "
-          f"out), {spec.image_size} px images, {length} tokens", flush=True)
+          f"out), {spec.image_size} px images, {length} tokens{limit}", flush=True)
     start = time.time()
     step_ends = []
-    for i in tqdm(range(spec.steps), desc="small CLIP", unit="step", mininterval=5.0):
+    progress = tqdm(total=steps, desc="small CLIP", unit="step", mininterval=5.0)
+    i = 0
+    while i < steps:
         batch = rng.choice(train_idx, spec.batch, replace=False)
         pixels = to_signed(images[batch])  # [B, S, S, 3]
-        params, opt_state, loss = step(params, opt_state, ids[batch, :length], pixels)
+        params, opt_state, loss = step(params, opt_state, ids[batch, :length], pixels, schedule(i))
         if i <= PACE_STEPS:
             jax.block_until_ready(loss)
             step_ends.append(time.time())
-        if i == PACE_STEPS and i < spec.steps - 1:
+        if i == PACE_STEPS and i < steps - 1:
             pace = (step_ends[-1] - step_ends[0]) / PACE_STEPS
+            if seconds is not None:  # the steps that fit before the evaluation's share of the limit
+                fit = i + 1 + math.floor(((1 - EVAL_SHARE) * seconds - (time.time() - began)) / pace)
+                if fit < steps:
+                    steps = max(i + 1, fit)
+                    schedule = lr_schedule(spec, steps)
+                    progress.total = steps
             tqdm.write(f"small CLIP: {pace:.3f} s/step over steps 1-{PACE_STEPS} (step 0 compiled in "
-                       f"{step_ends[0] - start:.0f} s): about {pace * (spec.steps - 1 - i):.0f} s "
-                       f"({pace * (spec.steps - 1 - i) / 60:.1f} min) for the {spec.steps - 1 - i} steps left")
-        if i % 100 == 0 or i == spec.steps - 1:
+                       f"{step_ends[0] - start:.0f} s): about {pace * (steps - 1 - i):.0f} s "
+                       f"({pace * (steps - 1 - i) / 60:.1f} min) for the {steps - 1 - i} steps left"
+                       + (f" of {steps} (the time limit's; {spec.steps} asked)" if steps < spec.steps else ""))
+        if i % 100 == 0 or i == steps - 1:
             tqdm.write(f"step {i:5d}  loss {float(loss):.4f}  logit_scale {float(params['logit_scale']):.2f}  "
                        f"{time.time() - start:.0f}s")
+        i += 1
+        progress.update(1)
+    progress.close()
 
     save_clip(out, hf_config, params)
     metrics = evaluate(out, images[test_idx], [captions[j] for j in test_idx])
-    metrics.update(steps=spec.steps, batch=spec.batch, train_pairs=len(train_idx),
+    metrics.update(steps=steps, batch=spec.batch, train_pairs=len(train_idx),
                    seconds=round(time.time() - start, 1), spec=dataclasses.asdict(spec),
                    data=config.data.to_dict())
+    if seconds is not None:
+        metrics.update(time_limit_seconds=round(seconds, 1), seconds_with_loading=round(time.time() - began, 1))
     if command:
         metrics["command"] = command
     with open(os.path.join(out, "train_clip.json"), "w") as f:
         json.dump(metrics, f, indent=2)
-    if cached:
-        _store_in_cache(out, cached)
+    if cache_dir:  # under the time limit's key when it cut the steps short
+        _store_in_cache(out, os.path.join(cache_dir, keys[-1] if steps < spec.steps else keys[0]))
     return metrics
