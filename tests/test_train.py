@@ -5,7 +5,9 @@ CLIP saved in the Hugging Face layout, so the real loading path is used.
 """
 
 import functools
+import json
 import os
+import re
 import shutil
 
 import jax
@@ -19,7 +21,7 @@ from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.checkpoint import Checkpointer, CheckpointError, abstract_with_shardings
 from gigagan_jax.train.loop import train
 from gigagan_jax.train.metrics import NonFiniteLossError
-from gigagan_jax.workdir import checkpoint_dir
+from gigagan_jax.workdir import checkpoint_dir, sample_grid_path
 from gigagan_jax.train.sharding import batch_sharding, make_mesh, param_shardings, replicated
 from gigagan_jax.train.state import jit_init
 from gigagan_jax.train.step import GanSteps
@@ -180,6 +182,26 @@ def test_fsdp_shards_params_and_optimizer_state_to_under_a_quarter():
             abstract, batch, jax.ShapeDtypeStruct((2,), jnp.uint32)).compile()
         sizes[shape] = compiled.memory_analysis().argument_size_in_bytes
     assert sizes[(1, 8)] <= sizes[(1, 1)] / 4, sizes
+
+
+def test_a_budgeted_run_ends_within_its_budget_with_a_checkpoint_and_samples(unbroken, tiny_clip, tmp_path, capsys):
+    """config.train.time_budget_minutes on a real run. `unbroken` trained and sampled this config,
+    so its executables come from the compilation cache and the minute goes to stepping (compiling
+    them cold takes about a minute here)."""
+    config = tiny_config(tiny_clip, num_steps=100_000, time_budget_minutes=1.0, checkpoint_every=10_000)
+    workdir = str(tmp_path / "budgeted")
+    summary = train(config, workdir)
+    budget = summary["time_budget"]
+    end = summary["end_step"]
+    assert budget["ended_by"] == "time budget" and budget["warm_step"] < end < 100_000
+    assert budget["seconds_per_step"] > 0 and 60.0 * 0.5 <= budget["seconds_used"] <= 60.0 * 1.05, budget
+    assert Checkpointer(checkpoint_dir(workdir), read_only=True).all_steps() == [end]
+    assert os.path.exists(sample_grid_path(workdir, end)) and summary["last_samples"] == sample_grid_path(workdir, end)
+    out = capsys.readouterr().out
+    assert "time budget: 1 min from now" in out, out[-3000:]
+    assert re.search(r"time budget: [\d.]+ s/step measured since step \d+: ending at step \d+ at about", out), out[-3000:]
+    with open(os.path.join(workdir, "summary.json")) as f:
+        assert json.load(f)["time_budget"]["ended_by"] == "time budget"
 
 
 def test_a_finished_async_save_gets_its_manifest_before_the_next_save(tmp_path):
