@@ -98,7 +98,7 @@ class GanStepPlan:
         now = self.budget.elapsed()
         if done <= self.warm:
             self.warm_time = now
-            end = self.num_steps if self.has_time() else done
+            end = self.num_steps if self.budget.left() > self.reserve else done  # agreed below
         else:
             self.seconds_per_step = (now - self.warm_time) / (done - self.warm)
             end = planned_end(done, self.seconds_per_step, self.budget.left(), self.reserve, self.num_steps)
@@ -106,9 +106,7 @@ class GanStepPlan:
         return self.end
 
     def describe(self) -> str:
-        """One line for the log: the pace, the end step and when it comes."""
-        if self.seconds_per_step is None:
-            return f"time budget: {self.budget.left():.0f} s left; the pace is measured from step {self.warm}"
+        """One line for the log, once the pace is measured: the pace, the end step and when it comes."""
         eta = time.strftime("%H:%M:%S", time.localtime(time.time() + self.budget.left() - self.reserve))
         return (f"time budget: {self.seconds_per_step:.3f} s/step measured since step {self.warm}: ending at step "
                 f"{self.end} at about {eta}, {self.reserve:.0f} s kept for the last checkpoint and samples")

@@ -37,7 +37,7 @@ from gigagan_jax.train.sharding import mesh_from_config, param_shardings, replic
 from gigagan_jax.train.state import jit_init, vision_example_inputs
 from gigagan_jax.train.step import GanSteps
 from gigagan_jax.train.stop import StopSignal
-from gigagan_jax.workdir import checkpoint_dir, make_dirs, sample_grid_path, summary_path, tensorboard_dir, write_text
+from gigagan_jax.workdir import checkpoint_dir, make_dirs, summary_path, tensorboard_dir, write_text
 
 
 def _check_compatible(saved: dict, config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -153,8 +153,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     plan = (GanStepPlan(budget, start, num_steps, config.loss.r1_interval, config.train.log_every)
             if budget is not None else None)
     summary: dict[str, Any] = {"workdir": workdir, "start_step": start, "interrupted": False}
+    sampled_step = None  # the step of the last grid written (the budget's early grid may precede the periodic one)
 
     def write_samples(step: int) -> None:
+        nonlocal sampled_step
+        sampled_step = step
         if plan is None:
             summary["last_samples"] = samples.write(state.g_ema, step)
             return
@@ -211,8 +214,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     log.write_scalars({"perf/images_per_second": rate}, done)
                 if done % config.train.checkpoint_every == 0 or done == num_steps:
                     save(done)
-                sampled = summary.get("last_samples") == sample_grid_path(workdir, done)  # the budget's early grid
-                if (done % config.train.sample_every == 0 or done == num_steps) and not sampled:
+                if (done % config.train.sample_every == 0 or done == num_steps) and sampled_step != done:
                     write_samples(done)
                 if done >= num_steps:
                     break

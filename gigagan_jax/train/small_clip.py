@@ -118,13 +118,18 @@ def load_pairs(config: ml_collections.ConfigDict):
 
 def training_key(spec: SmallClipSpec, images: np.ndarray, captions: list[str], seconds: float | None = None) -> str:
     """What a trained small CLIP depends on: the recipe, the spec and the pairs' exact bytes, and
-    for one whose steps a time limit cut short, that limit."""
-    what = {"recipe": RECIPE, "spec": dataclasses.asdict(spec), "images": images.shape, "captions": captions}
-    if seconds is not None:
-        what["seconds"] = round(seconds)
-    h = hashlib.sha256(json.dumps(what, sort_keys=True).encode())
+    for one whose steps a time limit cut short, that limit (`limited_key`)."""
+    h = hashlib.sha256(json.dumps({"recipe": RECIPE, "spec": dataclasses.asdict(spec), "images": images.shape,
+                                   "captions": captions}, sort_keys=True).encode())
     h.update(np.ascontiguousarray(images, np.uint8).tobytes())  # [N, S, S, 3]
-    return h.hexdigest()[:32]
+    key = h.hexdigest()[:32]
+    return key if seconds is None else limited_key(key, seconds)
+
+
+def limited_key(key: str, seconds: float) -> str:
+    """The key of a CLIP whose steps a time limit of `seconds` cut short, from its spec's key
+    (the pairs are hashed once)."""
+    return hashlib.sha256(f"{key} within {round(seconds)} s".encode()).hexdigest()[:32]
 
 
 def _copy_from_cache(cached: str, out: str) -> bool:
@@ -245,7 +250,8 @@ def train_small_clip(config: ml_collections.ConfigDict, out: str, spec: SmallCli
                          f"{spec.holdout} and trains on batches of {spec.batch}); use more data, or give train.py "
                          "a CLIP folder (Hugging Face layout) with --config.clip.path=DIR")
     # The CLIP of the whole spec first; then one a time limit like this one cut short.
-    keys = [training_key(spec, images, captions)] + ([training_key(spec, images, captions, seconds)] if seconds else [])
+    keys = [training_key(spec, images, captions)]
+    keys += [limited_key(keys[0], seconds)] if seconds else []
     cached = next((os.path.join(cache_dir, key) for key in keys if cache_dir
                    and _copy_from_cache(os.path.join(cache_dir, key), out)), None)
     if cached:
