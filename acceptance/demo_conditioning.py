@@ -1,14 +1,19 @@
-"""Does the trained demo follow its prompts? Colour and shape accuracy of generated images.
+"""Does a trained run follow its prompts? Colour, shape and position accuracy of generated images.
 
     python -m acceptance.demo_conditioning --workdir runs/demo [--step N] [--n 8]
 
-A small CNN is trained (about a minute on 2 cores) to read colour (8 classes), shape (6 classes)
-and position (5 classes) off real shapes images drawn like the run's training data (its
-shape_scale and shape_positions); it is then applied to images the run's G_ema generates for
-every (colour, shape) prompt, with position and background drawn from the run's vocabulary.
-Prints the classifier's accuracy on held-out real images (its ceiling), the generated images'
-accuracy against chance (position only when the run uses more than one), and writes a grid
-(one row per colour, one column per shape) next to the run.
+Works on any run whose training captions name a colour, a shape and (optionally) a position from
+the shapes vocabulary: the built-in shapes source, or a caption folder (`prepare --kind
+shapes-folder`, or a user's own). Labels come from the run's own captions (`parse_caption`), so
+a small CNN learns to read colour (8 classes), shape (6) and position (5) off the run's own
+training images (about a minute on 2 cores); its accuracy on held-out training images is the
+checker's ceiling. It then scores images the run's G_ema draws for every (colour, shape) pair.
+
+Each pair's prompt is a training caption, chosen at random, with its colour, shape and position
+swapped for the pair's (the position drawn from those the captions use): the data's own wording
+and templates, but a caption that appears nowhere in the training set when one can be made that
+way (`prompts_unseen_in_training` says how many could). Position is scored when the captions use
+more than one. Writes a grid (one row per colour, one column per shape) next to the run.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import argparse
 import itertools
 import json
 import os
+import re
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -24,11 +31,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gigagan_jax.data.shapes import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, ShapesSource, make_caption
+from gigagan_jax.data.shapes import COLOURS, POSITIONS, SHAPES, parse_caption
+from gigagan_jax.data.sources import open_source
 from gigagan_jax.generate.grid import make_grid, save_png
 from gigagan_jax.generate.restore import load_trained_generator
 from gigagan_jax.generate.sample import sample_prompts
 from gigagan_jax.pixels import to_signed
+
+# Columns of every label array: 0 colour, 1 shape, 2 position.
+ATTRIBUTES = {"colour": tuple(COLOURS), "shape": SHAPES, "position": tuple(POSITIONS)}
+MAX_TRAIN_IMAGES = 12_000  # the classifier's data; the last HELD_OUT of them score it
+HELD_OUT = 2_000
+PROMPT_TRIES = 200  # training captions tried per pair for one that stays unseen after the swap
 
 
 class AttributeNet(nn.Module):
@@ -41,41 +55,134 @@ class AttributeNet(nn.Module):
             x = nn.max_pool(x, (2, 2), (2, 2))
         x = jnp.mean(x, axis=(1, 2))  # [B, 128]
         x = nn.relu(nn.Dense(128)(x))
-        return nn.Dense(len(COLOURS))(x), nn.Dense(len(SHAPES))(x), nn.Dense(len(POSITIONS))(x)
+        return tuple(nn.Dense(len(names))(x) for names in ATTRIBUTES.values())
 
 
-def train_classifier(resolution: int, shape_scale: float = 1.0, positions=(), steps: int = 600, batch: int = 128):
-    # seed 1, not the training seed: unseen images
-    source = ShapesSource(12_000, resolution, seed=1, size_scale=shape_scale, positions=positions)
-    data = source.get_batch(np.arange(len(source)))
-    images = to_signed(data["image"])
-    colour, shape = np.divmod(data["label"], len(SHAPES))
-    position = np.asarray([list(POSITIONS).index(source.attributes(i)["position"]) for i in range(len(source))])
-    train_idx, test_idx = np.arange(10_000), np.arange(10_000, 12_000)
+def caption_labels(captions: Sequence[str]) -> np.ndarray:
+    """int [N, 3]: the (colour, shape, position) index each caption names, -1 where it names none."""
+    labels = np.full((len(captions), len(ATTRIBUTES)), -1, np.int64)
+    for row, caption in enumerate(captions):
+        found = parse_caption(caption)
+        for col, (name, vocab) in enumerate(ATTRIBUTES.items()):
+            if found[name] is not None:
+                labels[row, col] = vocab.index(found[name])
+    return labels
+
+
+def read_source(source, batch: int = 1024) -> tuple[np.ndarray, list[str]]:
+    """The first MAX_TRAIN_IMAGES images (uint8 [n, R, R, 3]) and every caption of a data source."""
+    images, captions = [], []
+    for start in range(0, len(source), batch):
+        examples = source.get_batch(np.arange(start, min(start + batch, len(source))))
+        captions += list(examples["caption"])
+        if start < MAX_TRAIN_IMAGES:
+            images.append(examples["image"])
+    return np.concatenate(images)[:MAX_TRAIN_IMAGES], captions
+
+
+def train_classifier(images: np.ndarray, labels: np.ndarray, steps: int = 600, batch: int = 128,
+                     held_out: int = HELD_OUT):
+    """Fit AttributeNet to uint8 images [N, R, R, 3] and labels [N, 3] (-1 = unknown, not trained on).
+
+    Returns (predict: images in [-1, 1] -> [colour, shape, position] index arrays, the accuracy per
+    attribute on the last `held_out` images, None where they have no such labels)."""
+    known = np.flatnonzero((labels[:, :2] >= 0).all(1))  # a colour and a shape named
+    if len(known) < 2 * held_out:
+        raise ValueError(f"only {len(known)} training captions name both a colour {tuple(COLOURS)} and a "
+                         f"shape {SHAPES}; the checker needs at least {2 * held_out}")
+    train_idx, test_idx = known[:-held_out], known[-held_out:]
+    x = to_signed(images)
     net = AttributeNet()
-    params = net.init(jax.random.PRNGKey(0), images[:1])
+    params = net.init(jax.random.PRNGKey(0), x[:1])
     tx = optax.adam(2e-3)
     opt = tx.init(params)
 
     @jax.jit
-    def step(params, opt, x, c, s, q):
+    def step(params, opt, x, y):  # y [B, 3]
         def loss_fn(p):
-            return sum(optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-                       for logits, y in zip(net.apply(p, x), (c, s, q)))
-        loss, grads = jax.value_and_grad(loss_fn)(params)
+            total = 0.0
+            for k, logits in enumerate(net.apply(p, x)):
+                mask = y[:, k] >= 0
+                ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(y[:, k], 0))
+                total += jnp.sum(jnp.where(mask, ce, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
+            return total
+        grads = jax.grad(loss_fn)(params)
         updates, opt = tx.update(grads, opt)
-        return optax.apply_updates(params, updates), opt, loss
+        return optax.apply_updates(params, updates), opt
 
     rng = np.random.default_rng(0)
     for _ in range(steps):
         i = rng.choice(train_idx, batch, replace=False)
-        params, opt, _ = step(params, opt, images[i], colour[i], shape[i], position[i])
+        params, opt = step(params, opt, x[i], labels[i])
     predict = jax.jit(lambda x: [jnp.argmax(l, -1) for l in net.apply(params, x)])
-    pc, ps, pq = predict(images[test_idx])
-    ceiling = {"colour": float(np.mean(np.asarray(pc) == colour[test_idx])),
-               "shape": float(np.mean(np.asarray(ps) == shape[test_idx])),
-               "position": float(np.mean(np.asarray(pq) == position[test_idx]))}
+    guessed = np.stack([np.asarray(p) for p in predict(x[test_idx])], -1)  # [held_out, 3]
+    ceiling = {}
+    for k, name in enumerate(ATTRIBUTES):
+        named = labels[test_idx, k] >= 0
+        ceiling[name] = float(np.mean(guessed[named, k] == labels[test_idx][named, k])) if named.any() else None
     return predict, ceiling
+
+
+def _swap(caption: str, found: dict, colour: str, shape: str, position: str | None) -> str:
+    """`caption` naming `colour`, `shape` (and `position`) instead of what it named."""
+    out = re.sub(rf"\b{found['colour']}\b", colour, caption, count=1)
+    out = re.sub(rf"\b(a|an) {colour}\b", f"{'an' if colour[0] in 'aeiou' else 'a'} {colour}", out, count=1)
+    out = re.sub(rf"\b{found['shape']}\b", shape, out, count=1)
+    if position is not None and found["position"] is not None:
+        out = re.sub(rf"\b{found['position']}\b", position, out, count=1)
+    return out
+
+
+def held_out_prompts(captions: Sequence[str], labels: np.ndarray, seed: int = 0):
+    """One prompt per (colour, shape) pair, in the order of itertools.product(COLOURS, SHAPES).
+
+    Returns (prompts, wanted int [48, 3] with position -1 when the captions use one position or none,
+    unseen bool [48]: the prompt is no training caption)."""
+    rng = np.random.default_rng(seed)
+    seen = set(captions)
+    positions = sorted(set(labels[:, 2][labels[:, 2] >= 0].tolist()))
+    scored = len(positions) > 1
+    # Bases name all three (or colour and shape, when no caption names a position).
+    need = 3 if positions else 2
+    bases = np.flatnonzero((labels[:, :need] >= 0).all(1))
+    prompts, wanted, unseen = [], [], []
+    for c, s in itertools.product(range(len(COLOURS)), range(len(SHAPES))):
+        for _ in range(PROMPT_TRIES):
+            q = int(rng.choice(positions)) if positions else -1
+            caption = captions[int(rng.choice(bases))]
+            prompt = _swap(caption, parse_caption(caption), ATTRIBUTES["colour"][c], SHAPES[s],
+                           ATTRIBUTES["position"][q] if q >= 0 else None)
+            if prompt not in seen:
+                break
+        prompts.append(prompt)
+        wanted.append((c, s, q if scored else -1))
+        unseen.append(prompt not in seen)
+    return prompts, np.asarray(wanted, np.int64), np.asarray(unseen)
+
+
+def score(predict: Callable, generate: Callable[[list[str], int], np.ndarray], prompts: list[str],
+          wanted: np.ndarray, n: int) -> tuple[dict, np.ndarray]:
+    """Accuracy of `generate(prompts, n)` (uint8 [len(prompts) * n, R, R, 3], prompt-major) read by
+    `predict`, against `wanted` [P, 3] (-1: not scored). Returns (figures, the images)."""
+    images = generate(prompts, n)
+    guessed = np.stack([np.asarray(p) for p in predict(to_signed(images))], -1)  # [P*n, 3]
+    want = np.repeat(wanted, n, axis=0)  # [P*n, 3]
+    hit = guessed == want
+    figures = {
+        "images": int(len(images)),
+        "colour_accuracy": float(hit[:, 0].mean()), "colour_chance": 1 / len(COLOURS),
+        "shape_accuracy": float(hit[:, 1].mean()), "shape_chance": 1 / len(SHAPES),
+        "both_accuracy": float((hit[:, 0] & hit[:, 1]).mean()),
+        "shape_accuracy_by_shape": {name: float(hit[want[:, 1] == k, 1].mean())
+                                    for k, name in enumerate(SHAPES)},
+        "shape_read_as": {name: dict(zip(SHAPES, np.bincount(guessed[want[:, 1] == k, 1],
+                                                             minlength=len(SHAPES)).tolist()))
+                          for k, name in enumerate(SHAPES)},
+    }
+    if (wanted[:, 2] >= 0).all():
+        figures["position_accuracy"] = float(hit[:, 2].mean())
+        figures["position_chance"] = 1 / len(set(wanted[:, 2].tolist()))
+    return figures, images
 
 
 def main() -> None:
@@ -88,34 +195,22 @@ def main() -> None:
 
     trained = load_trained_generator(args.workdir, args.step)
     resolution = trained.config.model.resolution
-    data = trained.config.data
-    positions = tuple(data.get("shape_positions", ())) or tuple(POSITIONS)
-    predict, ceiling = train_classifier(resolution, data.get("shape_scale", 1.0), positions)
+    images, captions = read_source(open_source(trained.config))
+    labels = caption_labels(captions)
+    predict, ceiling = train_classifier(images, labels[:len(images)])
+    prompts, wanted, unseen = held_out_prompts(captions, labels)
 
-    rng = np.random.default_rng(0)
-    pairs = list(itertools.product(range(len(COLOURS)), range(len(SHAPES))))
-    where = [rng.choice(positions) for _ in pairs]
-    prompts = [make_caption(list(COLOURS)[c], SHAPES[s], p, rng.choice(list(BACKGROUNDS)))
-               for (c, s), p in zip(pairs, where)]
-    images = sample_prompts(trained, prompts, args.n, seed=1000, truncation=args.truncation)  # [48*n, R, R, 3]
-    pc, ps, pq = (np.asarray(p) for p in predict(to_signed(images)))
-    want_c = np.repeat([c for c, _ in pairs], args.n)
-    want_s = np.repeat([s for _, s in pairs], args.n)
-    want_q = np.repeat([list(POSITIONS).index(p) for p in where], args.n)
-    position = {"position_accuracy": float(np.mean(pq == want_q)), "position_chance": 1 / len(positions)}
-    result = {
-        "workdir": args.workdir, "step": trained.step, "images": int(len(images)),
-        "colour_accuracy": float(np.mean(pc == want_c)), "colour_chance": 1 / len(COLOURS),
-        "shape_accuracy": float(np.mean(ps == want_s)), "shape_chance": 1 / len(SHAPES),
-        "both_accuracy": float(np.mean((pc == want_c) & (ps == want_s))),
-        "shape_accuracy_by_shape": {name: float(np.mean(ps[want_s == k] == k)) for k, name in enumerate(SHAPES)},
-        "shape_read_as": {name: dict(zip(SHAPES, np.bincount(ps[want_s == k], minlength=len(SHAPES)).tolist()))
-                          for k, name in enumerate(SHAPES)},
-        **(position if len(positions) > 1 else {}),
-        "classifier_ceiling_on_real": ceiling, "truncation": args.truncation,
-    }
+    def generate(prompts, n):
+        return sample_prompts(trained, prompts, n, seed=1000, truncation=args.truncation)
+
+    figures, generated = score(predict, generate, prompts, wanted, args.n)
+    data = trained.config.data
+    result = {"workdir": args.workdir, "step": trained.step, "data": {"kind": data.kind, "path": data.path},
+              **figures, "prompts_unseen_in_training": f"{int(unseen.sum())}/{len(prompts)}",
+              "example_prompts": prompts[:3], "classifier_ceiling_on_real": ceiling,
+              "truncation": args.truncation}
     print(json.dumps(result, indent=2))
-    first = images.reshape(len(pairs), args.n, resolution, resolution, 3)[:, 0]  # one image per prompt
+    first = generated.reshape(len(prompts), args.n, resolution, resolution, 3)[:, 0]  # one image per prompt
     out = os.path.join(args.workdir, f"conditioning_step{trained.step}.png")
     save_png(make_grid(first, rows=len(COLOURS)), out)
     print(f"grid (rows: {', '.join(COLOURS)}; columns: {', '.join(SHAPES)}) -> {out}")
