@@ -32,15 +32,15 @@ import numpy as np
 import optax
 
 from gigagan_jax.data.shapes import COLOURS, POSITIONS, SHAPES, parse_caption
-from gigagan_jax.data.sources import open_source
 from gigagan_jax.generate.grid import make_grid, save_png
 from gigagan_jax.generate.restore import load_trained_generator
 from gigagan_jax.generate.sample import sample_prompts
 from gigagan_jax.pixels import to_signed
+from gigagan_jax.train.small_clip import load_pairs
 
 # Columns of every label array: 0 colour, 1 shape, 2 position.
 ATTRIBUTES = {"colour": tuple(COLOURS), "shape": SHAPES, "position": tuple(POSITIONS)}
-MAX_TRAIN_IMAGES = 12_000  # the classifier's data; the last HELD_OUT of them score it
+MAX_TRAIN_IMAGES = 12_000  # the classifier's data: the first images; the last HELD_OUT of them score it
 HELD_OUT = 2_000
 PROMPT_TRIES = 200  # training captions tried per pair for one that stays unseen after the swap
 
@@ -67,17 +67,6 @@ def caption_labels(captions: Sequence[str]) -> np.ndarray:
             if found[name] is not None:
                 labels[row, col] = vocab.index(found[name])
     return labels
-
-
-def read_source(source, batch: int = 1024) -> tuple[np.ndarray, list[str]]:
-    """The first MAX_TRAIN_IMAGES images (uint8 [n, R, R, 3]) and every caption of a data source."""
-    images, captions = [], []
-    for start in range(0, len(source), batch):
-        examples = source.get_batch(np.arange(start, min(start + batch, len(source))))
-        captions += list(examples["caption"])
-        if start < MAX_TRAIN_IMAGES:
-            images.append(examples["image"])
-    return np.concatenate(images)[:MAX_TRAIN_IMAGES], captions
 
 
 def train_classifier(images: np.ndarray, labels: np.ndarray, steps: int = 600, batch: int = 128,
@@ -123,13 +112,15 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, steps: int = 600, b
     return predict, ceiling
 
 
-def _swap(caption: str, found: dict, colour: str, shape: str, position: str | None) -> str:
-    """`caption` naming `colour`, `shape` (and `position`) instead of what it named."""
-    out = re.sub(rf"\b{found['colour']}\b", colour, caption, count=1)
+def _swap(caption: str, named: np.ndarray, colour: str, shape: str, position: str | None) -> str:
+    """`caption`, whose (colour, shape, position) indices are `named` [3], naming `colour`, `shape`
+    (and `position`) instead."""
+    was = {name: vocab[i] if i >= 0 else None for (name, vocab), i in zip(ATTRIBUTES.items(), named)}
+    out = re.sub(rf"\b{was['colour']}\b", colour, caption, count=1)
     out = re.sub(rf"\b(a|an) {colour}\b", f"{'an' if colour[0] in 'aeiou' else 'a'} {colour}", out, count=1)
-    out = re.sub(rf"\b{found['shape']}\b", shape, out, count=1)
-    if position is not None and found["position"] is not None:
-        out = re.sub(rf"\b{found['position']}\b", position, out, count=1)
+    out = re.sub(rf"\b{was['shape']}\b", shape, out, count=1)
+    if position is not None and was["position"] is not None:
+        out = re.sub(rf"\b{was['position']}\b", position, out, count=1)
     return out
 
 
@@ -149,8 +140,8 @@ def held_out_prompts(captions: Sequence[str], labels: np.ndarray, seed: int = 0)
     for c, s in itertools.product(range(len(COLOURS)), range(len(SHAPES))):
         for _ in range(PROMPT_TRIES):
             q = int(rng.choice(positions)) if positions else -1
-            caption = captions[int(rng.choice(bases))]
-            prompt = _swap(caption, parse_caption(caption), ATTRIBUTES["colour"][c], SHAPES[s],
+            base = int(rng.choice(bases))
+            prompt = _swap(captions[base], labels[base], ATTRIBUTES["colour"][c], SHAPES[s],
                            ATTRIBUTES["position"][q] if q >= 0 else None)
             if prompt not in seen:
                 break
@@ -195,9 +186,9 @@ def main() -> None:
 
     trained = load_trained_generator(args.workdir, args.step)
     resolution = trained.config.model.resolution
-    images, captions = read_source(open_source(trained.config))
+    images, captions = load_pairs(trained.config)  # the run's own data, as training read it
     labels = caption_labels(captions)
-    predict, ceiling = train_classifier(images, labels[:len(images)])
+    predict, ceiling = train_classifier(images[:MAX_TRAIN_IMAGES], labels[:MAX_TRAIN_IMAGES])
     prompts, wanted, unseen = held_out_prompts(captions, labels)
 
     def generate(prompts, n):

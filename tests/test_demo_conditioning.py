@@ -8,7 +8,7 @@ from acceptance import demo_conditioning as checker
 from gigagan_jax.config import default_config
 from gigagan_jax.data.shapes import (COLOURS, SHAPES, ShapesSource, make_caption, parse_caption, render_batch,
                                      write_caption_folder)
-from gigagan_jax.data.sources import open_source
+from gigagan_jax.train.small_clip import load_pairs
 
 RESOLUTION = 16
 
@@ -69,7 +69,7 @@ def test_checker_on_a_caption_folder_scores_a_faithful_generator_high_and_a_wron
     config.model.resolution = RESOLUTION
     config.data.update(kind="folder", path=str(tmp_path / "raw"))
     config.data.cache_dir = str(tmp_path / "cache")
-    images, captions = checker.read_source(open_source(config))  # the folder path, as training reads it
+    images, captions = load_pairs(config)  # the folder path, as the checker reads it
     assert images.shape == (5000, RESOLUTION, RESOLUTION, 3) and len(captions) == 5000
     labels = checker.caption_labels(captions)
     predict, ceiling = checker.train_classifier(images, labels, steps=300, held_out=1000)
