@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import sys
 
 import jax
-from absl import flags, logging
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from gigagan_jax.config import validate_config
@@ -89,6 +90,35 @@ def parse_flags(argv: list[str]) -> list[str]:
         fail(f"bad command line: {_bad_override(e, argv)}")
     except (flags.Error, TypeError, ValueError) as e:
         fail(f"bad command line: {e}")
+
+
+def parse_seeds(text: str, max_seed: int) -> list[int]:
+    """'0-7,42' -> [0, 1, ..., 7, 42] (StyleGAN's gen_images convention): seeds and inclusive
+    ranges, in the order given; a repeated seed, a reversed range or one outside [0, max_seed) is a
+    ValueError naming it."""
+    seeds = []
+    for part in text.split(","):
+        part = part.strip()
+        lo, sep, hi = part.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise ValueError(f"{part!r} is not a seed or a range of seeds (e.g. 0-7,42)")
+        lo, hi = int(lo), int(hi) if sep else int(lo)
+        if hi < lo:
+            raise ValueError(f"the range {part} runs backwards")
+        if hi >= max_seed:
+            raise ValueError(f"seed {hi} is not below {max_seed}")
+        seeds.extend(range(lo, hi + 1))
+    repeated = [seed for seed, count in collections.Counter(seeds).items() if count > 1]
+    if repeated:
+        raise ValueError(f"seed {repeated[0]} is given twice")
+    return seeds
+
+
+def run_command(main, doc: str) -> None:
+    """`app.run(main)` with the one-line flag errors of `parse_flags`; `doc` (the command module's
+    docstring) is what --help prints, also when an installed entry point is the main module."""
+    sys.modules["__main__"].__doc__ = doc
+    app.run(main, flags_parser=parse_flags)
 
 
 def check_folder_flag(flag: str, path: str) -> None:

@@ -1,7 +1,7 @@
 """Every bad input to the command lines is one `error:` line, a non-zero exit and no traceback.
 
-One table over train.py, sample.py, `python -m gigagan_jax.eval`, `python -m
-gigagan_jax.data.prepare` and `python -m gigagan_jax.tools.train_clip`. The cases the flags alone
+One table over train.py, sample.py, `python -m gigagan_jax.eval`, `python -m gigagan_jax.export`,
+`python -m gigagan_jax.data.prepare` and `python -m gigagan_jax.tools.train_clip`. The cases the flags alone
 decide fail before any model is loaded (seconds: the imports); the cases about conditions (class
 ids, prompts, truncation) read one tiny class-conditional run, restored but never compiled.
 """
@@ -20,7 +20,7 @@ from gigagan_jax.tools import local_cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = {"train": [os.path.join(ROOT, "train.py")], "sample": [os.path.join(ROOT, "sample.py")],
-            "eval": ["-m", "gigagan_jax.eval"], "prepare": ["-m", "gigagan_jax.data.prepare"],
+            "eval": ["-m", "gigagan_jax.eval"], "export": ["-m", "gigagan_jax.export"], "prepare": ["-m", "gigagan_jax.data.prepare"],
             "train_clip": ["-m", "gigagan_jax.tools.train_clip"]}
 ERROR_LINE = re.compile(r"^(python -m gigagan_jax\.data\.prepare: )?error: ")  # ours, or argparse's usage error
 TINY = ["--config", "configs/tiny.py", "--workdir", "{tmp}/run"]
@@ -102,8 +102,19 @@ CASES = [
      "--out {tmp}/file/grid.png lies under {tmp}/file, which is a file"),
     ("sample", [*NO_RUN, "--mode", "interpolate", "--gif", "{tmp}/file/a.gif"], "--gif {tmp}/file/a.gif lies under"),
     ("sample", [*NO_RUN, "--gif", "{tmp}"], "--gif {tmp} is a folder"),
-    ("sample", [*NO_RUN, "--out_dir", "{tmp}/file"], "--out_dir {tmp}/file is a file, not a folder"),
-    ("sample", [*NO_RUN, "--out_dir", "{tmp}/file/images"], "--out_dir {tmp}/file/images lies under"),
+    ("sample", [*NO_RUN, "--outdir", "{tmp}/file"], "--outdir {tmp}/file is a file, not a folder"),
+    ("sample", [*NO_RUN, "--outdir", "{tmp}/file/images"], "--outdir {tmp}/file/images lies under"),
+    ("sample", ["--model", "{tmp}/file", "--prompt", "x"], "--model {tmp}/file is a file, not a folder"),
+    ("sample", [*NO_RUN, "--model", "{tmp}"], "give the model to sample: --model DIR (an export) or --workdir W"),
+    ("sample", ["--prompt", "x"], "give the model to sample: --model DIR (an export) or --workdir W"),
+    ("sample", ["--model", "{tmp}", "--step", "3"], "--model is an exported model: one step, its own text encoder"),
+    ("sample", ["--model", "{tmp}", "--prompt", "x"], "{tmp} is not an exported model (no gigagan.json"),
+    ("sample", [*NO_RUN, "--seeds", "3-1"], "--seeds 3-1: the range 3-1 runs backwards"),
+    ("sample", [*NO_RUN, "--seeds", "0,x"], "--seeds 0,x: 'x' is not a seed or a range of seeds (e.g. 0-7,42)"),
+    ("sample", [*NO_RUN, "--seeds", "0-2,1"], "--seeds 0-2,1: seed 1 is given twice"),
+    ("sample", [*NO_RUN, "--seeds", str(2**32)], f"seed {2**32} is not below {2**32}"),
+    ("sample", [*NO_RUN, "--seeds", "0-3", "--n", "2"], "--seeds lists grid mode's seeds, instead of --seed and --n"),
+    ("sample", [*NO_RUN, "--mode", "style_mix", "--seeds", "1"], "--seeds lists grid mode's seeds"),
     ("sample", [*NO_RUN, "--seed", "-1"], "flag --seed=-1: -1 is not an integer in the range [0, 4294967295]"),
     ("sample", [*NO_RUN, "--seed", str(2**64)], f"flag --seed={2**64}: {2**64} is not an integer in the range"),
     ("sample", [*NO_RUN, "--seed2", str(2**32)], f"flag --seed2={2**32}: {2**32} is not an integer in the range"),
@@ -119,7 +130,7 @@ CASES = [
     ("sample", [*NO_RUN, "--prompts_file", "{tmp}/empty"], "prompts file {tmp}/empty is a folder"),
     # sample.py: flags the chosen mode would silently ignore
     ("sample", [*NO_RUN, "--gif", "{tmp}/a.gif"], "--gif writes the interpolate mode's frames; --mode is grid"),
-    ("sample", [*NO_RUN, "--mode", "style_mix", "--out_dir", "{tmp}/imgs"], "--out_dir writes grid mode's images"),
+    ("sample", [*NO_RUN, "--mode", "style_mix", "--outdir", "{tmp}/imgs"], "--outdir writes grid mode's images"),
     ("sample", [*NO_RUN, "--mode", "interpolate", "--truncation", "0.7"], "--truncation acts on grid mode's samples"),
     ("sample", [*NO_RUN, "--upsample_images", "{tmp}", "--truncation", "0.7"], "with --upsample_images"),
     ("sample", [*NO_RUN, "--upsample_images", "{tmp}", "--n", "2"], "--upsample_images is its own mode"),
@@ -136,6 +147,11 @@ CASES = [
     ("eval", ["--workdir", "{tmp}/file"], "--workdir {tmp}/file is a file, not a folder"),
     ("eval", [*NO_RUN, "--out_dir", "{tmp}/file"], "--out_dir {tmp}/file is a file, not a folder"),
     ("eval", [*NO_RUN, "--noise_mode", "fixed"], "flag --noise_mode=fixed: value should be one of"),
+    # python -m gigagan_jax.export
+    ("export", ["--workdir", "{tmp}/no_run"], "--workdir and --out are required"),
+    ("export", [*NO_RUN, "--out", "{tmp}/file"], "--out {tmp}/file already exists; export into a new folder"),
+    ("export", [*NO_RUN, "--out", "{tmp}/file/model"], "--out {tmp}/file/model lies under {tmp}/file"),
+    ("export", [*NO_RUN, "--out", "{tmp}/model"], "workdir {tmp}/no_run does not exist"),
     # python -m gigagan_jax.data.prepare
     ("prepare", ["--kind", "shapes", "--out", "{tmp}/p", "--resolution", "0"],
      "--resolution must be a power of two in [4, 4096]"),

@@ -18,9 +18,11 @@ from gigagan_jax.tools import local_cluster
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(script, *args, timeout=900, devices=1):
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env=local_cluster.process_env(devices))
+def run(script, *args, timeout=900, devices=1, cwd=ROOT):
+    """`python script args` (a file under the repository, or ["-m", module] / ["-c", code])."""
+    command = list(script) if isinstance(script, list) else [os.path.join(ROOT, script)]
+    proc = subprocess.run([sys.executable, *command, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**local_cluster.process_env(devices), "PYTHONPATH": ROOT})
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -130,12 +132,13 @@ def test_sample_modes_files_and_prompt_edge_cases(trained, tmp_path):
     # A BOM (Windows editors) is dropped and blank lines skipped; an explicit empty prompt stays.
     prompts.write_text('\ufeffa red circle\n\n{"prompt": ""}\n  \n' + "word " * 300 + "\n\n", encoding="utf-8")
     code, out, err = run("sample.py", "--workdir", trained, "--prompts_file", str(prompts), "--n", "2",
-                         "--out", str(tmp_path / "g.png"), "--out_dir", str(tmp_path / "imgs"))
+                         "--out", str(tmp_path / "g.png"), "--outdir", str(tmp_path / "imgs"))
     assert code == 0, err[-3000:]
     assert "truncated" in err  # the 300-word prompt is cut to 77 tokens with a warning
     records = [json.loads(line) for line in open(tmp_path / "imgs" / "prompts.jsonl")]
-    assert [(r["prompt"][:12], r["seed"]) for r in records] == [
-        ("a red circle", 0), ("a red circle", 1), ("", 0), ("", 1), ("word word wo", 0), ("word word wo", 1)]
+    assert [(r["prompt"][:12], r["seed"], r["file"]) for r in records] == [
+        ("a red circle", 0, "p00-seed0000.png"), ("a red circle", 1, "p00-seed0001.png"), ("", 0, "p01-seed0000.png"),
+        ("", 1, "p01-seed0001.png"), ("word word wo", 0, "p02-seed0000.png"), ("word word wo", 1, "p02-seed0001.png")]
     assert all(os.path.exists(tmp_path / "imgs" / r["file"]) for r in records)
     grid = _tiles(tmp_path / "g.png", 3, 2)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "imgs" / records[3]["file"])), grid[1][1])
@@ -183,6 +186,60 @@ def test_prompt_mix_mode(trained, tmp_path):
         assert code != 0 and err.strip().splitlines()[-1].startswith(f"error: {message}"), err[-2000:]
 
 
+def readme_snippet(marker: str) -> str:
+    """The fenced code block of README.md between `<!-- marker -->` and `<!-- /marker -->`."""
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    block = text.split(f"<!-- {marker} -->")[1].split(f"<!-- /{marker} -->")[0]
+    return block.split("```python\n")[1].split("```")[0]
+
+
+def test_export_samples_what_its_workdir_did_without_it(trained, tiny_clip, tmp_path):
+    """Export a run, delete the workdir and the CLIP it named: `sample.py --model` reproduces the
+    workdir's images byte for byte on 1 and on 8 devices, and so does README's GigaGANPipeline
+    snippet; a flipped byte in the export is refused by file name."""
+    workdir, clip, model = tmp_path / "run", tmp_path / "clip", tmp_path / "model"
+    shutil.copytree(trained, workdir)
+    shutil.copytree(tiny_clip, clip)  # the run names tiny_clip; --clip_path reads this copy (sha256 checked)
+    prompt = "a red ring in the center on a black background"  # README's snippet draws it with seed 0, psi 0.7
+    args = ["--prompt", prompt, "--prompt", "", "--seeds", "0-1,9", "--truncation", "0.7"]
+    for devices in (1, 8):
+        code, out, err = run("sample.py", "--workdir", str(workdir), "--clip_path", str(clip), *args,
+                             "--outdir", str(tmp_path / f"ref{devices}"), devices=devices)
+        assert code == 0, err[-3000:]
+    code, out, err = run(["-m", "gigagan_jax.export"], "--workdir", str(workdir), "--clip_path", str(clip),
+                         "--out", str(model))
+    assert code == 0, err[-3000:]
+    assert f"exported step 3 of {workdir} to {model}" in out
+    assert json.load(open(model / "gigagan.json"))["images_seen"] == 3 * 8  # configs/tiny.py: batch 8
+    shutil.rmtree(workdir)
+    shutil.rmtree(clip)
+
+    for devices in (1, 8):
+        code, out, err = run("sample.py", "--model", str(model), *args, "--outdir", str(tmp_path / f"got{devices}"),
+                             devices=devices)
+        assert code == 0, err[-3000:]
+        ref, got = tmp_path / f"ref{devices}", tmp_path / f"got{devices}"
+        names = sorted(os.listdir(ref))
+        assert names == sorted(os.listdir(got)) and "p01-seed0009.png" in names
+        for name in names:
+            assert (ref / name).read_bytes() == (got / name).read_bytes(), (devices, name)
+
+    snippet_dir = tmp_path / "snippet"
+    snippet_dir.mkdir()
+    code, out, err = run(["-c", readme_snippet("pipeline-snippet").replace('"models/demo"', repr(str(model)))],
+                         devices=8, cwd=str(snippet_dir))
+    assert code == 0, err[-3000:]
+    np.testing.assert_array_equal(np.asarray(Image.open(snippet_dir / "red_ring_seed0.png")),
+                                  np.asarray(Image.open(tmp_path / "ref8" / "p00-seed0000.png")))
+
+    weights = model / "g_ema.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    code, out, err = run("sample.py", "--model", str(model), "--prompt", "x")
+    assert code != 0 and err.strip().splitlines()[-1] == f"error: checkpoint file {weights} is corrupt (sha256 mismatch)"
+
+
 @pytest.fixture(scope="module")
 def trained_upsampler(tiny_clip, tmp_path_factory):
     """configs/upsampler_tiny.py (16 -> 32 px) for 3 steps on the same tiny CLIP as `trained`."""
@@ -201,13 +258,13 @@ def test_base_then_upsampler_chain_is_deterministic(trained, trained_upsampler, 
     for name in ("a.png", "b.png"):
         code, out, err = run("sample.py", "--workdir", trained, "--upsampler_workdir", trained_upsampler,
                              "--prompt", "a red circle", "--prompt", "a blue square", "--n", "2", "--seed", "5",
-                             "--out", str(tmp_path / name), "--out_dir", str(tmp_path / name[:1]))
+                             "--out", str(tmp_path / name), "--outdir", str(tmp_path / name[:1]))
         assert code == 0, err[-3000:]
         assert "upsampled by step 3" in out
         outs.append(np.asarray(Image.open(tmp_path / name)))
     np.testing.assert_array_equal(outs[0], outs[1])
     assert outs[0].shape == (2 * 33 - 1, 2 * 33 - 1, 3)  # 2 prompts x 2 seeds of 32 px
-    assert np.asarray(Image.open(tmp_path / "a" / "00003.png")).shape == (32, 32, 3)
+    assert np.asarray(Image.open(tmp_path / "a" / "p01-seed0006.png")).shape == (32, 32, 3)  # 2nd prompt, seed 6
 
     code, out, err = run("sample.py", "--workdir", trained, "--upsampler_workdir", trained, "--prompt", "a",
                          "--out", str(tmp_path / "bad.png"))
@@ -222,7 +279,7 @@ def test_upsample_images_folder(trained_upsampler, tmp_path):
         Image.fromarray(rng.integers(0, 256, (size, size + 3 * i, 3), np.uint8)).save(folder / f"im{i}.png")
     (folder / "notes.txt").write_text("not an image")
     code, out, err = run("sample.py", "--workdir", trained_upsampler, "--upsample_images", str(folder),
-                         "--prompt", "a red circle", "--out", str(tmp_path / "pairs.png"), "--out_dir",
+                         "--prompt", "a red circle", "--out", str(tmp_path / "pairs.png"), "--outdir",
                          str(tmp_path / "up"))
     assert code == 0, err[-3000:]
     assert np.asarray(Image.open(tmp_path / "pairs.png")).shape == (3 * 33 - 1, 2 * 33 - 1, 3)
@@ -231,7 +288,8 @@ def test_upsample_images_folder(trained_upsampler, tmp_path):
     assert all(np.asarray(Image.open(tmp_path / "up" / r["file"])).shape == (32, 32, 3) for r in records)
 
     code, out, err = run("sample.py", "--workdir", trained_upsampler, "--prompt", "a red circle")
-    assert code != 0 and err.strip().splitlines()[-1].startswith(f"error: {trained_upsampler} is an upsampler run")
+    assert code != 0 and err.strip().splitlines()[-1].startswith(
+        f"error: {trained_upsampler} is an upsampler: give it as --upsampler_workdir")
     code, out, err = run("sample.py", "--workdir", trained_upsampler, "--upsample_images", str(tmp_path / "none"))
     assert code != 0 and err.strip().splitlines()[-1] == f"error: --upsample_images folder {tmp_path / 'none'} does not exist"
 

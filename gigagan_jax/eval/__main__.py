@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 
 import jax
-from absl import app, flags
+from absl import flags
 
-from gigagan_jax.cli import check_folder_flag, define_truncation_flag, fail, parse_flags
+from gigagan_jax.cli import check_folder_flag, define_truncation_flag, fail, run_command
 from gigagan_jax.config import NOISE_MODES
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to evaluate.")
@@ -101,5 +101,10 @@ def main(argv):
     print(f"report -> {os.path.join(out_dir, 'report.json')}")
 
 
+def run() -> None:
+    """Console entry point `gigagan-eval` (and `python -m gigagan_jax.eval`)."""
+    run_command(main, __doc__)
+
+
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    run()

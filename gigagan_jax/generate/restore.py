@@ -39,7 +39,7 @@ class TrainedGenerator:
     mesh: Optional[Mesh] = None  # sample with each batch split over its devices; None: one device
 
 
-def clip_path(config: ml_collections.ConfigDict, workdir: str) -> str:
+def run_clip_path(config: ml_collections.ConfigDict, workdir: str) -> str:
     """Where a run's CLIP lives: config.clip.path, or the small one trained into WORKDIR/clip."""
     return config.clip.path or clip_dir(workdir)
 
@@ -63,9 +63,12 @@ def load_run_clip(path: str, own: bool, text_only: bool) -> Clip:
     return load_clip(path, text_only=text_only)
 
 
-def load_trained_generator(workdir: str, step: Optional[int] = None, mesh: Optional[Mesh] = None) -> TrainedGenerator:
+def load_trained_generator(workdir: str, step: Optional[int] = None, mesh: Optional[Mesh] = None,
+                           clip_path: Optional[str] = None) -> TrainedGenerator:
     """G_ema of `step` (default: the newest verified), on the first device, or replicated over
-    `mesh` for data-parallel sampling (`generate.sample.sampling_mesh()`)."""
+    `mesh` for data-parallel sampling (`generate.sample.sampling_mesh()`). `clip_path`: read the
+    run's CLIP from there instead of where the run found it (a workdir copied to another machine);
+    it must be the same CLIP, byte for byte (the checkpoint's fingerprint is checked)."""
     if not is_dir(workdir):
         raise FileNotFoundError(f"workdir {workdir} does not exist")
     checkpointer = Checkpointer(checkpoint_dir(workdir), read_only=True)
@@ -88,7 +91,8 @@ def load_trained_generator(workdir: str, step: Optional[int] = None, mesh: Optio
     checkpointer.close()
     clip = None
     if generator.spec.text_conditioned:
-        path = clip_path(config, workdir)
-        check_same_clip(saved_clip, clip_record(path), checkpointer.step_dir(step))
-        clip = load_run_clip(path, own=not config.clip.path, text_only=True)
+        path = clip_path or run_clip_path(config, workdir)
+        check_same_clip(saved_clip, clip_record(path), checkpointer.step_dir(step),
+                        key="--clip_path" if clip_path else "config.clip.path")
+        clip = load_run_clip(path, own=not config.clip.path and not clip_path, text_only=True)
     return TrainedGenerator(config, generator, params, clip, step, mesh)

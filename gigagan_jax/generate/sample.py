@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gigagan_jax.generate.restore import TrainedGenerator
@@ -124,12 +125,15 @@ def _to_host(x: jax.Array) -> np.ndarray:
 
 
 def _map_batches(mesh: Optional[Mesh], n: int, batch_size: int, inputs: Callable[[slice], dict],
-                 fn: Callable[..., Any]) -> Any:
+                 fn: Callable[..., Any], progress: bool = False) -> Any:
     """fn(**inputs(batch)) for consecutive batches of at most batch_size of n rows, on one device
     or split over `mesh` (every array leaf of the inputs, nested dicts included); each output leaf
-    comes back as numpy [n, ...] (padding dropped)."""
+    comes back as numpy [n, ...] (padding dropped). `progress`: a bar over the images when there
+    is more than one batch."""
     outs = []
-    for lo in range(0, n, batch_size):
+    starts = range(0, n, batch_size)
+    bar = tqdm.tqdm(total=n, unit="img", desc="sample", disable=not progress or len(starts) < 2)
+    for lo in starts:
         batch = slice(lo, min(lo + batch_size, n))
         rows = batch.stop - batch.start
         args = inputs(batch)
@@ -137,6 +141,8 @@ def _map_batches(mesh: Optional[Mesh], n: int, batch_size: int, inputs: Callable
             padded = -(-rows // mesh.size) * mesh.size
             args = jax.tree_util.tree_map(lambda v: _place(mesh, v, padded), args)
         outs.append(jax.tree_util.tree_map(lambda y: _to_host(y)[:rows], fn(**args)))
+        bar.update(rows)
+    bar.close()
     return jax.tree_util.tree_map(lambda *parts: np.concatenate(parts), *outs)
 
 
@@ -147,7 +153,8 @@ def _noise_inputs(noise_mode: str, seeds: Sequence[int]) -> Callable[[slice], di
 
 
 def sample_pairs(trained: TrainedGenerator, prompts: Sequence[str], seeds: Sequence[int],
-                 truncation: float = 1.0, batch_size: int = 64, noise_mode: str = "const") -> np.ndarray:
+                 truncation: float = 1.0, batch_size: int = 64, noise_mode: str = "const",
+                 progress: bool = False) -> np.ndarray:
     """uint8 [len(prompts), R, R, 3]: image i from (prompts[i], seeds[i])."""
     feats, eot, rows = _encode_distinct(trained.clip, prompts)
     w_avg = per_prompt_mean_w(trained, feats, eot) if truncation != 1.0 else None
@@ -160,7 +167,8 @@ def sample_pairs(trained: TrainedGenerator, prompts: Sequence[str], seeds: Seque
                 "w_avg": None if w_avg is None else w_avg[idx], **noise(batch)}
 
     return _map_batches(trained.mesh, len(rows), batch_size, inputs, lambda **x: quantize(
-        generate(trained.generator, trained.params, truncation_psi=truncation, noise_mode=noise_mode, **x)))
+        generate(trained.generator, trained.params, truncation_psi=truncation, noise_mode=noise_mode, **x)),
+        progress)
 
 
 def sample_prompts(trained: TrainedGenerator, prompts: Sequence[str], n: int, seed: int,
@@ -179,14 +187,15 @@ def sample_classes(trained: TrainedGenerator, class_ids: Sequence[int], n: int, 
 
 
 def sample_label_pairs(trained: TrainedGenerator, labels: Sequence[int], seeds: Sequence[int],
-                       batch_size: int = 64, noise_mode: str = "const") -> np.ndarray:
+                       batch_size: int = 64, noise_mode: str = "const", progress: bool = False) -> np.ndarray:
     """uint8 [len(labels), R, R, 3]: image i from (labels[i], seeds[i]) of a class-conditional model."""
     labels = np.asarray(labels, np.int32)
     z = np.asarray(seeds_to_z(list(seeds), trained.generator.spec.z_dim))  # [N, z_dim]
     noise = _noise_inputs(noise_mode, seeds)
     return _map_batches(trained.mesh, len(labels), batch_size,
                         lambda batch: {"z": z[batch], "labels": labels[batch], **noise(batch)},
-                        lambda **x: quantize(generate(trained.generator, trained.params, noise_mode=noise_mode, **x)))
+                        lambda **x: quantize(generate(trained.generator, trained.params, noise_mode=noise_mode, **x)),
+                        progress)
 
 
 def condition_inputs(spec, clip: Optional[Clip], prompts: Sequence[str] = (),
@@ -225,7 +234,8 @@ def upsample_images(trained: TrainedGenerator, images: np.ndarray, prompts: Sequ
 
 def sample_and_upsample(base: TrainedGenerator, up: TrainedGenerator, prompts: Sequence[str], seeds: Sequence[int],
                         labels: Optional[Sequence[int]] = None, truncation: float = 1.0,
-                        batch_size: int = 16, noise_mode: str = "const") -> tuple[np.ndarray, np.ndarray]:
+                        batch_size: int = 16, noise_mode: str = "const",
+                        progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(base images uint8 [N, r, r, 3], upsampled uint8 [N, R, R, 3]) for (prompt/label, seed) pairs,
     base model and upsampler chained in one jitted call per batch; z_up uses the same seed."""
     b_spec, u_spec = base.generator.spec, up.generator.spec
@@ -256,4 +266,4 @@ def sample_and_upsample(base: TrainedGenerator, up: TrainedGenerator, prompts: S
                                           noise_mode=noise_mode, noise_seeds=noise_seeds)
         return quantize(low), quantize(high)
 
-    return _map_batches(base.mesh, len(seeds), batch_size, inputs, chain)
+    return _map_batches(base.mesh, len(seeds), batch_size, inputs, chain, progress)

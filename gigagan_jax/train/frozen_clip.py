@@ -30,7 +30,7 @@ import ml_collections
 
 from gigagan_jax.checkpoint import write_manifest
 from gigagan_jax.config import has_vision_backbone, needs_clip, needs_image_tower
-from gigagan_jax.generate.restore import clip_path, load_run_clip
+from gigagan_jax.generate.restore import load_run_clip, run_clip_path
 from gigagan_jax.hosts import all_hosts, main_first, main_host_int
 from gigagan_jax.pretrained.clip import Clip, load_clip
 from gigagan_jax.train.small_clip import SmallClipSpec, train_small_clip
@@ -62,7 +62,7 @@ def provide_clip(config: ml_collections.ConfigDict, workdir: str, seconds: float
         raise ValueError(f"config.clip.path is empty, and the small CLIP trained in its place lives in WORKDIR/clip, "
                          f"which must be on local disk, not {workdir}: train it once with python -m "
                          "gigagan_jax.tools.train_clip, copy it to every host, and set config.clip.path")
-    path = clip_path(config, workdir)
+    path = run_clip_path(config, workdir)
     own = not config.clip.path
     if own and main_host_int(not os.path.exists(os.path.join(path, "config.json"))):
         main_first("small_clip_written", lambda: _train_into_place(config, path, seconds))

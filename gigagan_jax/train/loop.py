@@ -23,7 +23,7 @@ from gigagan_jax.checkpoint import Checkpointer, abstract_with_shardings, check_
 from gigagan_jax.config import uses_vision_aided, validate_config
 from gigagan_jax.data import open_source
 from gigagan_jax.data.pipeline import InputPipeline
-from gigagan_jax.generate.restore import clip_path, clip_record
+from gigagan_jax.generate.restore import clip_record, run_clip_path
 from gigagan_jax.hosts import is_main, join_cluster, main_first
 from gigagan_jax.losses.perceptual import check_perceptual_choice
 from gigagan_jax.models.build import build_discriminator, build_generator
@@ -84,7 +84,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         print(describe_budget(config), flush=True)
     vision_clip = provide_vision_backbone(config)  # first: a bad path fails before a small CLIP is trained
     clip = provide_clip(config, workdir, seconds=budget.share(config.clip.budget_share) if budget else None)
-    clip_used = clip_record(clip_path(config, workdir)) if clip is not None else None
+    clip_used = clip_record(run_clip_path(config, workdir)) if clip is not None else None
     clip_params = jax.device_put(clip.params, rep) if clip is not None else None
     vision_clip_params = jax.device_put(vision_clip.params, rep) if vision_clip is not None else None
     generator, discriminator = build_generator(config), build_discriminator(config)
