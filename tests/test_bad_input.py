@@ -1,6 +1,6 @@
 """Every bad input to the command lines is one `error:` line, a non-zero exit and no traceback.
 
-One table over train.py, sample.py, `python -m gigagan_jax.eval`, `python -m gigagan_jax.export`,
+One table over train.py, sample.py, `python -m gigagan_jax.eval`, `python -m gigagan_jax.export`, `.demo`,
 `python -m gigagan_jax.data.prepare` and `python -m gigagan_jax.tools.train_clip`. The cases the flags alone
 decide fail before any model is loaded (seconds: the imports); the cases about conditions (class
 ids, prompts, truncation) read one tiny class-conditional run, restored but never compiled.
@@ -20,7 +20,8 @@ from gigagan_jax.tools import local_cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = {"train": [os.path.join(ROOT, "train.py")], "sample": [os.path.join(ROOT, "sample.py")],
-            "eval": ["-m", "gigagan_jax.eval"], "export": ["-m", "gigagan_jax.export"], "prepare": ["-m", "gigagan_jax.data.prepare"],
+            "eval": ["-m", "gigagan_jax.eval"], "export": ["-m", "gigagan_jax.export"],
+            "demo": ["-m", "gigagan_jax.demo"], "prepare": ["-m", "gigagan_jax.data.prepare"],
             "train_clip": ["-m", "gigagan_jax.tools.train_clip"]}
 ERROR_LINE = re.compile(r"^(python -m gigagan_jax\.data\.prepare: )?error: ")  # ours, or argparse's usage error
 TINY = ["--config", "configs/tiny.py", "--workdir", "{tmp}/run"]
@@ -152,6 +153,12 @@ CASES = [
     ("export", [*NO_RUN, "--out", "{tmp}/file"], "--out {tmp}/file already exists; export into a new folder"),
     ("export", [*NO_RUN, "--out", "{tmp}/file/model"], "--out {tmp}/file/model lies under {tmp}/file"),
     ("export", [*NO_RUN, "--out", "{tmp}/model"], "workdir {tmp}/no_run does not exist"),
+    # python -m gigagan_jax.demo
+    ("demo", [], "--model is required: an exported model folder or a training workdir"),
+    ("demo", ["--model", "{tmp}/none"], "--model {tmp}/none does not exist"),
+    ("demo", ["--model", "{tmp}/file"], "--model {tmp}/file is a file, not a folder"),
+    ("demo", ["--model", "{tmp}", "--port", "0"], "flag --port=0: 0 is not an integer in the range [1, 65535]"),
+    ("demo", ["--model", "{tmp}"], "{tmp} is neither an exported model (no gigagan.json) nor a training workdir"),
     # python -m gigagan_jax.data.prepare
     ("prepare", ["--kind", "shapes", "--out", "{tmp}/p", "--resolution", "0"],
      "--resolution must be a power of two in [4, 4096]"),

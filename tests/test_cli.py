@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from gigagan_jax.tools import local_cluster
+from gigagan_jax.train.metrics import read_images, read_texts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,6 +44,13 @@ def trained(tiny_clip, tmp_path_factory):
 def test_train_writes_a_run_that_sample_reads(trained, tmp_path):
     summary = json.load(open(os.path.join(trained, "summary.json")))
     assert summary["end_step"] == 3 and summary["checkpoints"] == [3]
+    # TensorBoard holds the sample grid as an image and the resolved config as text, beside the curves.
+    log_dir = os.path.join(trained, "tensorboard")
+    (step, grid), = read_images(log_dir)["samples"]
+    assert step == 3
+    np.testing.assert_array_equal(grid[..., :3], np.asarray(Image.open(summary["last_samples"]).convert("RGB")))
+    (step, text), = read_texts(log_dir)["config/text_summary"]
+    assert step == 0 and json.loads(text)["train"]["num_steps"] == 3
     grids = []
     for name in ("a.png", "b.png"):
         out = str(tmp_path / name)
@@ -237,7 +245,8 @@ def test_export_samples_what_its_workdir_did_without_it(trained, tiny_clip, tmp_
     data[-5] ^= 0xFF
     weights.write_bytes(bytes(data))
     code, out, err = run("sample.py", "--model", str(model), "--prompt", "x")
-    assert code != 0 and err.strip().splitlines()[-1] == f"error: checkpoint file {weights} is corrupt (sha256 mismatch)"
+    assert code != 0
+    assert err.strip().splitlines()[-1] == f"error: checkpoint file {weights} is corrupt (sha256 mismatch)"
 
 
 @pytest.fixture(scope="module")

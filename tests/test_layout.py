@@ -7,7 +7,7 @@
     generate                           restore a trained model, sample, edit, upsample
     train                              steps, state, loop (its sample grid goes through generate)
     eval                               metrics and reports
-    cli, commands, tools, export, any __main__   command lines: may import anything
+    cli, commands, tools, export, demo, any __main__   command lines: may import anything
 
 Imports inside functions count too: a lazy import is still a dependency.
 """
@@ -34,7 +34,7 @@ MAY_IMPORT = {
     "train": FOUNDATIONS | {"checkpoint", "data", "pretrained", "models", "losses", "generate"},
     "eval": FOUNDATIONS | {"checkpoint", "data", "pretrained", "models", "generate"},
 }
-CLI_LAYERS = {"cli", "commands", "tools", "export"}
+CLI_LAYERS = {"cli", "commands", "tools", "export", "demo"}
 
 
 def package_modules() -> dict[str, str]:

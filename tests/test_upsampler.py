@@ -242,7 +242,7 @@ def test_d_and_g_steps_train_the_upsampler(conditioning, input_residual):
 def test_g_step_with_lpips_weights_passed_as_an_argument(tmp_path):
     """config.loss.lpips_path: the G step's perceptual term is LPIPS of (output, real), with the
     converted weights handed to the jitted step as an argument (not baked in as constants)."""
-    import torch
+    torch = pytest.importorskip("torch")
 
     from gigagan_jax.pixels import to_signed
     from gigagan_jax.pretrained.lpips import load_lpips, lpips_distance

@@ -23,6 +23,7 @@ from gigagan_jax.generate import edit
 from gigagan_jax.generate.model_folder import is_model_folder, load_model
 from gigagan_jax.generate.restore import TrainedGenerator, load_trained_generator
 from gigagan_jax.generate.sample import sample_and_upsample, sample_label_pairs, sample_pairs, sampling_mesh
+from gigagan_jax.workdir import checkpoint_dir, exists, is_dir
 
 
 def load_generator(path: str, mesh=None, step: Optional[int] = None,
@@ -33,6 +34,9 @@ def load_generator(path: str, mesh=None, step: Optional[int] = None,
             raise ValueError(f"{path} is an exported model: it holds one step and its own text encoder "
                              "(no step or clip_path to choose)")
         return load_model(path, mesh)
+    if is_dir(path) and not exists(checkpoint_dir(path)):
+        raise FileNotFoundError(f"{path} is neither an exported model (no gigagan.json) nor a training workdir "
+                                "(no checkpoints/)")
     return load_trained_generator(path, step, mesh, clip_path=clip_path)
 
 

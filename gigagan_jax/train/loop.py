@@ -138,9 +138,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     d_steps = {(r1, vis): jit_step(functools.partial(steps.d_step, with_r1=r1, with_vision=vis))
                for r1 in (False, True) for vis in (False, True)}
     g_steps = {vis: jit_step(functools.partial(steps.g_step, with_vision=vis)) for vis in (False, True)}
-    samples = SampleGrid(config, generator, clip, pipeline.source, workdir, mesh)  # every host samples
     log = MetricsLog(open_writer(tensorboard_dir(workdir), main), config.train.nonfinite == "stop",
                      kept_in=checkpoint_dir(workdir))
+    samples = SampleGrid(config, generator, clip, pipeline.source, workdir, mesh, log)  # every host samples
 
     def save(step: int) -> None:
         log.flush()  # never checkpoint a state that followed a non-finite step
@@ -149,6 +149,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     # --- loop --------------------------------------------------------------------------------
     batch_size = config.train.batch_size
     start = int(state.step)
+    log.write_text("config", config.to_json(indent=1), start)  # the resolved config, beside its run's curves
     num_steps = max(start, config.train.num_steps)  # where the run ends; a time budget may bring it forward
     plan = (GanStepPlan(budget, start, num_steps, config.loss.r1_interval, config.train.log_every)
             if budget is not None else None)

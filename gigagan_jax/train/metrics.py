@@ -4,6 +4,7 @@ read back, for checks of a run, by `read_scalars`)."""
 
 from __future__ import annotations
 
+import io
 import math
 import struct
 from typing import Optional
@@ -53,6 +54,18 @@ class MetricsLog:
                 self.writer.add_scalar(k, v, step)
             self.writer.flush()
 
+    def write_image(self, tag: str, image: np.ndarray, step: int) -> None:
+        """A uint8 [H, W, 3] image (a sample grid) under `tag`."""
+        if self.writer is not None:
+            self.writer.add_image(tag, image, step, dataformats="HWC")
+            self.writer.flush()
+
+    def write_text(self, tag: str, text: str, step: int) -> None:
+        """Text shown verbatim (TensorBoard renders markdown: indented, it stays a code block)."""
+        if self.writer is not None:
+            self.writer.add_text(tag, "\n".join("    " + line for line in text.splitlines()), step)
+            self.writer.flush()
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
@@ -67,13 +80,12 @@ def open_writer(log_dir: str, enabled: bool) -> Optional[object]:
     return SummaryWriter(log_dir)
 
 
-def read_scalars(log_dir: str) -> dict[str, list[tuple[int, float]]]:
-    """{tag: [(step, value), ...]} from every TensorBoard event file in log_dir, oldest file first
-    (a resumed run adds one), without the tensorboard package: each record is its length (u64),
-    the length's CRC, an Event proto, and the proto's CRC."""
+def _summary_values(log_dir: str):
+    """(step, Summary.Value) of every TensorBoard event file in log_dir, oldest file first (a resumed
+    run adds one), without the tensorboard package: each record is its length (u64), the length's
+    CRC, an Event proto, and the proto's CRC."""
     from tensorboardX.proto.event_pb2 import Event
 
-    scalars: dict[str, list[tuple[int, float]]] = {}
     for name in files_under(log_dir):
         if not name.startswith("events.out.tfevents."):
             continue
@@ -83,6 +95,35 @@ def read_scalars(log_dir: str) -> dict[str, list[tuple[int, float]]]:
             (length,) = struct.unpack("<Q", data[:8])
             event = Event.FromString(data[12:12 + length])
             for value in event.summary.value:
-                scalars.setdefault(value.tag, []).append((int(event.step), float(value.simple_value)))
+                yield int(event.step), value
             data = data[16 + length:]
+
+
+def read_scalars(log_dir: str) -> dict[str, list[tuple[int, float]]]:
+    """{tag: [(step, value), ...]} of the scalars written to log_dir."""
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for step, value in _summary_values(log_dir):
+        if value.HasField("simple_value"):
+            scalars.setdefault(value.tag, []).append((step, float(value.simple_value)))
     return scalars
+
+
+def read_images(log_dir: str) -> dict[str, list[tuple[int, np.ndarray]]]:
+    """{tag: [(step, uint8 [H, W, C]), ...]} of the images written to log_dir."""
+    from PIL import Image
+
+    images: dict[str, list[tuple[int, np.ndarray]]] = {}
+    for step, value in _summary_values(log_dir):
+        if value.HasField("image"):
+            pixels = np.asarray(Image.open(io.BytesIO(value.image.encoded_image_string)))
+            images.setdefault(value.tag, []).append((step, pixels))
+    return images
+
+
+def read_texts(log_dir: str) -> dict[str, list[tuple[int, str]]]:
+    """{tag: [(step, text), ...]} of the text written to log_dir (as `write_text` stored it)."""
+    texts: dict[str, list[tuple[int, str]]] = {}
+    for step, value in _summary_values(log_dir):
+        if value.HasField("tensor") and value.tensor.string_val:
+            texts.setdefault(value.tag, []).append((step, value.tensor.string_val[0].decode("utf-8")))
+    return texts

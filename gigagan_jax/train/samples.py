@@ -23,6 +23,7 @@ from gigagan_jax.hosts import is_main
 from gigagan_jax.models.generator import Generator
 from gigagan_jax.pixels import to_signed, to_uint8
 from gigagan_jax.pretrained.clip import Clip
+from gigagan_jax.train.metrics import MetricsLog
 from gigagan_jax.workdir import join, sample_grid_path, samples_dir, write_text
 
 SAMPLE_SEEDS = 4  # images per prompt in the text-to-image grid
@@ -43,11 +44,13 @@ def data_prompts(source, limit: int = MAX_PROMPTS, scan: int = 256) -> list[str]
 
 
 class SampleGrid:
-    """Writes WORKDIR/samples/step_N.png (and prompts.txt naming its rows) from G_ema."""
+    """Writes WORKDIR/samples/step_N.png (and prompts.txt naming its rows) from G_ema, and the
+    grid to TensorBoard (image `samples`) through `log`."""
 
     def __init__(self, config: ml_collections.ConfigDict, generator: Generator, clip: Optional[Clip],
-                 source, workdir: str, mesh: Optional[Mesh] = None):
+                 source, workdir: str, mesh: Optional[Mesh] = None, log: Optional[MetricsLog] = None):
         self.config, self.generator, self.clip, self.workdir, self.mesh = config, generator, clip, workdir, mesh
+        self.log = log
         self.upsampling = config.task == "upsampler"
         self.prompts: list[str] = []
         self.examples = None
@@ -86,6 +89,8 @@ class SampleGrid:
         if not is_main():
             return path
         save_png(grid, path)  # creates the folder
+        if self.log is not None:
+            self.log.write_image("samples", grid, step)
         write_text(join(samples_dir(self.workdir), "prompts.txt"),
                    "\n".join(f"row {i}: {p}" for i, p in enumerate(rows)) + "\n")
         return path

@@ -1,0 +1,120 @@
+"""A web page for a trained model: type a prompt, move the truncation and seed sliders, see the image.
+
+    python -m gigagan_jax.demo --model models/demo [--upsampler models/up256] [--port 7860] [--host 0.0.0.0]
+    gigagan-demo ...   (the same, installed with the package; needs the `demo` extra: gradio)
+
+The model is an exported folder (`python -m gigagan_jax.export`) or a training workdir. Every change
+of the prompt or a slider draws one image (the newest request wins, so typing never queues stale
+work); a second panel lays an interpolation strip between two (prompt, seed) pairs. Images are
+shown at least DISPLAY_PX wide by pixel repetition, so a 32 px demo model is visible as it is.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from absl import flags
+
+from gigagan_jax.cli import check_folder_flag, fail, quiet_libraries, run_command
+
+DISPLAY_PX = 256
+MAX_SEED_SLIDER = 9999
+
+_MODEL = flags.DEFINE_string("model", None, "Exported model folder or training workdir to serve.")
+_UPSAMPLER = flags.DEFINE_string("upsampler", None, "An upsampler (export or workdir) chained after the model.")
+_HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0: every interface).")
+_PORT = flags.DEFINE_integer("port", 7860, "Port to listen on.", lower_bound=1, upper_bound=65535)
+_PROMPT = flags.DEFINE_string("prompt", "a red ring in the center on a black background", "The page's first prompt.")
+
+
+def for_display(images: np.ndarray) -> np.ndarray:
+    """uint8 [N, R, R, 3] -> [N, S, S, 3], S the first multiple of R >= DISPLAY_PX (pixel repetition)."""
+    factor = max(1, -(-DISPLAY_PX // images.shape[1]))
+    return images.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
+def build_app(pipe, first_prompt: str):
+    """The Gradio page around `pipe` (a GigaGANPipeline)."""
+    import gradio as gr
+
+    from gigagan_jax.generate.grid import make_grid
+
+    spec = pipe.base.generator.spec
+    text = spec.text_conditioned
+
+    def draw(condition, truncation, seed):
+        kwargs = {"prompts": [condition]} if text else {"class_ids": [int(condition)]}
+        return for_display(pipe.sample(seeds=[int(seed)], truncation=float(truncation), **kwargs))[0]
+
+    def strip(prompt_a, prompt_b, seed_a, seed_b, frames):
+        images = np.stack([np.asarray(im) for im in pipe.interpolate(prompt_a, prompt_b, int(seed_a), int(seed_b),
+                                                                     int(frames))])
+        return make_grid(for_display(images), rows=1)
+
+    with gr.Blocks(title="GigaGAN") as app:
+        gr.Markdown(f"## GigaGAN: {pipe.resolution} px, {spec.conditioning}-conditioned")
+        if text:
+            condition = gr.Textbox(value=first_prompt, label="Prompt", elem_id="prompt")
+        else:
+            condition = gr.Slider(0, spec.num_classes - 1, value=0, step=1, label="Class", elem_id="class_id")
+        with gr.Row():
+            truncation = gr.Slider(0.0, 1.5, value=1.0, step=0.05, label="Truncation ψ (1 = none)",
+                                   elem_id="truncation", interactive=text)
+            seed = gr.Slider(0, MAX_SEED_SLIDER, value=0, step=1, label="Seed", elem_id="seed")
+        image = gr.Image(label="Sample", elem_id="sample", type="numpy", format="png", interactive=False)
+        inputs = [condition, truncation, seed]
+        for control in inputs:
+            control.change(draw, inputs, image, trigger_mode="always_last")
+        app.load(draw, inputs, image)
+        if text:
+            gr.Markdown("### Interpolation: (prompt A, seed A) → (prompt B, seed B) in w and text space")
+            with gr.Row():
+                prompt_a = gr.Textbox(value=first_prompt, label="Prompt A", elem_id="prompt_a")
+                prompt_b = gr.Textbox(value="a blue cross in the center on a white background", label="Prompt B",
+                                      elem_id="prompt_b")
+            with gr.Row():
+                seed_a = gr.Slider(0, MAX_SEED_SLIDER, value=0, step=1, label="Seed A")
+                seed_b = gr.Slider(0, MAX_SEED_SLIDER, value=1, step=1, label="Seed B")
+                frames = gr.Slider(2, 16, value=8, step=1, label="Frames")
+            run_strip = gr.Button("Interpolate", elem_id="interpolate")
+            strip_image = gr.Image(label="Interpolation", elem_id="strip", type="numpy", format="png",
+                                   interactive=False)
+            run_strip.click(strip, [prompt_a, prompt_b, seed_a, seed_b, frames], strip_image)
+    return app
+
+
+def main(argv):
+    del argv
+    if not _MODEL.value:
+        fail("--model is required: an exported model folder or a training workdir")
+    check_folder_flag("--model", _MODEL.value)
+    if not os.path.isdir(_MODEL.value):
+        fail(f"--model {_MODEL.value} does not exist")
+    try:
+        import gradio  # noqa: F401  (checked before the model is loaded)
+    except ImportError:
+        fail("the web demo needs gradio: pip install -e \".[demo]\"")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves the machine
+    quiet_libraries()
+    from gigagan_jax.checkpoint import CheckpointError
+    from gigagan_jax.generate.pipeline import GigaGANPipeline
+
+    try:
+        pipe = GigaGANPipeline.from_pretrained(_MODEL.value, upsampler=_UPSAMPLER.value)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        fail(str(e), code=1)
+    pipe.sample(prompts=[_PROMPT.value] if pipe.base.generator.spec.text_conditioned else None,
+                class_ids=None if pipe.base.generator.spec.text_conditioned else [0])  # compile before serving
+    print(f"serving step {pipe.base.step} of {_MODEL.value} on http://{_HOST.value}:{_PORT.value}", flush=True)
+    build_app(pipe, _PROMPT.value).launch(server_name=_HOST.value, server_port=_PORT.value, share=False,
+                                          show_error=True)
+
+
+def run() -> None:
+    """Console entry point `gigagan-demo` (and `python -m gigagan_jax.demo`)."""
+    run_command(main, __doc__)
+
+
+if __name__ == "__main__":
+    run()
