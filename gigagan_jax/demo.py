@@ -30,8 +30,9 @@ _PROMPT = flags.DEFINE_string("prompt", "a red ring in the center on a black bac
 
 def for_display(images: np.ndarray) -> np.ndarray:
     """uint8 [N, R, R, 3] -> [N, S, S, 3], S the first multiple of R >= DISPLAY_PX (pixel repetition)."""
-    factor = max(1, -(-DISPLAY_PX // images.shape[1]))
-    return images.repeat(factor, axis=1).repeat(factor, axis=2)
+    from gigagan_jax.generate.grid import nearest_resize
+
+    return np.asarray(nearest_resize(images, -(-DISPLAY_PX // images.shape[1]) * images.shape[1]))
 
 
 def build_app(pipe, first_prompt: str):

@@ -1,6 +1,7 @@
 """train.py and sample.py as a user runs them: a real run on one CPU device (a user's CPU
 machine; sharded runs are tests/test_train.py's and tests/test_multihost.py's), then clean failures."""
 
+import glob
 import json
 import os
 import shutil
@@ -23,7 +24,8 @@ def run(script, *args, timeout=900, devices=1, cwd=ROOT):
     """`python script args` (a file under the repository, or ["-m", module] / ["-c", code])."""
     command = list(script) if isinstance(script, list) else [os.path.join(ROOT, script)]
     proc = subprocess.run([sys.executable, *command, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**local_cluster.process_env(devices), "PYTHONPATH": ROOT})
+                          env={**local_cluster.process_env(devices), "PYTHONPATH": ROOT, "WANDB_MODE": "offline",
+                               "WANDB_SILENT": "true"})
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -36,7 +38,7 @@ def tiny_args(workdir, clip, *extra):
 @pytest.fixture(scope="module")
 def trained(tiny_clip, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("cli") / "run")
-    code, out, err = run("train.py", *tiny_args(workdir, tiny_clip))
+    code, out, err = run("train.py", *tiny_args(workdir, tiny_clip, "--config.train.wandb_project=gigagan-test"))
     assert code == 0, err[-3000:]
     return workdir
 
@@ -51,6 +53,12 @@ def test_train_writes_a_run_that_sample_reads(trained, tmp_path):
     np.testing.assert_array_equal(grid[..., :3], np.asarray(Image.open(summary["last_samples"]).convert("RGB")))
     (step, text), = read_texts(log_dir)["config/text_summary"]
     assert step == 0 and json.loads(text)["train"]["num_steps"] == 3
+    # ... and W&B (offline here) mirrors both, in the run named by WORKDIR/wandb_id.txt.
+    run_id = open(os.path.join(trained, "wandb_id.txt")).read().strip()
+    (wandb_dir,) = glob.glob(os.path.join(trained, "wandb", f"offline-run-*-{run_id}"))
+    assert b"g/loss" in open(os.path.join(wandb_dir, f"run-{run_id}.wandb"), "rb").read()
+    (image,) = glob.glob(os.path.join(wandb_dir, "files", "media", "images", "samples_*.png"))
+    np.testing.assert_array_equal(np.asarray(Image.open(image).convert("RGB")), grid[..., :3])
     grids = []
     for name in ("a.png", "b.png"):
         out = str(tmp_path / name)

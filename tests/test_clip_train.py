@@ -4,6 +4,7 @@ learns retrieval on held-out shapes far above chance."""
 import json
 import os
 import re
+import time
 
 import numpy as np
 import pytest
@@ -176,3 +177,33 @@ def test_small_clip_of_a_run_sees_the_runs_shapes():
     np.testing.assert_array_equal(clip_images, run_images)
     default_draw = training_data_config(data_config(parse_args(["--out", "x", "--num-examples", "300"])), spec)
     assert not np.array_equal(open_source(default_draw).get_batch(np.arange(300))["image"], run_images)
+
+
+def test_a_pessimistic_first_pace_is_corrected_by_the_re_plan(tmp_path, capsys, monkeypatch):
+    """The first PACE_STEPS steps run slow (as compilation's aftermath does): the count fitted to
+    them is too small, and the re-plan at step REPLAN_EVERY, from the steady pace, raises it so the
+    time limit is used; the schedule still ends at the final count."""
+    args = parse_args(["--data", "shapes", "--out", str(tmp_path / "a"), "--num-examples", "200", "--holdout", "100",
+                       "--batch", "16", "--steps", "100000"] + TINY)
+    config, spec = data_config(args), spec_from_args(args)
+    lrs = []
+    make_step = small_clip.make_train_step
+
+    def slow_start_step(*a):
+        step = make_step(*a)
+
+        def timed(params, opt, ids, pixels, lr):
+            lrs.append(float(lr))
+            if len(lrs) <= PACE_STEPS + 1:
+                time.sleep(0.05)
+            return step(params, opt, ids, pixels, lr)
+        return timed
+
+    monkeypatch.setattr(small_clip, "make_train_step", slow_start_step)
+    metrics = train_small_clip(config, str(tmp_path / "a"), spec, seconds=20.0)
+    out = capsys.readouterr().out
+    first = int(re.search(r"for the \d+ steps left of (\d+) \(the time limit's", out).group(1))
+    assert f"small CLIP: re-planned at step {small_clip.REPLAN_EVERY} (" in out
+    assert metrics["steps"] > 1.5 * first and len(lrs) == metrics["steps"]
+    assert lrs[-1] == pytest.approx(float(small_clip.lr_schedule(spec, metrics["steps"])(metrics["steps"] - 1)))
+    assert 0.8 * 20.0 <= metrics["seconds_with_loading"] <= 20.0 * 1.1

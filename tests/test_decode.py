@@ -1,16 +1,11 @@
 """The one decoder: every image mode and array dtype becomes the same uint8 RGB wherever it is read."""
 
-import importlib
-import os
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from gigagan_jax.config import default_config
 from gigagan_jax.data import imageops, open_source
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_sixteen_bit_grey_png_keeps_its_brightness(tmp_path):
@@ -97,7 +92,9 @@ def test_fit_array_of_uint16_does_not_wrap():
     assert np.all(imageops.fit_array(np.full((8, 8), 0.25), 8) == 64)  # float grey, no resize
 
 
-def test_training_and_upsample_images_decode_a_file_identically(tmp_path, monkeypatch):
+def test_training_and_upsample_images_decode_a_file_identically(tmp_path):
+    from gigagan_jax.commands.sample import read_lowres_images
+
     rng = np.random.default_rng(0)
     rgba = rng.integers(0, 256, (40, 52, 4), np.uint8)  # [H, W, RGBA], varied transparency
     (tmp_path / "raw").mkdir()
@@ -107,8 +104,7 @@ def test_training_and_upsample_images_decode_a_file_identically(tmp_path, monkey
     config.model.resolution = 16
     config.data.kind, config.data.path, config.data.cache_dir = "folder", str(tmp_path / "raw"), str(tmp_path / "c")
     trained_on = open_source(config)[0]["image"]
-    monkeypatch.syspath_prepend(ROOT)
-    names, lowres = importlib.import_module("sample").read_lowres_images(str(tmp_path / "raw"), 16)
+    names, lowres = read_lowres_images(str(tmp_path / "raw"), 16)
     assert names == ["a.png"]
     np.testing.assert_array_equal(lowres[0], trained_on)
     np.testing.assert_array_equal(trained_on, imageops.centre_crop_resize(rgba, 16))  # file or array alike

@@ -111,8 +111,11 @@ def shown_image(driver, elem_id: str, not_src=None, timeout=120):
 def test_the_page_draws_the_prompt_typed_into_it(model, server, browser, tmp_path, capsys):
     from selenium.webdriver.common.by import By
 
-    from gigagan_jax.demo import for_display
+    from gigagan_jax.generate.grid import nearest_resize
     from gigagan_jax.generate.pipeline import GigaGANPipeline
+
+    def for_display(images):  # the page shows 16 px images at 256 px (gigagan_jax.demo.DISPLAY_PX)
+        return np.asarray(nearest_resize(images, 256))
 
     pipe = GigaGANPipeline.from_pretrained(model)
     expected = {p: for_display(pipe.sample([p], seeds=[0]))[0] for p in (FIRST, SECOND)}

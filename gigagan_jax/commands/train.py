@@ -7,6 +7,8 @@ checkpoint and exit cleanly. Bad input (config, data, devices, a corrupt checkpo
 one-line error with a non-zero exit code, raised before anything is compiled.
 """
 
+import importlib.util
+
 from absl import flags
 
 from gigagan_jax.cli import check_folder_flag, define_config_flag, fail, run_command, validated
@@ -21,6 +23,8 @@ def main(argv):
     if not _WORKDIR.value:
         fail("--workdir is required")
     check_folder_flag("--workdir", _WORKDIR.value)
+    if config.train.wandb_project and importlib.util.find_spec("wandb") is None:
+        fail(f"config.train.wandb_project={config.train.wandb_project!r} needs wandb: pip install wandb")
     # The training stack (TFDS, transformers, torch for TensorBoard) takes seconds to import: not
     # before the flags are known to be good.
     from gigagan_jax.checkpoint import CheckpointError

@@ -218,6 +218,8 @@ def default_config() -> ml_collections.ConfigDict:
     train.log_every = 50  # stdout + TensorBoard scalars (and the non-finite check)
     train.sample_every = 1000  # sample grid PNG of fixed prompts and seeds
     train.sample_prompts = ()  # () = the first captions of the data set
+    # A Weights & Biases project to mirror the TensorBoard log to ("" = off; needs `pip install wandb`).
+    train.wandb_project = ""
     train.grad_accum_steps = 1  # micro-batches per optimiser step (batches larger than memory)
     # "blocks": G's synthesis blocks and D's stages are recomputed in the backward pass instead of
     # keeping their activations (jax.checkpoint; same numbers, same noise). Saves memory on GPU and

@@ -32,6 +32,7 @@ from gigagan_jax.pretrained.lpips import load_lpips
 from gigagan_jax.train.budget import GanStepPlan, TimeBudget, describe_budget
 from gigagan_jax.train.frozen_clip import provide_clip, provide_vision_backbone
 from gigagan_jax.train.metrics import MetricsLog, open_writer
+from gigagan_jax.train.wandb_run import open_wandb_run
 from gigagan_jax.train.samples import SampleGrid
 from gigagan_jax.train.sharding import mesh_from_config, param_shardings, replicated, traced_on
 from gigagan_jax.train.state import jit_init, vision_example_inputs
@@ -139,7 +140,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                for r1 in (False, True) for vis in (False, True)}
     g_steps = {vis: jit_step(functools.partial(steps.g_step, with_vision=vis)) for vis in (False, True)}
     log = MetricsLog(open_writer(tensorboard_dir(workdir), main), config.train.nonfinite == "stop",
-                     kept_in=checkpoint_dir(workdir))
+                     kept_in=checkpoint_dir(workdir), wandb_run=open_wandb_run(config, workdir, main))
     samples = SampleGrid(config, generator, clip, pipeline.source, workdir, mesh, log)  # every host samples
 
     def save(step: int) -> None:

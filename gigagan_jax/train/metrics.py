@@ -21,10 +21,12 @@ class NonFiniteLossError(RuntimeError):
 
 class MetricsLog:
     """`append` each step's device metrics; `flush` at log steps (and before every checkpoint, so
-    a saved state never followed a non-finite step). `writer` is a tensorboardX SummaryWriter or None."""
+    a saved state never followed a non-finite step). `writer` is a tensorboardX SummaryWriter or None;
+    `wandb_run` a W&B run that mirrors its scalars and images, or None."""
 
-    def __init__(self, writer, stop_on_nonfinite: bool, kept_in: str):
+    def __init__(self, writer, stop_on_nonfinite: bool, kept_in: str, wandb_run=None):
         self.writer = writer
+        self.wandb_run = wandb_run
         self.stop_on_nonfinite = stop_on_nonfinite
         self.kept_in = kept_in  # where the last good checkpoint is, for the error message
         self.pending: list[tuple[int, dict]] = []
@@ -53,12 +55,18 @@ class MetricsLog:
             for k, v in scalars.items():
                 self.writer.add_scalar(k, v, step)
             self.writer.flush()
+        if self.wandb_run is not None:
+            self.wandb_run.log(dict(scalars), step=step)
 
     def write_image(self, tag: str, image: np.ndarray, step: int) -> None:
         """A uint8 [H, W, 3] image (a sample grid) under `tag`."""
         if self.writer is not None:
             self.writer.add_image(tag, image, step, dataformats="HWC")
             self.writer.flush()
+        if self.wandb_run is not None:
+            import wandb
+
+            self.wandb_run.log({tag: wandb.Image(image)}, step=step)
 
     def write_text(self, tag: str, text: str, step: int) -> None:
         """Text shown verbatim (TensorBoard renders markdown: indented, it stays a code block)."""
@@ -69,6 +77,8 @@ class MetricsLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
 
 
 def open_writer(log_dir: str, enabled: bool) -> Optional[object]:
