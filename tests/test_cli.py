@@ -271,11 +271,15 @@ def trained_upsampler(tiny_clip, tmp_path_factory):
 
 
 def test_base_then_upsampler_chain_is_deterministic(trained, trained_upsampler, tmp_path):
+    """The chain gives the same bytes twice: from the two workdirs, then from their exports."""
+    for workdir, model in ((trained, "base"), (trained_upsampler, "up")):
+        code, out, err = run(["-m", "gigagan_jax.export"], "--workdir", workdir, "--out", str(tmp_path / model))
+        assert code == 0, err[-3000:]
     outs = []
-    for name in ("a.png", "b.png"):
-        code, out, err = run("sample.py", "--workdir", trained, "--upsampler_workdir", trained_upsampler,
-                             "--prompt", "a red circle", "--prompt", "a blue square", "--n", "2", "--seed", "5",
-                             "--out", str(tmp_path / name), "--outdir", str(tmp_path / name[:1]))
+    for name, models in (("a.png", ["--workdir", trained, "--upsampler_workdir", trained_upsampler]),
+                         ("b.png", ["--model", str(tmp_path / "base"), "--upsampler_workdir", str(tmp_path / "up")])):
+        code, out, err = run("sample.py", *models, "--prompt", "a red circle", "--prompt", "a blue square", "--n", "2",
+                             "--seed", "5", "--out", str(tmp_path / name), "--outdir", str(tmp_path / name[:1]))
         assert code == 0, err[-3000:]
         assert "upsampled by step 3" in out
         outs.append(np.asarray(Image.open(tmp_path / name)))

@@ -8,6 +8,7 @@ no decode; `tfds.features.Image` would need tensorflow to encode. A prepared dat
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import re
 import numpy as np
 import tensorflow_datasets as tfds
 
-from gigagan_jax.data import caption_folder, imageops
+from gigagan_jax.data import caption_folder, coco, imageops, webdataset
 from gigagan_jax.data.shapes import ShapesSource
 
 SKIPPED_FILE = "skipped.json"  # written next to dataset_info.json: what preparation left out
@@ -37,13 +38,62 @@ def _features(resolution: int) -> tfds.features.FeaturesDict:
 
 
 class GigaganCaptionFolder(tfds.core.GeneratorBasedBuilder):
-    """A folder of images with captions (captions.jsonl or .txt sidecars); bad images are skipped."""
+    """A folder of images with captions (captions.jsonl or .txt sidecars; or, with `annotations`,
+    a COCO image folder and its captions JSON); bad images are skipped."""
 
     VERSION = tfds.core.Version("1.0.0")
 
-    def __init__(self, *, src: str = "", resolution: int = 64, **kwargs):
+    def __init__(self, *, src: str = "", resolution: int = 64, annotations: str = "", **kwargs):
         self._src = src
+        self._annotations = annotations
         self._resolution = resolution
+        self.skipped: list[tuple[str, str]] = []
+        super().__init__(**kwargs)
+
+    def _listing(self) -> caption_folder.Listing:
+        return coco.scan(self._src, self._annotations) if self._annotations else caption_folder.scan(self._src)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(features=_features(self._resolution))
+
+    def recipe(self) -> dict:
+        """What the prepared bytes depend on: the folder and its content, the size."""
+        listing = self._listing()
+        return {"kind": "coco" if self._annotations else "folder", "src": listing.root,
+                "content": caption_folder.fingerprint(listing, self._resolution), "resolution": self._resolution}
+
+    def _split_generators(self, dl_manager):
+        listing = self._listing()
+        self.skipped = list(listing.skipped)
+        return {"train": self._generate_examples(listing)}
+
+    def _generate_examples(self, listing: caption_folder.Listing):
+        kept, last = 0, (None, None)  # a file's captions are listed together: decoded once for all of them
+        for n, (rel, caption) in enumerate(listing.entries):  # n: a file may have several captions
+            if rel != last[0]:
+                try:
+                    last = (rel, imageops.load_image(os.path.join(listing.root, rel), self._resolution))
+                except imageops.DECODE_ERRORS as e:
+                    last = (rel, None)
+                    self.skipped.append((rel, f"unreadable ({type(e).__name__}: {e})"))
+            if last[1] is None:
+                continue
+            kept += 1
+            yield f"{n}:{rel}", {"image": last[1], "caption": caption, "label": np.int32(-1)}
+        if kept == 0:
+            raise ValueError(f"no readable images in {listing.root} ({len(self.skipped)} skipped)")
+
+
+class GigaganWebDataset(tfds.core.GeneratorBasedBuilder):
+    """WebDataset tar shards as img2dataset writes them (`gigagan_jax.data.webdataset`), decoded by
+    `workers` processes; bad samples and shards are skipped."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def __init__(self, *, shards: tuple[str, ...] = (), resolution: int = 64, workers: int = 1, **kwargs):
+        self._shards = [os.path.abspath(path) for path in shards]
+        self._resolution = resolution
+        self._workers = workers
         self.skipped: list[tuple[str, str]] = []
         super().__init__(**kwargs)
 
@@ -51,28 +101,25 @@ class GigaganCaptionFolder(tfds.core.GeneratorBasedBuilder):
         return self.dataset_info_from_configs(features=_features(self._resolution))
 
     def recipe(self) -> dict:
-        """What the prepared bytes depend on: the folder and its content, the size."""
-        listing = caption_folder.scan(self._src)
-        return {"kind": "folder", "src": listing.root, "content": caption_folder.fingerprint(listing, self._resolution),
-                "resolution": self._resolution}
+        """What the prepared bytes depend on: each shard's path, size and modification time; the size."""
+        missing = [path for path in self._shards if not os.path.isfile(path)]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} of {len(self._shards)} shards do not exist, first {missing[0]}")
+        content = [[path, os.stat(path).st_size, os.stat(path).st_mtime_ns] for path in self._shards]
+        digest = hashlib.sha256(json.dumps(content).encode()).hexdigest()[:20]
+        return {"kind": "webdataset", "shards": len(self._shards), "content": digest, "resolution": self._resolution}
 
     def _split_generators(self, dl_manager):
-        listing = caption_folder.scan(self._src)
-        self.skipped = list(listing.skipped)
-        return {"train": self._generate_examples(listing)}
+        return {"train": self._generate_examples()}
 
-    def _generate_examples(self, listing: caption_folder.Listing):
+    def _generate_examples(self):
         kept = 0
-        for n, (rel, caption) in enumerate(listing.entries):  # n: a file may have several captions
-            try:
-                image = imageops.load_image(os.path.join(listing.root, rel), self._resolution)
-            except imageops.DECODE_ERRORS as e:
-                self.skipped.append((rel, f"unreadable ({type(e).__name__}: {e})"))
-                continue
+        for index, (key, image, caption) in webdataset.read_shards(self._shards, self._resolution, self._workers,
+                                                                    self.skipped):
             kept += 1
-            yield f"{n}:{rel}", {"image": image, "caption": caption, "label": np.int32(-1)}
+            yield f"{index}:{key}", {"image": image, "caption": caption, "label": np.int32(-1)}
         if kept == 0:
-            raise ValueError(f"no readable images in {listing.root} ({len(self.skipped)} skipped)")
+            raise ValueError(f"no readable samples in {len(self._shards)} shards ({len(self.skipped)} skipped)")
 
 
 class GigaganShapes(tfds.core.GeneratorBasedBuilder):

@@ -27,7 +27,7 @@ class Listing:
     skipped: list[tuple[str, str]]  # (path relative to root, reason) of files left out
 
 
-def _check_inside(root: str, real_root: str, rel: str, where: str) -> None:
+def check_inside(root: str, real_root: str, rel: str, where: str) -> None:
     """ValueError unless `rel` is relative and resolves (symlinks followed) inside `real_root`."""
     if (os.path.isabs(rel) or "\0" in rel
             or os.path.commonpath([real_root, os.path.realpath(os.path.join(root, rel))]) != real_root):
@@ -58,7 +58,7 @@ def _read_jsonl(root: str) -> Listing:
             if not isinstance(caption, str):
                 raise ValueError(f"{where}: caption must be a string, got {type(caption).__name__}")
             rel = record["file"]
-            _check_inside(root, real_root, rel, where)
+            check_inside(root, real_root, rel, where)
             if os.path.isfile(os.path.join(root, rel)):
                 entries.append((rel, caption))
             else:
@@ -80,8 +80,8 @@ def _read_sidecars(root: str) -> Listing:
             if not os.path.isfile(text_path):
                 skipped.append((rel, "no .txt caption"))
                 continue
-            _check_inside(root, real_root, rel, image_path)
-            _check_inside(root, real_root, os.path.relpath(text_path, root), text_path)
+            check_inside(root, real_root, rel, image_path)
+            check_inside(root, real_root, os.path.relpath(text_path, root), text_path)
             try:
                 with open(text_path, encoding="utf-8-sig") as f:
                     entries.append((rel, f.read().strip()))

@@ -15,6 +15,8 @@ Anything else is a ValueError saying what was found.
 
 from __future__ import annotations
 
+from typing import BinaryIO
+
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -93,8 +95,9 @@ def centre_crop_resize(image: Image.Image | np.ndarray, resolution: int) -> np.n
     return np.asarray(Image.fromarray(square).resize((resolution, resolution), Image.LANCZOS), np.uint8)
 
 
-def load_image(path: str, resolution: int) -> np.ndarray:
-    """Decode a file fully (so truncated files fail here, not in training) to uint8 [R, R, 3]."""
+def load_image(path: str | BinaryIO, resolution: int) -> np.ndarray:
+    """Decode a file (a path, or a file object: a tar member's bytes) fully, so truncated files fail
+    here and not in training, to uint8 [R, R, 3]."""
     with Image.open(path) as image:
         image.load()
         return centre_crop_resize(image, resolution)

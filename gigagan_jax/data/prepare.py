@@ -4,12 +4,18 @@
   python -m gigagan_jax.data.prepare --kind shapes --out OUT [--num-examples 20000]
   python -m gigagan_jax.data.prepare --kind emoji  --out OUT [--emoji-sets google,twitter]
   python -m gigagan_jax.data.prepare --kind shapes-folder --out OUT [--num-examples 20000] [--shape-positions ...]
-  python -m gigagan_jax.data.prepare --kind tfds   --name coco_captions --out DATA_DIR
+  python -m gigagan_jax.data.prepare --kind coco   --images train2017/ --annotations captions_train2017.json --out OUT
+  python -m gigagan_jax.data.prepare --kind webdataset --src 'shards/{00000..00999}.tar' --out OUT [--workers 8]
+  python -m gigagan_jax.data.prepare --kind tfds   --name NAME --out DATA_DIR
 
+`coco` reads MS-COCO as downloaded (2014 or 2017: an image folder and its captions JSON), every
+caption of every image, with no TensorFlow (TFDS's own `coco_captions` builder needs it).
+`webdataset` reads img2dataset's output as it is (tar shards of .jpg + .txt / .json), decoding the
+shards in --workers processes.
 `shapes-folder` writes the shapes set as a caption folder (PNGs + captions.jsonl in OUT/raw, several
 caption templates, every position) and prepares it like any folder: a user's folder with known
-attributes. Then train with `--config.data.kind=folder --config.data.path=OUT` (folder, shapes, emoji,
-shapes-folder) or
+attributes. Then train with `--config.data.kind=folder --config.data.path=OUT` (folder, coco, shapes,
+emoji, shapes-folder) or
 `--config.data.kind=tfds --config.data.name=NAME --config.data.path=DATA_DIR`.
 """
 
@@ -23,7 +29,7 @@ import sys
 import tensorflow_datasets as tfds
 
 from gigagan_jax.config import MAX_SEED
-from gigagan_jax.data import builders, emoji, shapes
+from gigagan_jax.data import builders, emoji, shapes, webdataset
 from gigagan_jax.workdir import folder_problem
 
 # Stored images are raw uint8: 48 MiB each at 4096 px, the GigaGAN upsampler's largest output.
@@ -37,8 +43,11 @@ def _dir_size_mb(path: str) -> float:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m gigagan_jax.data.prepare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--kind", required=True, choices=("folder", "shapes", "emoji", "tfds", "shapes-folder"),
-                   help="folder: images + captions.jsonl (or .txt sidecars) in --src; shapes: the "
+    p.add_argument("--kind", required=True,
+                   choices=("folder", "coco", "webdataset", "shapes", "emoji", "tfds", "shapes-folder"),
+                   help="folder: images + captions.jsonl (or .txt sidecars) in --src; coco: --images and "
+                        "--annotations as MS-COCO is downloaded; webdataset: tar shards --src (a brace "
+                        "range, one .tar, or a folder of them); shapes: the "
                         "procedural set; shapes-folder: it, written as a caption folder into --src (default "
                         "OUT/raw) and prepared; emoji: fetch emoji-datasource-* with npm into --src "
                         "(default OUT/raw) and prepare it; tfds: a TFDS catalogue dataset --name")
@@ -59,6 +68,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--emoji-sets", default="google,twitter",
                    help=f"emoji: comma-separated sets among {','.join(emoji.PACKAGES)}")
     p.add_argument("--emoji-version", default=emoji.VERSION, help="emoji: npm package version")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="webdataset: processes decoding shards (default: one per core)")
+    p.add_argument("--images", default="", help="coco: the image folder (train2017/, val2014/, ...)")
+    p.add_argument("--annotations", default="", help="coco: its captions JSON (captions_train2017.json, ...)")
     p.add_argument("--name", default="", help="tfds: catalogue name, e.g. coco_captions or imagenet2012")
     args = p.parse_args(argv)
     check_args(p, args)
@@ -79,6 +92,26 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--kind folder needs --src")
     if args.kind == "folder" and not os.path.isdir(args.src):
         p.error(f"--src {args.src} {'is a file, not a folder' if os.path.exists(args.src) else 'does not exist'}")
+    if args.kind == "coco":
+        for flag, path, is_there in (("--images", args.images, os.path.isdir),
+                                     ("--annotations", args.annotations, os.path.isfile)):
+            if not path:
+                p.error(f"--kind coco needs {flag}")
+            if not is_there(path):
+                p.error(f"{flag} {path} does not exist" if not os.path.exists(path) else
+                        f"{flag} {path} is a {'file' if os.path.isfile(path) else 'folder'}")
+    if args.kind == "webdataset":
+        if not args.src:
+            p.error("--kind webdataset needs --src (e.g. 'shards/{00000..00999}.tar')")
+        try:
+            missing = [path for path in webdataset.expand(args.src) if not os.path.isfile(path)]
+        except ValueError as e:
+            p.error(f"--src: {e}")
+        if missing or not webdataset.expand(args.src):
+            p.error(f"--src {args.src}: {len(missing)} shard(s) do not exist, first {missing[0]}" if missing
+                    else f"--src {args.src} holds no .tar shards")
+        if args.workers < 1:
+            p.error(f"--workers must be >= 1, got {args.workers}")
     if args.kind == "tfds" and not args.name:
         p.error("--kind tfds needs --name")
     unknown = [s for s in args.emoji_sets.split(",") if s not in emoji.PACKAGES]
@@ -114,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.kind == "shapes":
         builder = builders.GigaganShapes(num_examples=args.num_examples, resolution=args.resolution,
                                          seed=args.seed, data_dir=out)
+    elif args.kind == "webdataset":
+        builder = builders.GigaganWebDataset(shards=tuple(webdataset.expand(args.src)), resolution=args.resolution,
+                                             workers=args.workers, data_dir=out)
+    elif args.kind == "coco":
+        builder = builders.GigaganCaptionFolder(src=args.images, annotations=args.annotations,
+                                                resolution=args.resolution, data_dir=out)
     else:
         src = args.src
         if args.kind == "shapes-folder":

@@ -1,0 +1,109 @@
+"""img2dataset's output (WebDataset tar shards) prepares as it is, decoded by worker processes: every
+good sample kept with its caption, bad samples and shards skipped with their reasons."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gigagan_jax.config import default_config
+from gigagan_jax.data import builders, imageops, open_source, webdataset
+from gigagan_jax.tools import local_cluster
+from test_data_coco import NO_TENSORFLOW
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def add(tar, name, data: bytes):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def encoded(rng, size, fmt):
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, size + (3,), np.uint8)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def write_shards(root):
+    """Two shards as img2dataset writes them: jpg/png/webp of odd sizes, captions in .txt or only in
+    .json; one corrupt image, one image without a caption, one failed download (json only); plus a
+    third 'shard' that is not a tar. Returns {caption: image bytes} of the good samples."""
+    rng = np.random.default_rng(0)
+    good = {}
+    root.mkdir()
+    with tarfile.open(root / "00000.tar", "w") as tar:
+        for key, size, fmt, ext in (("000000000", (30, 20), "JPEG", "jpg"), ("000000001", (17, 40), "PNG", "png"),
+                                    ("000000002", (64, 64), "WEBP", "webp")):
+            image = encoded(rng, size, fmt)
+            add(tar, f"{key}.{ext}", image)
+            caption = f"sample {key}"
+            if key == "000000001":  # caption only in the json
+                add(tar, f"{key}.json", json.dumps({"caption": f"  {caption} ", "status": "success"}).encode())
+            else:
+                add(tar, f"{key}.txt", caption.encode())
+                add(tar, f"{key}.json", json.dumps({"caption": "the .txt wins"}).encode())
+            good[caption] = image
+    with tarfile.open(root / "00001.tar", "w") as tar:
+        add(tar, "000010000.jpg", b"\xff\xd8 not a jpeg")
+        add(tar, "000010000.txt", b"corrupt")
+        add(tar, "000010001.png", encoded(rng, (8, 8), "PNG"))  # no caption
+        add(tar, "000010002.json", json.dumps({"status": "failed_to_download"}).encode())
+        image = encoded(rng, (24, 24), "PNG")
+        add(tar, "000010003.png", image)
+        add(tar, "000010003.txt", "un café, s'il vous plaît".encode())
+        good["un café, s'il vous plaît"] = image
+    (root / "00002.tar").write_bytes(b"not a tar file")
+    return good
+
+
+def test_shards_prepare_with_workers_and_without_tensorflow(tmp_path):
+    good = write_shards(tmp_path / "shards")
+    out = tmp_path / "prepared"
+    argv = ["--kind", "webdataset", "--src", str(tmp_path / "shards" / "{00000..00002}.tar"), "--out", str(out),
+            "--resolution", "16", "--workers", "2"]
+    proc = subprocess.run([sys.executable, "-c", NO_TENSORFLOW, json.dumps(argv)], capture_output=True, text=True,
+                          cwd=ROOT, env={**local_cluster.process_env(1), "PYTHONPATH": ROOT}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "prepared 4 examples (3 skipped) at 16 px" in proc.stdout
+
+    config = default_config()
+    config.model.resolution = 16
+    config.data.kind, config.data.path = "folder", str(out)
+    source = open_source(config)
+    got = {source[i]["caption"]: source[i]["image"] for i in range(len(source))}
+    assert sorted(got) == sorted(good)
+    for caption, image in good.items():
+        np.testing.assert_array_equal(got[caption], imageops.load_image(io.BytesIO(image), 16))
+    (dataset_dir,) = [d for d, _, files in os.walk(out) if "dataset_info.json" in files]
+    reasons = {name.rsplit("/", 1)[-1]: reason for name, reason in builders.read_skipped(dataset_dir)}
+    assert reasons["00001.tar:000010000"].startswith("unreadable (UnidentifiedImageError")
+    assert reasons["00001.tar:000010001"] == "no caption"
+    assert reasons["00002.tar"].startswith("unreadable shard (ReadError")
+
+
+def test_workers_decode_what_one_process_does(tmp_path):
+    write_shards(tmp_path / "shards")
+    shards = webdataset.expand(str(tmp_path / "shards"))  # a folder: its .tar files in name order
+    assert [os.path.basename(p) for p in shards] == ["00000.tar", "00001.tar", "00002.tar"]
+    runs = []
+    for workers in (1, 2):
+        skipped = []
+        runs.append(([(i, key, image.tobytes(), caption) for i, (key, image, caption) in
+                      webdataset.read_shards(shards, 16, workers, skipped)], skipped))
+    assert runs[0] == runs[1] and len(runs[0][0]) == 4
+
+
+def test_shard_ranges_expand_as_written():
+    assert webdataset.expand("s/{0008..0011}.tar") == ["s/0008.tar", "s/0009.tar", "s/0010.tar", "s/0011.tar"]
+    assert webdataset.expand("s/{0..1}-{00..01}.tar") == ["s/0-00.tar", "s/0-01.tar", "s/1-00.tar", "s/1-01.tar"]
+    assert webdataset.expand("one.tar") == ["one.tar"]
+    with pytest.raises(ValueError, match="runs backwards"):
+        webdataset.expand("s/{5..3}.tar")
