@@ -227,6 +227,14 @@ def test_export_samples_what_its_workdir_did_without_it(trained, tiny_clip, tmp_
     assert code == 0, err[-3000:]
     assert f"exported step 3 of {workdir} to {model}" in out
     assert json.load(open(model / "gigagan.json"))["images_seen"] == 3 * 8  # configs/tiny.py: batch 8
+    # Uploading needs the network: without it the export is kept and the failure is one line.
+    proc = subprocess.run([sys.executable, "-m", "gigagan_jax.export", "--workdir", str(workdir), "--clip_path",
+                           str(clip), "--out", str(tmp_path / "model2"), "--push_to_hub", "nobody/none"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900,
+                          env={**local_cluster.process_env(1), "PYTHONPATH": ROOT, "HF_HUB_OFFLINE": "1"})
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and last.startswith("error: --push_to_hub nobody/none failed ("), proc.stderr[-2000:]
+    assert f"the folder {tmp_path / 'model2'} is written" in last and (tmp_path / "model2" / "gigagan.json").exists()
     shutil.rmtree(workdir)
     shutil.rmtree(clip)
 

@@ -34,6 +34,19 @@ sys.exit(code)
 """
 
 
+def prepare_without_tensorflow(argv: list[str], out) -> tuple[str, list[dict]]:
+    """Run `prepare.main(argv)` in a process that fails on a tensorflow import; (its stdout, every
+    example of the dataset it wrote to `out`, read back as training reads it)."""
+    proc = subprocess.run([sys.executable, "-c", NO_TENSORFLOW, json.dumps(argv)], capture_output=True, text=True,
+                          cwd=ROOT, env={**local_cluster.process_env(1), "PYTHONPATH": ROOT}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = default_config()
+    config.model.resolution = 16
+    config.data.kind, config.data.path = "folder", str(out)
+    source = open_source(config)
+    return proc.stdout, [source[i] for i in range(len(source))]
+
+
 def write_coco(root, year="2014"):
     """val{year}/ with three good images (png, jpg, webp; odd sizes), one corrupt; the JSON also names a
     missing image. Captions carry COCO's stray whitespace."""
@@ -61,18 +74,11 @@ def write_coco(root, year="2014"):
 def test_coco_prepares_every_caption_without_tensorflow(tmp_path, year):
     images, annotations, name = write_coco(tmp_path, year)
     out = tmp_path / "prepared"
-    argv = ["--kind", "coco", "--images", str(images), "--annotations", str(annotations), "--out", str(out),
-            "--resolution", "16"]
-    proc = subprocess.run([sys.executable, "-c", NO_TENSORFLOW, json.dumps(argv)], capture_output=True, text=True,
-                          cwd=ROOT, env={**local_cluster.process_env(1), "PYTHONPATH": ROOT}, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "prepared 6 examples (2 skipped) at 16 px" in proc.stdout
-
-    config = default_config()
-    config.model.resolution = 16
-    config.data.kind, config.data.path = "folder", str(out)
-    source = open_source(config)
-    got = sorted((source[i]["caption"], source[i]["image"].tobytes()) for i in range(len(source)))
+    stdout, examples = prepare_without_tensorflow(
+        ["--kind", "coco", "--images", str(images), "--annotations", str(annotations), "--out", str(out),
+         "--resolution", "16"], out)
+    assert "prepared 6 examples (2 skipped) at 16 px" in stdout
+    got = sorted((example["caption"], example["image"].tobytes()) for example in examples)
     expected = {"A red thing.": 1, "Something red": 1, "two": 2, "three": 2, "four": 2, "five": 3}
     assert [caption for caption, _ in got] == sorted(expected)  # whitespace collapsed, order-free
     for caption, pixels in got:

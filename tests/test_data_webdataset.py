@@ -4,20 +4,14 @@ good sample kept with its caption, bad samples and shards skipped with their rea
 import io
 import json
 import os
-import subprocess
-import sys
 import tarfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from gigagan_jax.config import default_config
-from gigagan_jax.data import builders, imageops, open_source, webdataset
-from gigagan_jax.tools import local_cluster
-from test_data_coco import NO_TENSORFLOW
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from gigagan_jax.data import builders, imageops, webdataset
+from test_data_coco import prepare_without_tensorflow
 
 
 def add(tar, name, data: bytes):
@@ -67,18 +61,11 @@ def write_shards(root):
 def test_shards_prepare_with_workers_and_without_tensorflow(tmp_path):
     good = write_shards(tmp_path / "shards")
     out = tmp_path / "prepared"
-    argv = ["--kind", "webdataset", "--src", str(tmp_path / "shards" / "{00000..00002}.tar"), "--out", str(out),
-            "--resolution", "16", "--workers", "2"]
-    proc = subprocess.run([sys.executable, "-c", NO_TENSORFLOW, json.dumps(argv)], capture_output=True, text=True,
-                          cwd=ROOT, env={**local_cluster.process_env(1), "PYTHONPATH": ROOT}, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "prepared 4 examples (3 skipped) at 16 px" in proc.stdout
-
-    config = default_config()
-    config.model.resolution = 16
-    config.data.kind, config.data.path = "folder", str(out)
-    source = open_source(config)
-    got = {source[i]["caption"]: source[i]["image"] for i in range(len(source))}
+    stdout, examples = prepare_without_tensorflow(
+        ["--kind", "webdataset", "--src", str(tmp_path / "shards" / "{00000..00002}.tar"), "--out", str(out),
+         "--resolution", "16", "--workers", "2"], out)
+    assert "prepared 4 examples (3 skipped) at 16 px" in stdout
+    got = {example["caption"]: example["image"] for example in examples}
     assert sorted(got) == sorted(good)
     for caption, image in good.items():
         np.testing.assert_array_equal(got[caption], imageops.load_image(io.BytesIO(image), 16))

@@ -32,12 +32,12 @@ from gigagan_jax.pretrained.lpips import load_lpips
 from gigagan_jax.train.budget import GanStepPlan, TimeBudget, describe_budget
 from gigagan_jax.train.frozen_clip import provide_clip, provide_vision_backbone
 from gigagan_jax.train.metrics import MetricsLog, open_writer
-from gigagan_jax.train.wandb_run import open_wandb_run
 from gigagan_jax.train.samples import SampleGrid
 from gigagan_jax.train.sharding import mesh_from_config, param_shardings, replicated, traced_on
 from gigagan_jax.train.state import jit_init, vision_example_inputs
 from gigagan_jax.train.step import GanSteps
 from gigagan_jax.train.stop import StopSignal
+from gigagan_jax.train.wandb_run import open_wandb_run
 from gigagan_jax.workdir import checkpoint_dir, make_dirs, summary_path, tensorboard_dir, write_text
 
 
