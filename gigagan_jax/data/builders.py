@@ -105,7 +105,8 @@ class GigaganWebDataset(tfds.core.GeneratorBasedBuilder):
         missing = [path for path in self._shards if not os.path.isfile(path)]
         if missing:
             raise FileNotFoundError(f"{len(missing)} of {len(self._shards)} shards do not exist, first {missing[0]}")
-        content = [[path, os.stat(path).st_size, os.stat(path).st_mtime_ns] for path in self._shards]
+        stats = [os.stat(path) for path in self._shards]
+        content = [[path, st.st_size, st.st_mtime_ns] for path, st in zip(self._shards, stats)]
         digest = hashlib.sha256(json.dumps(content).encode()).hexdigest()[:20]
         return {"kind": "webdataset", "shards": len(self._shards), "content": digest, "resolution": self._resolution}
 

@@ -104,10 +104,11 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         if not args.src:
             p.error("--kind webdataset needs --src (e.g. 'shards/{00000..00999}.tar')")
         try:
-            missing = [path for path in webdataset.expand(args.src) if not os.path.isfile(path)]
+            shards = webdataset.expand(args.src)
         except ValueError as e:
             p.error(f"--src: {e}")
-        if missing or not webdataset.expand(args.src):
+        missing = [path for path in shards if not os.path.isfile(path)]
+        if missing or not shards:
             p.error(f"--src {args.src}: {len(missing)} shard(s) do not exist, first {missing[0]}" if missing
                     else f"--src {args.src} holds no .tar shards")
         if args.workers < 1:
