@@ -30,16 +30,14 @@ import jax
 import ml_collections
 import numpy as np
 from flax import serialization
-from flax.core import meta
 from flax.traverse_util import flatten_dict, unflatten_dict
-from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
+from jax.sharding import Mesh
 from safetensors.numpy import load_file, save
 
 from gigagan_jax.checkpoint import (MANIFEST, MODEL_FORMAT, CheckpointError, sha256_file, verify_manifest,
                                     write_manifest)
-from gigagan_jax.generate.restore import TrainedGenerator
+from gigagan_jax.generate.restore import TrainedGenerator, placed_params_target
 from gigagan_jax.models.build import build_generator
-from gigagan_jax.models.generator import init_generator
 from gigagan_jax.pretrained.clip import TEXT_KEYS, Clip, load_clip
 from gigagan_jax.pretrained.tokenize import BPE_PATH, BPE_SHA256
 
@@ -154,9 +152,7 @@ def load_model(folder: str, mesh: Optional[Mesh] = None) -> TrainedGenerator:
     with open(os.path.join(folder, CONFIG), encoding="utf-8") as f:
         config = ml_collections.ConfigDict(json.load(f))
     generator = build_generator(config)
-    sharding = SingleDeviceSharding(jax.local_devices()[0]) if mesh is None else NamedSharding(mesh, PartitionSpec())
-    abstract = jax.eval_shape(lambda: meta.unbox(init_generator(generator, jax.random.PRNGKey(0))["params"]))
-    expected = {SEP.join(path): leaf for path, leaf in flatten_dict(abstract).items()}
+    expected = {SEP.join(path): leaf for path, leaf in flatten_dict(placed_params_target(generator, mesh)).items()}
     flat = load_file(os.path.join(folder, WEIGHTS))
     if set(flat) != set(expected):
         missing, extra = sorted(set(expected) - set(flat)), sorted(set(flat) - set(expected))
@@ -166,7 +162,7 @@ def load_model(folder: str, mesh: Optional[Mesh] = None) -> TrainedGenerator:
         if flat[name].shape != leaf.shape or flat[name].dtype != leaf.dtype:
             raise CheckpointError(f"{folder}/{WEIGHTS}: {name} is {flat[name].dtype}{list(flat[name].shape)}, "
                                   f"the model needs {leaf.dtype}{list(leaf.shape)}")
-    params = unflatten_dict({tuple(k.split(SEP)): jax.device_put(v, sharding) for k, v in flat.items()})
+    params = unflatten_dict({tuple(k.split(SEP)): jax.device_put(v, expected[k].sharding) for k, v in flat.items()})
     clip = None
     if generator.spec.text_conditioned:
         clip = _load_text_encoder(folder)

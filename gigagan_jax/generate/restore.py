@@ -63,6 +63,14 @@ def load_run_clip(path: str, own: bool, text_only: bool) -> Clip:
     return load_clip(path, text_only=text_only)
 
 
+def placed_params_target(generator: Generator, mesh: Optional[Mesh]) -> Any:
+    """G's parameters as ShapeDtypeStructs carrying where sampling wants them: on the first local
+    device, or replicated over `mesh`. What a checkpoint or an exported model is restored onto."""
+    sharding = SingleDeviceSharding(jax.local_devices()[0]) if mesh is None else NamedSharding(mesh, PartitionSpec())
+    abstract = jax.eval_shape(lambda: meta.unbox(init_generator(generator, jax.random.PRNGKey(0))["params"]))
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
+
+
 def load_trained_generator(workdir: str, step: Optional[int] = None, mesh: Optional[Mesh] = None,
                            clip_path: Optional[str] = None) -> TrainedGenerator:
     """G_ema of `step` (default: the newest verified), on the first device, or replicated over
@@ -83,10 +91,7 @@ def load_trained_generator(workdir: str, step: Optional[int] = None, mesh: Optio
         checkpointer.verify(step)
     config = ml_collections.ConfigDict(checkpointer.restore_config(step))
     generator = build_generator(config)
-    sharding = SingleDeviceSharding(jax.local_devices()[0]) if mesh is None else NamedSharding(mesh, PartitionSpec())
-    abstract = jax.eval_shape(lambda: meta.unbox(init_generator(generator, jax.random.PRNGKey(0))["params"]))
-    abstract = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
-    params = checkpointer.restore_subtree(step, "g_ema", abstract)
+    params = checkpointer.restore_subtree(step, "g_ema", placed_params_target(generator, mesh))
     saved_clip = checkpointer.restore_clip_record(step)
     checkpointer.close()
     clip = None
