@@ -187,24 +187,35 @@ def test_tfds_kind_not_prepared_is_a_clear_error(tmp_path):
         open_source(config)
 
 
-def test_fast_record_decoding_matches_tfds_decoding(tmp_path):
+@pytest.mark.parametrize("image_format", ["raw", "auto"])
+def test_fast_record_decoding_matches_tfds_decoding(tmp_path, image_format):
+    from gigagan_jax.data import codec
+    from gigagan_jax.pretrained.tokenize import ClipTokenizer
+
     root = tmp_path / "raw"
     root.mkdir()
-    captions = ["", "ünïcödé ☃ caption", "x" * 300]
+    captions = ["", "ünïcödé ☃ caption", " ".join(["x"] * 300)]  # the last is longer than CLIP's 77 tokens
     for i, caption in enumerate(captions):
         Image.fromarray(np.random.default_rng(i).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / f"{i}.png")
         (root / f"{i}.txt").write_text(caption)
-    dataset_dir = builders.prepare(builders.GigaganCaptionFolder(src=str(root), resolution=16,
+    dataset_dir = builders.prepare(builders.GigaganCaptionFolder(src=str(root), resolution=16, image_format=image_format,
                                                                  data_dir=str(tmp_path / "out")))
     reference = tfds.builder_from_directory(dataset_dir).as_data_source(split="train")
     source = open_source(make_config(dataset_dir, tmp_path / "cache"))
-    assert source._fast  # the schema our builders write takes the direct path
+    assert source._fast and source.stored_tokens  # the schema our builders write takes the direct path
     batch = source.get_batch(np.arange(3))
     for i in range(3):
-        np.testing.assert_array_equal(batch["image"][i], reference[i]["image"])
+        image = reference[i]["image"]
+        if image_format == "auto":  # a 16 px PNG is kept as its own bytes
+            assert image == (root / f"{captions.index(batch['caption'][i])}.png").read_bytes()
+            image = codec.decode_image(image)
+        np.testing.assert_array_equal(batch["image"][i], image)
         assert batch["caption"][i] == reference[i]["caption"].decode()
         assert batch["label"][i] == reference[i]["label"] == -1
     assert sorted(batch["caption"]) == sorted(captions)
+    for length in (77, 8):  # stored tokens give what the tokenizer gives, at 77 and cut shorter
+        np.testing.assert_array_equal(codec.fit_context(batch["tokens"], length),
+                                      ClipTokenizer(length)(batch["caption"]))
 
 
 def test_prepare_help_documents_every_option(capsys):

@@ -180,3 +180,39 @@ def test_class_conditioning_refuses_labels_outside_the_classes(prefetch, workers
         next(InputPipeline(config, source=Unlabelled(64, 16)))
     config.model.conditioning = "text"  # labels are not read: -1 is fine
     assert np.all(next(InputPipeline(config, source=Unlabelled(64, 16)))["label"] == -1)
+
+
+class RefusingTokenizer:
+    """A CLIP tokenizer's shape that must not be called: the dataset's stored tokens serve."""
+
+    context_length = 16
+
+    def __call__(self, texts):
+        raise AssertionError("captions were tokenized again although the dataset stores tokens")
+
+
+def test_prepared_folder_reads_with_worker_processes_and_its_stored_tokens(tmp_path):
+    from PIL import Image
+
+    from gigagan_jax.data import builders
+    from gigagan_jax.pretrained.tokenize import ClipTokenizer
+
+    root = tmp_path / "raw"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 256, (20, 20, 3), np.uint8)).save(root / f"{i}.jpg", quality=90)
+        (root / f"{i}.txt").write_text(f"picture number {i} " + "with words " * (i % 5))
+    dataset_dir = builders.prepare(builders.GigaganCaptionFolder(src=str(root), resolution=16,
+                                                                 data_dir=str(tmp_path / "out")))
+    config = make_config(batch_size=8, random_flip=True, kind="folder", path=dataset_dir)
+    runs = []
+    for workers in (0, 2):
+        config.data.num_workers = workers
+        pipe = InputPipeline(config, tokenizer=RefusingTokenizer())
+        runs.append(take(pipe, 4))  # 32 rows: crosses the 24-example epoch
+        pipe.close()
+    for a, b in zip(*runs):
+        assert_same(a, b)
+    for batch in runs[0]:
+        np.testing.assert_array_equal(batch["tokens"], ClipTokenizer(16)(list(batch["caption"])))

@@ -63,7 +63,7 @@ def test_shards_prepare_with_workers_and_without_tensorflow(tmp_path):
     out = tmp_path / "prepared"
     stdout, examples = prepare_without_tensorflow(
         ["--kind", "webdataset", "--src", str(tmp_path / "shards" / "{00000..00002}.tar"), "--out", str(out),
-         "--resolution", "16", "--workers", "2"], out)
+         "--resolution", "16", "--workers", "2", "--image-format", "png"], out)
     assert "prepared 4 examples (3 skipped) at 16 px" in stdout
     got = {example["caption"]: example["image"] for example in examples}
     assert sorted(got) == sorted(good)
@@ -83,8 +83,7 @@ def test_workers_decode_what_one_process_does(tmp_path):
     runs = []
     for workers in (1, 2):
         skipped = []
-        runs.append(([(i, key, image.tobytes(), caption) for i, (key, image, caption) in
-                      webdataset.read_shards(shards, 16, workers, skipped)], skipped))
+        runs.append((list(webdataset.read_shards(shards, 16, "png", workers, skipped)), skipped))
     assert runs[0] == runs[1] and len(runs[0][0]) == 4
 
 
@@ -94,3 +93,41 @@ def test_shard_ranges_expand_as_written():
     assert webdataset.expand("one.tar") == ["one.tar"]
     with pytest.raises(ValueError, match="runs backwards"):
         webdataset.expand("s/{5..3}.tar")
+
+
+def array_record_files(out):
+    """Contents of the ArrayRecord files prepared under `out`, in name order."""
+    paths = sorted(os.path.join(d, f) for d, _, files in os.walk(out) for f in files if ".array_record-" in f)
+    assert paths
+    return [open(p, "rb").read() for p in paths]
+
+
+def test_a_folder_written_as_shards_prepares_to_the_same_bytes(tmp_path):
+    from gigagan_jax.data import prepare
+    from gigagan_jax.tools import folder_to_webdataset
+
+    rng = np.random.default_rng(1)
+    root = tmp_path / "folder"
+    root.mkdir()
+    lines = []
+    for i, (size, fmt, ext) in enumerate([((16, 16), "PNG", "png"), ((20, 30), "JPEG", "jpg"), ((16, 16), "JPEG", "jpg"),
+                                          ((40, 40), "WEBP", "webp"), ((16, 16), "PNG", "png")]):
+        (root / f"{i}.{ext}").write_bytes(encoded(rng, size, fmt))
+        lines += [{"file": f"{i}.{ext}", "caption": f"image {i}"}, {"file": f"{i}.{ext}", "caption": f"also {i}"}]
+    (root / "bad.png").write_bytes(b"not a png")
+    lines.append({"file": "bad.png", "caption": "corrupt"})
+    lines.append({"file": "0.png", "caption": "image 0"})  # a repeated pair stays two examples
+    (root / "captions.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    assert folder_to_webdataset.main(["--src", str(root), "--out", str(tmp_path / "shards"), "--per-shard", "4"]) == 0
+    shards = webdataset.expand(str(tmp_path / "shards"))
+    assert len(shards) == 3  # 12 pairs, 4 per shard
+    for fmt in ("auto", "jpeg"):
+        common = ["--resolution", "16", "--image-format", fmt]
+        assert prepare.main(["--kind", "folder", "--src", str(root), "--out", str(tmp_path / f"from_folder_{fmt}")]
+                            + common) == 0
+        assert prepare.main(["--kind", "webdataset", "--src", str(tmp_path / "shards"), "--workers", "2",
+                             "--out", str(tmp_path / f"from_shards_{fmt}")] + common) == 0
+        from_folder = array_record_files(tmp_path / f"from_folder_{fmt}")
+        assert from_folder == array_record_files(tmp_path / f"from_shards_{fmt}"), fmt
+    assert from_folder != array_record_files(tmp_path / "from_folder_auto")  # the format is in the bytes

@@ -1,7 +1,8 @@
 """The package's layers import only downward, and no module imports itself back through others.
 
     config, workdir, pixels, hosts     foundations: import nothing of the package
-    data, pretrained, checkpoint       datasets (+ the path layer); frozen third-party networks; Orbax + sha256
+    pretrained, checkpoint             frozen third-party networks (+ the CLIP tokenizer); Orbax + sha256
+    data                               datasets (+ the path layer); stores captions as CLIP tokens
     models                             GigaGAN's own networks
     losses                             loss terms
     generate                           restore a trained model, sample, edit, upsample
@@ -25,7 +26,7 @@ MAY_IMPORT = {
     "workdir": set(),
     "pixels": set(),
     "hosts": set(),
-    "data": {"config", "pixels", "workdir"},
+    "data": {"config", "pixels", "workdir", "pretrained"},
     "pretrained": {"config", "pixels"},
     "checkpoint": {"config", "hosts", "workdir"},
     "models": {"config", "pixels"},

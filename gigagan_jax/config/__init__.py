@@ -172,7 +172,7 @@ def _data_defaults() -> ml_collections.ConfigDict:
     data.shape_positions = ()  # where shapes may sit (names from data.shapes.POSITIONS); () = all five
     data.random_flip = False
     data.prefetch = 2
-    data.num_workers = 0
+    data.num_workers = 0  # decode processes per host (spawned; 0 = read in the prefetch thread)
     return data
 
 

@@ -1,14 +1,19 @@
 """TFDS builders writing ArrayRecord (random access, no TensorFlow needed to write or read).
 
-Images are stored as uint8 [R, R, 3] tensors already cropped and resized, so reading them costs
-no decode; `tfds.features.Image` would need tensorflow to encode. A prepared dataset lives in
+Each example holds its image as `codec` stores it (encoded as given, re-encoded, or raw uint8; never
+`tfds.features.Image`, which needs tensorflow to encode), its caption, its caption's CLIP tokens
+and a label. Examples are keyed by their content (stored image bytes and caption), so TFDS's
+key-hash order, and with it every byte written, depends only on what the examples are: the same
+images prepared from a folder or from tar shards give the same files. A prepared dataset lives in
 `<data_dir>/<builder name>/<version>/` and is opened with `tfds.builder_from_directory`.
 """
 
 from __future__ import annotations
 
+import collections
 import glob
 import hashlib
+import io
 import json
 import logging
 import os
@@ -17,7 +22,7 @@ import re
 import numpy as np
 import tensorflow_datasets as tfds
 
-from gigagan_jax.data import caption_folder, coco, imageops, webdataset
+from gigagan_jax.data import caption_folder, codec, coco, imageops, webdataset
 from gigagan_jax.data.shapes import ShapesSource
 
 SKIPPED_FILE = "skipped.json"  # written next to dataset_info.json: what preparation left out
@@ -27,40 +32,86 @@ _REPORT_FIRST = 5
 log = logging.getLogger(__name__)
 
 
-def _features(resolution: int) -> tfds.features.FeaturesDict:
+def _features(resolution: int, image_format: str) -> tfds.features.FeaturesDict:
+    if image_format == "raw":  # raw bytes, not TFDS's default int64 list: a zero-copy read
+        image = tfds.features.Tensor(shape=(resolution, resolution, 3), dtype=np.uint8,
+                                     encoding=tfds.features.Encoding.BYTES)
+    else:
+        image = tfds.features.Tensor(shape=(), dtype=np.object_)  # encoded bytes (codec)
     return tfds.features.FeaturesDict({
-        # Raw bytes, not TFDS's default int64 list: half the size and a zero-copy read.
-        "image": tfds.features.Tensor(shape=(resolution, resolution, 3), dtype=np.uint8,
-                                      encoding=tfds.features.Encoding.BYTES),
+        "image": image,
         "caption": tfds.features.Text(),
         "label": tfds.features.Tensor(shape=(), dtype=np.int32),
+        "tokens": tfds.features.Tensor(shape=(), dtype=np.object_),  # uint16 ids (codec.pack_tokens)
     })
 
 
-class GigaganCaptionFolder(tfds.core.GeneratorBasedBuilder):
+def example(stored: bytes, caption: str, tokens: bytes, image_format: str, resolution: int,
+            label: int = -1) -> dict:
+    """One record's features; raw images are handed to TFDS as the uint8 array it stores."""
+    image = (np.frombuffer(stored, np.uint8).reshape(resolution, resolution, 3) if image_format == "raw"
+             else stored)
+    return {"image": image, "caption": caption, "label": np.int32(label), "tokens": tokens}
+
+
+class ContentKeys:
+    """Key of an example from its stored bytes and caption; repeats of one pair get :1, :2, ..."""
+
+    def __init__(self):
+        self._seen: collections.Counter = collections.Counter()
+
+    def __call__(self, stored: bytes, caption: str) -> str:
+        digest = hashlib.sha256(stored + b"\0" + caption.encode()).hexdigest()[:32]
+        self._seen[digest] += 1
+        return f"{digest}:{self._seen[digest] - 1}"
+
+
+class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """What our builders share: features by image format, the recipe, counts of truncated captions."""
+
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {"2.0.0": "images encoded (codec), CLIP tokens stored, examples keyed by content",
+                     "1.0.0": "raw uint8 images"}
+
+    def __init__(self, *, resolution: int = 64, image_format: str = "auto", **kwargs):
+        if image_format not in codec.IMAGE_FORMATS:
+            raise ValueError(f"image format must be one of {', '.join(codec.IMAGE_FORMATS)}, got {image_format!r}")
+        self._resolution = resolution
+        self._image_format = image_format
+        self._tokens = codec.Tokens()
+        self.skipped: list[tuple[str, str]] = []
+        super().__init__(**kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(features=_features(self._resolution, self._image_format))
+
+    def recipe(self) -> dict:
+        """What the prepared bytes depend on: the source (each builder's `_source_recipe`), the size,
+        the storage and the tokenizer."""
+        return {**self._source_recipe(), "resolution": self._resolution, "image_format": self._image_format,
+                "tokenizer": codec.TOKENIZER_ID}
+
+    @property
+    def truncated_captions(self) -> int:
+        return self._tokens.truncated
+
+
+class GigaganCaptionFolder(_Builder):
     """A folder of images with captions (captions.jsonl or .txt sidecars; or, with `annotations`,
     a COCO image folder and its captions JSON); bad images are skipped."""
 
-    VERSION = tfds.core.Version("1.0.0")
-
-    def __init__(self, *, src: str = "", resolution: int = 64, annotations: str = "", **kwargs):
+    def __init__(self, *, src: str = "", annotations: str = "", **kwargs):
         self._src = src
         self._annotations = annotations
-        self._resolution = resolution
-        self.skipped: list[tuple[str, str]] = []
         super().__init__(**kwargs)
 
     def _listing(self) -> caption_folder.Listing:
         return coco.scan(self._src, self._annotations) if self._annotations else caption_folder.scan(self._src)
 
-    def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(features=_features(self._resolution))
-
-    def recipe(self) -> dict:
-        """What the prepared bytes depend on: the folder and its content, the size."""
+    def _source_recipe(self) -> dict:
         listing = self._listing()
         return {"kind": "coco" if self._annotations else "folder", "src": listing.root,
-                "content": caption_folder.fingerprint(listing, self._resolution), "resolution": self._resolution}
+                "content": caption_folder.fingerprint(listing, self._resolution)}
 
     def _split_generators(self, dl_manager):
         listing = self._listing()
@@ -68,86 +119,80 @@ class GigaganCaptionFolder(tfds.core.GeneratorBasedBuilder):
         return {"train": self._generate_examples(listing)}
 
     def _generate_examples(self, listing: caption_folder.Listing):
-        kept, last = 0, (None, None)  # a file's captions are listed together: decoded once for all of them
-        for n, (rel, caption) in enumerate(listing.entries):  # n: a file may have several captions
+        keys, kept, last = ContentKeys(), 0, (None, None)  # a file's captions are listed together: decoded once
+        for rel, caption in listing.entries:
             if rel != last[0]:
                 try:
-                    last = (rel, imageops.load_image(os.path.join(listing.root, rel), self._resolution))
+                    with open(os.path.join(listing.root, rel), "rb") as f:
+                        data = f.read()
+                    pixels = imageops.load_image(io.BytesIO(data), self._resolution)
+                    last = (rel, codec.stored_image(data, pixels, self._image_format))
                 except imageops.DECODE_ERRORS as e:
                     last = (rel, None)
                     self.skipped.append((rel, f"unreadable ({type(e).__name__}: {e})"))
             if last[1] is None:
                 continue
             kept += 1
-            yield f"{n}:{rel}", {"image": last[1], "caption": caption, "label": np.int32(-1)}
+            yield keys(last[1], caption), example(last[1], caption, self._tokens(caption), self._image_format,
+                                                  self._resolution)
         if kept == 0:
             raise ValueError(f"no readable images in {listing.root} ({len(self.skipped)} skipped)")
 
 
-class GigaganWebDataset(tfds.core.GeneratorBasedBuilder):
+class GigaganWebDataset(_Builder):
     """WebDataset tar shards as img2dataset writes them (`gigagan_jax.data.webdataset`), decoded by
     `workers` processes; bad samples and shards are skipped."""
 
-    VERSION = tfds.core.Version("1.0.0")
-
-    def __init__(self, *, shards: tuple[str, ...] = (), resolution: int = 64, workers: int = 1, **kwargs):
+    def __init__(self, *, shards: tuple[str, ...] = (), workers: int = 1, **kwargs):
         self._shards = [os.path.abspath(path) for path in shards]
-        self._resolution = resolution
         self._workers = workers
-        self.skipped: list[tuple[str, str]] = []
         super().__init__(**kwargs)
 
-    def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(features=_features(self._resolution))
-
-    def recipe(self) -> dict:
-        """What the prepared bytes depend on: each shard's path, size and modification time; the size."""
+    def _source_recipe(self) -> dict:
+        """Each shard's path, size and modification time."""
         missing = [path for path in self._shards if not os.path.isfile(path)]
         if missing:
             raise FileNotFoundError(f"{len(missing)} of {len(self._shards)} shards do not exist, first {missing[0]}")
         stats = [os.stat(path) for path in self._shards]
         content = [[path, st.st_size, st.st_mtime_ns] for path, st in zip(self._shards, stats)]
         digest = hashlib.sha256(json.dumps(content).encode()).hexdigest()[:20]
-        return {"kind": "webdataset", "shards": len(self._shards), "content": digest, "resolution": self._resolution}
+        return {"kind": "webdataset", "shards": len(self._shards), "content": digest}
 
     def _split_generators(self, dl_manager):
         return {"train": self._generate_examples()}
 
     def _generate_examples(self):
-        kept = 0
-        for index, (key, image, caption) in webdataset.read_shards(self._shards, self._resolution, self._workers,
-                                                                    self.skipped):
+        keys, kept = ContentKeys(), 0
+        for sample in webdataset.read_shards(self._shards, self._resolution, self._image_format, self._workers,
+                                             self.skipped):
             kept += 1
-            yield f"{index}:{key}", {"image": image, "caption": caption, "label": np.int32(-1)}
+            self._tokens.truncated += sample.truncated
+            yield keys(sample.image, sample.caption), example(sample.image, sample.caption, sample.tokens,
+                                                              self._image_format, self._resolution)
         if kept == 0:
             raise ValueError(f"no readable samples in {len(self._shards)} shards ({len(self.skipped)} skipped)")
 
 
-class GigaganShapes(tfds.core.GeneratorBasedBuilder):
+class GigaganShapes(_Builder):
     """The procedural shapes set written to disk (training reads it in memory; this is for export)."""
-
-    VERSION = tfds.core.Version("1.0.0")
 
     def __init__(self, *, num_examples: int = 20000, resolution: int = 64, seed: int = 0, **kwargs):
         self._source = ShapesSource(num_examples, resolution, seed)
-        self._recipe = {"kind": "shapes", "num_examples": num_examples, "resolution": resolution, "seed": seed}
-        self._resolution = resolution
-        self.skipped: list[tuple[str, str]] = []
-        super().__init__(**kwargs)
+        self._shapes_recipe = {"kind": "shapes", "num_examples": num_examples, "seed": seed}
+        super().__init__(resolution=resolution, **kwargs)
 
-    def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(features=_features(self._resolution))
-
-    def recipe(self) -> dict:
-        """What the prepared bytes depend on."""
-        return dict(self._recipe)
+    def _source_recipe(self) -> dict:
+        return dict(self._shapes_recipe)
 
     def _split_generators(self, dl_manager):
         return {"train": self._generate_examples()}
 
     def _generate_examples(self):
         for i in range(len(self._source)):
-            yield i, self._source[i]
+            item = self._source[i]
+            stored = codec.stored_image(None, item["image"], self._image_format)
+            yield i, example(stored, item["caption"], self._tokens(item["caption"]), self._image_format,
+                             self._resolution, item["label"])
 
 
 def prepare(builder: tfds.core.GeneratorBasedBuilder) -> str:
@@ -169,6 +214,10 @@ def prepare(builder: tfds.core.GeneratorBasedBuilder) -> str:
                                  f"{changed}; give another --out, or delete it to prepare again")
     else:
         builder.download_and_prepare(file_format="array_record")
+        if builder.truncated_captions:
+            log.warning("%d caption(s) are longer than CLIP's %d-token context: their stored tokens are cut "
+                        "(end-of-text kept), as the tokenizer cuts them", builder.truncated_captions,
+                        codec.CONTEXT_LENGTH)
         with open(os.path.join(builder.data_dir, SKIPPED_FILE), "w") as f:
             json.dump(builder.skipped, f)
         with open(recipe_path, "w") as f:

@@ -17,7 +17,8 @@ import os
 CAPTIONS_FILE = "captions.jsonl"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 # Bump when the prepared bytes of the same input change, so stale caches are not reused.
-FORMAT_VERSION = 2  # 2: one decoder (16-bit, EXIF orientation, alpha over white by integer rounding)
+FORMAT_VERSION = 3  # 2: one decoder (16-bit, EXIF orientation, alpha over white by integer rounding);
+# 3: images stored encoded (codec "auto"), CLIP tokens stored, examples keyed by content
 
 
 @dataclasses.dataclass

@@ -5,20 +5,27 @@ per-epoch permutations `perm_e = rng(seed, e).permutation(N)`, global batch k is
 [k*B, (k+1)*B) of that stream, and host p reads rows [p*B/P, (p+1)*B/P) of it. So the whole
 iterator state is the integer k, resuming at k gives exactly the batches an unbroken run gives,
 and the global batch is the same whatever the number of hosts.
+
+Reading (decoding images) runs in `config.data.num_workers` processes (`workers.DecodeWorkers`),
+each reading a slice of the host's rows; 0 reads in the prefetch thread. Which rows make batch k
+does not depend on the workers, so neither do the batches. Captions become CLIP tokens
+once: read from the dataset where preparation stored them (`codec`), else tokenized on first
+sight and kept for the run.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from gigagan_jax.data import codec
 from gigagan_jax.data.sources import open_source
+from gigagan_jax.data.workers import DecodeWorkers
 
 _BATCH_AXES = ("data", "fsdp")
 _STREAM_PERM, _STREAM_FLIP = 0, 1
@@ -29,7 +36,9 @@ class InputPipeline:
     """Iterate global batches: image uint8 [B,R,R,3], label int32 [B], tokens int32 [B,L] (with a
     tokenizer), caption (this host's strings). With a mesh the numeric arrays are global jax.Arrays
     sharded over ('data', 'fsdp') on the batch axis; without one they are this host's numpy rows.
-    `source` (default `open_source(config)`) needs `__len__` and `get_batch(indices)`.
+    `source` (default `open_source(config)`) needs `__len__` and `get_batch(indices)`, and must
+    pickle when `config.data.num_workers` > 0. `tokenizer` maps captions to int32 [n, L]; one with
+    a `context_length` attribute (`ClipTokenizer`) can use tokens the dataset stores.
     """
 
     def __init__(self, config, *, tokenizer: Callable[[list[str]], np.ndarray] | None = None,
@@ -55,6 +64,7 @@ class InputPipeline:
         self.prefetch = int(config.data.prefetch)
         self.num_workers = int(config.data.num_workers)
         self._tokenizer = tokenizer
+        self._context_length = getattr(tokenizer, "context_length", None)
         self._tokens: np.ndarray | None = None  # [N, L] int32, filled as examples are first seen
         self._tokenized: np.ndarray | None = None  # [N] bool
         self._sharding = None
@@ -69,7 +79,8 @@ class InputPipeline:
         self._queue: queue.Queue | None = None
         self._stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
-        self._pool = ThreadPoolExecutor(self.num_workers) if self.num_workers > 0 else None
+        self._image_shape = (int(config.model.resolution),) * 2 + (3,)
+        self._workers: DecodeWorkers | None = None  # started on the first read
 
     # ---- state -------------------------------------------------------------------------------
     def get_state(self) -> dict:
@@ -112,14 +123,11 @@ class InputPipeline:
 
     # ---- reading -----------------------------------------------------------------------------
     def _read(self, indices: np.ndarray) -> dict:
-        if self._pool is None:
+        if self.num_workers == 0:
             return self.source.get_batch(indices)
-        parts = list(self._pool.map(self.source.get_batch, np.array_split(indices, self.num_workers)))
-        return {
-            "image": np.concatenate([p["image"] for p in parts]),
-            "caption": [c for p in parts for c in p["caption"]],
-            "label": np.concatenate([p["label"] for p in parts]),
-        }
+        if self._workers is None:
+            self._workers = DecodeWorkers(self.source, self.num_workers, self.local_batch_size, self._image_shape)
+        return self._workers.read(indices)
 
     def _tokens_for(self, indices: np.ndarray, captions: list[str]) -> np.ndarray:
         """int32 [b, L]; each example's caption goes through the tokenizer once per run."""
@@ -159,7 +167,11 @@ class InputPipeline:
         out = {"image": image, "label": batch["label"].astype(np.int32),
                "caption": np.asarray(batch["caption"], dtype=object)}
         if self._tokenizer is not None:
-            out["tokens"] = self._tokens_for(indices, batch["caption"])
+            stored = batch.get("tokens")  # [b, 77] where the dataset stores them
+            if stored is not None and self._context_length is not None and self._context_length <= stored.shape[1]:
+                out["tokens"] = codec.fit_context(stored, self._context_length)
+            else:
+                out["tokens"] = self._tokens_for(indices, batch["caption"])
         return out
 
     def _globalize(self, batch: dict) -> dict:
@@ -221,5 +233,6 @@ class InputPipeline:
 
     def close(self) -> None:
         self._halt()
-        if self._pool is not None:
-            self._pool.shutdown()
+        if self._workers is not None:
+            self._workers.close()
+            self._workers = None

@@ -12,6 +12,10 @@
 caption of every image, with no TensorFlow (TFDS's own `coco_captions` builder needs it).
 `webdataset` reads img2dataset's output as it is (tar shards of .jpg + .txt / .json), decoding the
 shards in --workers processes.
+Images are stored as `--image-format` says (gigagan_jax.data.codec): by default ("auto") a file
+already of the stored size is kept as its own JPEG / PNG / WebP bytes, any other is re-encoded at
+that size (JPEG q95 if it was a JPEG, else lossless PNG); "raw" keeps uint8 pixels (fastest to
+read, 3 R^2 bytes each). Every caption's CLIP tokens are stored with it.
 `shapes-folder` writes the shapes set as a caption folder (PNGs + captions.jsonl in OUT/raw, several
 caption templates, every position) and prepares it like any folder: a user's folder with known
 attributes. Then train with `--config.data.kind=folder --config.data.path=OUT` (folder, coco, shapes,
@@ -29,10 +33,10 @@ import sys
 import tensorflow_datasets as tfds
 
 from gigagan_jax.config import MAX_SEED
-from gigagan_jax.data import builders, emoji, shapes, webdataset
+from gigagan_jax.data import builders, codec, emoji, shapes, webdataset
 from gigagan_jax.workdir import folder_problem
 
-# Stored images are raw uint8: 48 MiB each at 4096 px, the GigaGAN upsampler's largest output.
+# The GigaGAN upsampler's largest output (a raw image is 48 MiB at this size).
 MAX_RESOLUTION = 4096
 
 
@@ -59,6 +63,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="side of the stored square images (centre crop + resize); at least "
                         "config.model.resolution, best equal to it (smaller is refused, larger is "
                         "downscaled on every read; default 64; not used by --kind tfds)")
+    p.add_argument("--image-format", default="auto", choices=codec.IMAGE_FORMATS,
+                   help="how images are stored: auto (a file of the stored size as given, others re-encoded), "
+                        "png / webp (lossless), jpeg (quality 95), raw (uint8; no decode on read)")
     p.add_argument("--num-examples", type=int, default=20000, help="shapes: number of examples")
     p.add_argument("--seed", type=int, default=0, help="shapes: dataset seed (default 0, as in training)")
     p.add_argument("--shape-positions", default="",
@@ -147,13 +154,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.kind == "shapes":
         builder = builders.GigaganShapes(num_examples=args.num_examples, resolution=args.resolution,
-                                         seed=args.seed, data_dir=out)
+                                         seed=args.seed, image_format=args.image_format, data_dir=out)
     elif args.kind == "webdataset":
         builder = builders.GigaganWebDataset(shards=tuple(webdataset.expand(args.src)), resolution=args.resolution,
-                                             workers=args.workers, data_dir=out)
+                                             image_format=args.image_format, workers=args.workers, data_dir=out)
     elif args.kind == "coco":
         builder = builders.GigaganCaptionFolder(src=args.images, annotations=args.annotations,
-                                                resolution=args.resolution, data_dir=out)
+                                                resolution=args.resolution, image_format=args.image_format,
+                                                data_dir=out)
     else:
         src = args.src
         if args.kind == "shapes-folder":
@@ -172,14 +180,17 @@ def main(argv: list[str] | None = None) -> int:
             except (FileNotFoundError, RuntimeError, ValueError) as e:  # no npm, npm failed, a bad package
                 return _fail(str(e))
             print(f"fetched {pairs} emoji image-caption pairs into {src}")
-        builder = builders.GigaganCaptionFolder(src=src, resolution=args.resolution, data_dir=out)
+        builder = builders.GigaganCaptionFolder(src=src, resolution=args.resolution, image_format=args.image_format,
+                                                data_dir=out)
     try:
         dataset_dir = builders.prepare(builder)
     except (FileNotFoundError, ValueError) as e:  # a caption folder's bad line, no readable image
         return _fail(str(e))
     skipped = len(builders.read_skipped(dataset_dir))
-    print(f"prepared {builder.info.splits['train'].num_examples} examples ({skipped} skipped) at "
-          f"{args.resolution} px in {dataset_dir} ({_dir_size_mb(dataset_dir):.1f} MB)")
+    count = builder.info.splits['train'].num_examples
+    size = _dir_size_mb(dataset_dir)
+    print(f"prepared {count} examples ({skipped} skipped) at {args.resolution} px in {dataset_dir} "
+          f"({size:.1f} MB, {size * 2**20 / max(count, 1) / 1024:.1f} KiB per example, images {args.image_format})")
     return 0
 
 

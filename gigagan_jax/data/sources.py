@@ -8,13 +8,14 @@ folder just works.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from gigagan_jax.data import builders, emoji, imageops, records
+from gigagan_jax.data import builders, codec, emoji, imageops, records
 from gigagan_jax.data.shapes import ShapesSource
 
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "gigagan_jax")
@@ -37,45 +38,81 @@ def _text(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _is_ours(features) -> bool:
-    """True for the schema our builders write, which `records.decode_record` reads directly."""
-    image = features["image"] if "image" in features.keys() else None
-    return (sorted(features.keys()) == ["caption", "image", "label"]
-            and isinstance(image, tfds.features.Tensor) and image.np_dtype == np.uint8
+def _is_raw_image(image) -> bool:
+    """uint8 bytes of one fixed size (a raw bytes reshape), as `codec`'s "raw" format stores."""
+    return (isinstance(image, tfds.features.Tensor) and image.np_dtype == np.uint8
             and image._encoding == tfds.features.Encoding.BYTES
-            and all(isinstance(side, int) for side in image.shape))  # one fixed size: raw bytes reshape
+            and len(image.shape) == 3 and all(isinstance(side, int) for side in image.shape))
+
+
+def _is_encoded_image(image) -> bool:
+    return isinstance(image, tfds.features.Tensor) and image.shape == () and image.np_dtype == np.object_
+
+
+def _is_ours(features) -> bool:
+    """True for the schemas our builders write (raw or encoded images; tokens since version 2),
+    which `records.decode_record` reads directly."""
+    keys = set(features.keys())
+    if not {"caption", "image", "label"} <= keys <= {"caption", "image", "label", "tokens"}:
+        return False
+    return _is_raw_image(features["image"]) or _is_encoded_image(features["image"])
+
+
+def _recipe(dataset_dir: str) -> dict:
+    path = os.path.join(dataset_dir, builders.RECIPE_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
 
 
 class RecordSource:
-    """A prepared TFDS dataset (ArrayRecord) mapped to {image uint8 [R,R,3], caption str, label int}.
+    """A prepared TFDS dataset (ArrayRecord) mapped to {image uint8 [R,R,3], caption str, label int,
+    and tokens int32 [77] where the dataset stores them for this tokenizer}.
 
     Our builders' datasets hold one image size: below R they are refused (upscaling would train on
     blurred images), above R they are downscaled on read with a warning. Catalogue datasets hold
     images of any size, each cropped and resized; upscaling one is warned about once.
+    A source pickles as the folder it reads, so decode worker processes reopen it.
     """
 
-    def __init__(self, builder: tfds.core.DatasetBuilder, split: str, resolution: int,
-                 label_names: list[str] | None = None):
+    def __init__(self, dataset_dir: str, split: str, resolution: int, label_names: list[str] | None = None):
+        self._args = (dataset_dir, split, resolution, label_names)
+        builder = tfds.builder_from_directory(dataset_dir)
         features = builder.info.features
         self._fast = _is_ours(features)
         method = (tfds.decode.DeserializeMethod.RAW_BYTES if self._fast
                   else tfds.decode.DeserializeMethod.DESERIALIZE_AND_DECODE)
         self._ds = builder.as_data_source(split=split, deserialize_method=method)
-        self._image_shape = features["image"].shape if self._fast else None
+        self._image_shape = features["image"].shape if self._fast and _is_raw_image(features["image"]) else None
+        recipe = _recipe(dataset_dir)
+        self.stored_tokens = self._fast and "tokens" in features.keys() and recipe.get("tokenizer") == codec.TOKENIZER_ID
         self.resolution = resolution
         self._label_names = label_names
-        self._where = builder.data_dir
+        self._where = dataset_dir
         self._warned_upscale = False
-        if self._fast:
-            _check_prepared_size(self._where, self._image_shape[0], resolution)
+        if self._fast and len(self._ds):
+            prepared = (self._image_shape[0] if self._image_shape is not None
+                        else records.decode_record(self._ds[0], None).image.shape[0])
+            _check_prepared_size(self._where, prepared, resolution)
+
+    def __getstate__(self) -> tuple:
+        return self._args
+
+    def __setstate__(self, args: tuple) -> None:
+        self.__init__(*args)
 
     def __len__(self) -> int:
         return len(self._ds)
 
     def _convert(self, record) -> dict:
         if self._fast:
-            image, caption, label = records.decode_record(record, self._image_shape)
-            return {"image": imageops.fit_array(image, self.resolution), "caption": caption, "label": label}
+            fields = records.decode_record(record, self._image_shape)
+            out = {"image": imageops.fit_array(fields.image, self.resolution), "caption": fields.caption,
+                   "label": fields.label}
+            if self.stored_tokens:
+                out["tokens"] = codec.unpack_tokens(fields.tokens)
+            return out
         flat = {k: v for k, v in record.items() if not isinstance(v, dict)}
         for key, value in record.items():
             if isinstance(value, dict):
@@ -103,11 +140,14 @@ class RecordSource:
 
     def get_batch(self, indices: np.ndarray) -> dict:
         examples = [self._convert(r) for r in self._ds.__getitems__([int(i) for i in indices])]
-        return {
+        batch = {
             "image": np.stack([e["image"] for e in examples]),  # [n, R, R, 3]
             "caption": [e["caption"] for e in examples],
             "label": np.asarray([e["label"] for e in examples], np.int32),  # [n]
         }
+        if self.stored_tokens:
+            batch["tokens"] = np.stack([e["tokens"] for e in examples])  # [n, 77]
+        return batch
 
 
 def _check_prepared_size(dataset_dir: str, prepared: int, resolution: int) -> None:
@@ -126,7 +166,7 @@ def open_prepared(dataset_dir: str, resolution: int, split: str = "train") -> Re
     builder = tfds.builder_from_directory(dataset_dir)
     if split not in builder.info.splits:
         raise ValueError(f"{dataset_dir} has no split {split!r} (has {sorted(builder.info.splits)})")
-    return RecordSource(builder, split, resolution)
+    return RecordSource(dataset_dir, split, resolution)
 
 
 def _open_folder(path: str, resolution: int, split: str, cache: str) -> RecordSource:
@@ -156,7 +196,7 @@ def _open_catalogue(name: str, data_dir: str, split: str, resolution: int) -> Re
     label = builder.info.features["label"] if "label" in builder.info.features.keys() else None
     names = list(label.names) if isinstance(label, tfds.features.ClassLabel) else None
     try:
-        return RecordSource(builder, split, resolution, names)
+        return RecordSource(builder.data_dir, split, resolution, names)
     except NotImplementedError:  # prepared as TFRecord: no random access
         raise ValueError(f"TFDS dataset {name!r} in {builder.data_dir} is not ArrayRecord; re-prepare "
                          "it with file_format=array_record (gigagan_jax.data.prepare does)") from None

@@ -4,13 +4,16 @@ webdataset package): `00000.tar` holds `000000000.jpg` beside `000000000.txt` an
 first dot).
 
 Shards are decoded one per task in worker processes (spawned: the caller may hold an XLA runtime,
-which does not survive a fork) and their samples come back in the order the shards were given.
+which does not survive a fork) and their samples come back in the order the shards were given,
+each already in its stored form (`codec`: image bytes, CLIP token bytes), so the workers do all
+the per-sample work.
 A sample without an image or a caption, an image that does not decode, or a shard that is not a
 tar file is skipped with its reason, never fatal.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import json
@@ -23,12 +26,20 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from gigagan_jax.data import imageops
+from gigagan_jax.data import codec, imageops
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 _RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
 
-Sample = tuple[str, np.ndarray, str]  # (key, uint8 [R, R, 3], caption)
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    shard: int  # index of its shard in the list given
+    key: str  # the member name up to its first dot
+    image: bytes  # as stored (codec.stored_image)
+    caption: str
+    tokens: bytes  # codec.pack_tokens of the caption
+    truncated: bool  # the caption was longer than CLIP's context
 
 
 def expand(spec: str) -> list[str]:
@@ -59,8 +70,10 @@ def _caption(parts: dict[str, bytes]) -> str | None:
     return None
 
 
-def read_shard(path: str, resolution: int) -> tuple[list[Sample], list[tuple[str, str]]]:
-    """(samples, skipped [(path:key, reason)]) of one shard, in its member order."""
+def read_shard(task: tuple[int, str], resolution: int, image_format: str) -> tuple[list[Sample], list[tuple[str, str]]]:
+    """(samples, skipped [(path:key, reason)]) of shard `task = (index, path)`, in its member order."""
+    index, path = task
+    tokens = codec.Tokens()
     grouped: dict[str, dict[str, bytes]] = {}
     try:
         with tarfile.open(path) as tar:
@@ -81,30 +94,33 @@ def read_shard(path: str, resolution: int) -> tuple[list[Sample], list[tuple[str
                 skipped.append((f"{path}:{key}", "no image" if image is None else "no caption"))
             continue
         try:
-            samples.append((key, imageops.load_image(io.BytesIO(image), resolution), caption))
+            stored = codec.stored_image(image, imageops.load_image(io.BytesIO(image), resolution), image_format)
         except imageops.DECODE_ERRORS as e:  # the error's type: PIL's message names only the BytesIO object
             skipped.append((f"{path}:{key}", f"unreadable ({type(e).__name__})"))
+            continue
+        before = tokens.truncated
+        samples.append(Sample(index, key, stored, caption, tokens(caption), tokens.truncated > before))
     return samples, skipped
 
 
-def read_shards(shards: list[str], resolution: int, workers: int,
-                skipped: list[tuple[str, str]]) -> Iterator[tuple[int, Sample]]:
-    """(shard index, sample) of every shard in order, decoded by `workers` processes (1: in this
-    one), with a progress bar over the shards; what is skipped is appended to `skipped`."""
-    read = functools.partial(read_shard, resolution=resolution)
+def read_shards(shards: list[str], resolution: int, image_format: str, workers: int,
+                skipped: list[tuple[str, str]]) -> Iterator[Sample]:
+    """Every sample of every shard in order, read by `workers` processes (1: in this one), with a
+    progress bar over the shards; what is skipped is appended to `skipped`."""
+    read = functools.partial(read_shard, resolution=resolution, image_format=image_format)
+    tasks = list(enumerate(shards))
     bar = tqdm(total=len(shards), desc="shards", unit="shard")
     if workers <= 1:
-        results = map(read, shards)
+        results = map(read, tasks)
         pool = None
     else:
         pool = multiprocessing.get_context("spawn").Pool(workers)
-        results = pool.imap(read, shards)
+        results = pool.imap(read, tasks)
     try:
-        for index, (samples, bad) in enumerate(results):
+        for samples, bad in results:
             skipped.extend(bad)
             bar.update(1)
-            for sample in samples:
-                yield index, sample
+            yield from samples
     finally:
         bar.close()
         if pool is not None:

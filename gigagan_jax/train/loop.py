@@ -104,7 +104,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
             print(f"upsampler perceptual loss: {steps.perceptual.describe()}", flush=True)
     init = functools.partial(steps.init_state, vision_inputs=vision_inputs)
     state_shardings = param_shardings(jax.eval_shape(functools.partial(init, boxed=True), jax.random.PRNGKey(0)), mesh)
-    pipeline = InputPipeline(config, tokenizer=clip.tokenize if clip is not None else None, mesh=mesh)
+    pipeline = InputPipeline(config, tokenizer=clip.tokenizer if clip is not None else None, mesh=mesh)
     encode_text = jax.jit(lambda p, ids: clip.encode_text(ids, params=p)) if clip is not None else None
 
     def step_batch(batch: dict) -> dict:
