@@ -148,6 +148,17 @@ CASES = [
     ("eval", ["--workdir", "{tmp}/file"], "--workdir {tmp}/file is a file, not a folder"),
     ("eval", [*NO_RUN, "--out_dir", "{tmp}/file"], "--out_dir {tmp}/file is a file, not a folder"),
     ("eval", [*NO_RUN, "--noise_mode", "fixed"], "flag --noise_mode=fixed: value should be one of"),
+    ("eval", [*NO_RUN, "--data", "mnist"], "--data: data spec 'mnist': unknown kind 'mnist'; expected shapes | "
+                                           "emoji[:DIR] | folder:DIR | tfds:NAME[:DATA_DIR]"),
+    ("eval", [*NO_RUN, "--fid_resize", "bicubic"], "flag --fid_resize=bicubic: value should be one of"),
+    ("eval", [*NO_RUN, "--ref_stats", "{tmp}/none.npz"], "--ref_stats holds FID Inception statistics: give "
+                                                         "--inception_path too"),
+    ("eval", [*NO_RUN, "--inception_path", "i.npz", "--ref_stats", "{tmp}/none.npz"],
+     "--ref_stats {tmp}/none.npz does not exist"),
+    ("eval", [*NO_RUN, "--inception_path", "i.npz", "--ref_stats", "{tmp}/file"],
+     "--ref_stats {tmp}/file is not an .npz of FID statistics"),
+    ("eval", [*NO_RUN, "--inception_path", "i.npz", "--ref_stats", "a.npz", "--save_ref_stats", "b.npz"],
+     "--ref_stats reads reference statistics and --save_ref_stats writes them; give one"),
     # python -m gigagan_jax.export
     ("export", ["--workdir", "{tmp}/no_run"], "--workdir and --out are required"),
     ("export", [*NO_RUN, "--out", "{tmp}/file"], "--out {tmp}/file already exists; export into a new folder"),
@@ -205,6 +216,7 @@ CASES = [
     ("train_clip", ["--out", "{tmp}/c", "--lr", "nan"], "small CLIP lr must be > 0, got nan"),
     ("train_clip", ["--out", "{tmp}/c", "--steps", "0"], "small CLIP steps must be > 0, got 0"),
     ("train_clip", ["--out", "{tmp}/c", "--seconds", "0"], "a small CLIP's time limit must be > 0 seconds, got 0"),
+    ("train_clip", ["--out", "{tmp}/c", "--data", "folder"], "data spec 'folder': a folder needs its path, folder:DIR"),
 ]
 
 

@@ -341,5 +341,60 @@ def test_eval_of_a_class_conditional_run(tmp_path):
                           cwd=ROOT, env=local_cluster.process_env(1), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.load(open(os.path.join(workdir, "eval", "step_2", "report.json")))
-    assert report["metrics"]["fid"] > 0 and "clip_score" not in report["metrics"]
+    assert report["metrics"]["fid_clean"] > 0 and not any(m.startswith("clip_score") for m in report["metrics"])
     assert report["noise_mode"] == "random"  # the metrics measure G with the noise it was trained with
+
+
+def test_eval_reads_a_data_set_and_reference_statistics(trained, tmp_path):
+    """`python -m gigagan_jax.eval --data folder:DIR` reads its real images and prompts from a
+    caption folder; statistics it saves with --save_ref_stats give the same FID back through
+    --ref_stats; without --data the report says the reals are the training stream's, and what
+    --ref_stats alone cannot measure is listed as skipped."""
+    from test_eval_inception import torch_layout_state_dict
+
+    folder = tmp_path / "captions"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 256, (20, 20, 3), np.uint8)).save(folder / f"{i}.png")
+        records.append({"file": f"{i}.png", "caption": f"a {['red', 'blue'][i % 2]} circle number {i}"})
+    (folder / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    np.savez(tmp_path / "inception.npz", **torch_layout_state_dict())
+    stats = str(tmp_path / "ref.npz")
+    env = {**local_cluster.process_env(1), "PYTHONPATH": ROOT, "HOME": str(tmp_path)}  # the folder's cache
+
+    def evaluate(out, *args):
+        proc = subprocess.run([sys.executable, "-m", "gigagan_jax.eval", "--workdir", trained, "--num_images", "16",
+                               "--batch_size", "8", "--inception_path", str(tmp_path / "inception.npz"),
+                               "--out_dir", str(tmp_path / out), *args],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        return proc, (json.load(open(tmp_path / out / "report.json")) if proc.returncode == 0 else None)
+
+    data = ["--data", f"folder:{folder}"]
+    proc, saved = evaluate("a", *data, "--save_ref_stats", stats)
+    assert saved is not None, proc.stderr[-3000:]
+    assert "fid_clean: " in proc.stdout and "clip_score_train_clip: " in proc.stdout
+    proc, reused = evaluate("b", *data, "--ref_stats", stats)
+    assert reused is not None, proc.stderr[-3000:]
+    assert reused["metrics"]["fid_clean"] == pytest.approx(saved["metrics"]["fid_clean"], rel=1e-6)
+    for report in (saved, reused):
+        assert report["reals"].startswith(f"--data folder:{folder}: its first 16 of 24 examples")
+        metrics = set(report["metrics"])
+        assert {"precision_inception", "recall_inception", "clip_fid", "clip_score_train_clip"} <= metrics
+        assert report["score_prompt_prefix"] == "A photo depicts " and report["fid_resize"] == "clean"
+    assert reused["protocols"]["fid_clean"].endswith("real side: reference statistics (16 images)")
+    with np.load(stats) as ref:
+        assert (int(ref["count"]), str(ref["resize"])) == (16, "clean")
+
+    proc, stream = evaluate("c", "--ref_stats", stats)
+    assert stream is not None, proc.stderr[-3000:]
+    assert stream["reals"].startswith("the run's training stream (config.data.kind='shapes')")
+    assert set(stream["skipped"]) == {"precision_inception", "recall_inception", "clip_fid"}
+    assert "clip_fid: skipped (needs real images" in proc.stdout
+    # Same seeds and reference statistics, other prompts (the training stream's): other images.
+    assert stream["metrics"]["fid_clean"] != saved["metrics"]["fid_clean"]
+
+    proc, _ = evaluate("d", *data, "--num_images", "30")
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
+        f"error: --data folder:{folder} holds 24 examples, fewer than --num_images 30 (real images are not repeated)")

@@ -4,10 +4,17 @@ CLIP saved and loaded the way test_clip.py does."""
 import numpy as np
 import pytest
 
-from gigagan_jax.eval.clip_score import ClipScoreAccumulator, clip_score, clip_score_of_batches, clip_scores
-from gigagan_jax.pretrained.clip import load_clip
+from gigagan_jax.eval.clip_score import (
+    PAPER_PROMPT_PREFIX,
+    ClipScoreAccumulator,
+    clip_model_name,
+    clip_score,
+    clip_score_of_batches,
+    clip_scores,
+)
+from gigagan_jax.pretrained.clip import load_clip, openai_config
 
-from clip_fixtures import save_tiny_clip
+from clip_fixtures import save_tiny_clip, tiny_clip_config
 
 
 def test_definition_on_known_angles():
@@ -53,3 +60,17 @@ def test_prompts_must_pair_with_images(clip):
         ClipScoreAccumulator(clip).update(np.zeros((3, 32, 32, 3), np.float32), PROMPTS[:2])
     with pytest.raises(ValueError, match="no images"):
         ClipScoreAccumulator(clip).result()
+
+
+def test_the_prefix_goes_before_every_prompt(clip):
+    scored = ClipScoreAccumulator(clip, PAPER_PROMPT_PREFIX).text_embeds(PROMPTS[:2])
+    direct = np.asarray(clip.encode_text(clip.tokenize(["A photo depicts a red square",
+                                                        "A photo depicts a blue circle"]))[2])
+    np.testing.assert_array_equal(scored, direct)
+    assert not np.allclose(scored, ClipScoreAccumulator(clip).text_embeds(PROMPTS[:2]))
+
+
+def test_metric_names_say_which_clip_scored():
+    assert clip_model_name(openai_config("clip-vit-base-patch32")) == "vit_b32"
+    assert clip_model_name(openai_config("clip-vit-large-patch14")) == "vit_l14"
+    assert clip_model_name(tiny_clip_config()) == "vit_w32_d2_p8"

@@ -89,11 +89,37 @@ def test_fid_of_a_set_against_itself_is_zero(n, d):
 def test_stats_round_trip(tmp_path):
     x = random_features(100, 8, 7)
     mu, sigma = feature_stats(x)
-    save_stats(str(tmp_path / "ref.npz"), mu, sigma, len(x))
-    mu2, sigma2 = load_stats(str(tmp_path / "ref.npz"))
-    np.testing.assert_array_equal(mu, mu2)
-    np.testing.assert_array_equal(sigma, sigma2)
-    assert int(np.load(tmp_path / "ref.npz")["count"]) == 100
+    save_stats(str(tmp_path / "ref.npz"), mu, sigma, len(x), resize="clean")
+    ref = load_stats(str(tmp_path / "ref.npz"), resize="clean")
+    np.testing.assert_array_equal(mu, ref.mu)
+    np.testing.assert_array_equal(sigma, ref.sigma)
+    assert (ref.count, ref.resize) == (100, "clean")
+    with np.load(tmp_path / "ref.npz") as data:
+        assert sorted(data.files) == ["count", "mu", "resize", "sigma"]
+    # FID against the file is FID against the features it was computed from, bit for bit.
+    y = random_features(100, 8, 8, shift=0.3)
+    assert frechet_distance(ref.mu, ref.sigma, *feature_stats(y)) == frechet_distance(mu, sigma, *feature_stats(y))
+
+
+def test_stats_files_of_other_tools_and_wrong_files(tmp_path):
+    mu, sigma = feature_stats(random_features(50, 4, 9))
+    np.savez_compressed(tmp_path / "clean_fid.npz", mu=mu, sigma=sigma)  # clean-fid's layout: no count, no resize
+    ref = load_stats(str(tmp_path / "clean_fid.npz"), resize="legacy")
+    np.testing.assert_array_equal(ref.sigma, sigma)
+    assert (ref.count, ref.resize) == (None, None)
+
+    save_stats(str(tmp_path / "legacy.npz"), mu, sigma, 50, resize="legacy")
+    with pytest.raises(ValueError, match="taken under the 'legacy' FID resize, but this evaluation resizes "
+                                         "with 'clean'.*--fid_resize legacy"):
+        load_stats(str(tmp_path / "legacy.npz"), resize="clean")
+    np.savez(tmp_path / "features.npz", inception=np.zeros((3, 4)))
+    with pytest.raises(ValueError, match=r"holds no FID statistics: it needs arrays 'mu' and 'sigma'.*\['inception'\]"):
+        load_stats(str(tmp_path / "features.npz"))
+    (tmp_path / "notes.txt").write_text("mu, sigma")
+    with pytest.raises(ValueError, match="notes.txt is not an .npz of FID statistics"):
+        load_stats(str(tmp_path / "notes.txt"))
+    with pytest.raises(FileNotFoundError, match="none.npz does not exist"):
+        load_stats(str(tmp_path / "none.npz"))
 
 
 def test_mismatched_shapes_raise():

@@ -23,7 +23,6 @@ import re
 import tarfile
 from typing import Iterator
 
-import numpy as np
 from tqdm import tqdm
 
 from gigagan_jax.data import codec, imageops

@@ -3,7 +3,10 @@
 Definition (the common one, e.g. torchmetrics' CLIPScore): for each image/prompt pair,
 score = max(100 * cos(E_img, E_txt), 0) with E the projected CLIP embeddings, averaged over
 pairs. Papers that report it as a plain cosine (GigaGAN's Table 1: 0.222 ... 0.307) use the
-same quantity divided by 100. The value depends on the CLIP model, so report which one.
+same quantity divided by 100. The value depends on the CLIP model, so report which one
+(`clip_model_name`), and on how the prompt is worded: the paper protocol scores each prompt with
+the prefix "A photo depicts " (`PAPER_PROMPT_PREFIX`, CLIPScore's, Hessel et al. 2021) with
+OpenAI's ViT-B/32.
 """
 
 from __future__ import annotations
@@ -12,6 +15,20 @@ from typing import Iterable
 
 import jax.numpy as jnp
 import numpy as np
+
+PAPER_PROMPT_PREFIX = "A photo depicts "
+# (width, layers) of OpenAI's ViT image towers -> the size letter of their names (ViT-B/32 ...).
+VIT_SIZES = {(768, 12): "b", (1024, 24): "l", (1280, 32): "h"}
+
+
+def clip_model_name(config) -> str:
+    """Name of a CLIP's image tower for metric names, from its `CLIPConfig`: 'vit_b32' for
+    OpenAI's ViT-B/32 shape, 'vit_w{width}_d{layers}_p{patch}' for any other."""
+    vision = config.vision_config
+    size = VIT_SIZES.get((vision.hidden_size, vision.num_hidden_layers))
+    if size is not None:
+        return f"vit_{size}{vision.patch_size}"
+    return f"vit_w{vision.hidden_size}_d{vision.num_hidden_layers}_p{vision.patch_size}"
 
 
 def clip_scores(image_embeds, text_embeds) -> np.ndarray:
@@ -33,10 +50,12 @@ def clip_score(image_embeds, text_embeds) -> float:
 
 class ClipScoreAccumulator:
     """Running CLIP score over batches of (images in [-1, 1], prompts), with a CLIP from
-    `gigagan_jax.pretrained.clip.load_clip`. Also keeps the image embeddings, which CLIP-FID uses."""
+    `gigagan_jax.pretrained.clip.load_clip`; each prompt is scored as `prefix + prompt`. `update`
+    returns the image embeddings, which CLIP-FID uses when it reads the same CLIP."""
 
-    def __init__(self, clip):
+    def __init__(self, clip, prefix: str = ""):
         self.clip = clip
+        self.prefix = prefix
         self.total = 0.0
         self.count = 0
 
@@ -45,8 +64,9 @@ class ClipScoreAccumulator:
         return np.asarray(self.clip.encode_image(jnp.asarray(images))[0])
 
     def text_embeds(self, prompts: list[str]) -> np.ndarray:
-        """B prompts -> projected CLIP text embeddings [B, P]."""
-        return np.asarray(self.clip.encode_text(self.clip.tokenize(list(prompts)))[2])
+        """B prompts (the prefix added) -> projected CLIP text embeddings [B, P]."""
+        texts = [self.prefix + p for p in prompts]
+        return np.asarray(self.clip.encode_text(self.clip.tokenize(texts))[2])
 
     def update(self, images, prompts: list[str]) -> np.ndarray:
         """Score one batch; returns its image embeddings [B, P]."""

@@ -11,7 +11,12 @@ returns small imaginary parts that pytorch-fid has to discard.
 
 from __future__ import annotations
 
+import zipfile
+from typing import NamedTuple
+
 import numpy as np
+
+from gigagan_jax.workdir import exists, open_file
 
 
 class FeatureStats:
@@ -89,13 +94,46 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     return float(max(distance, 0.0))  # round-off can leave -1e-12 for identical sets
 
 
-def save_stats(path: str, mu, sigma, count: int) -> None:
-    """Write reference statistics as .npz with keys mu / sigma (pytorch-fid's layout) + count."""
-    np.savez(path, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64),
-             count=np.asarray(count, np.int64))
+class ReferenceStats(NamedTuple):
+    """FID statistics of a reference set, as stored in an .npz (`save_stats`, pytorch-fid or
+    clean-fid); `count` and `resize` are None where the file does not record them."""
+
+    mu: np.ndarray  # [D]
+    sigma: np.ndarray  # [D, D]
+    count: int | None
+    resize: str | None
 
 
-def load_stats(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """(mu, sigma) from a .npz written by `save_stats` or by pytorch-fid."""
-    with np.load(path) as data:
-        return data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
+def save_stats(path: str, mu, sigma, count: int, resize: str | None = None) -> None:
+    """Write reference statistics as .npz with keys mu / sigma (pytorch-fid's and clean-fid's
+    layout) + count and, when given, the resize protocol the features were taken under."""
+    extra = {} if resize is None else {"resize": np.asarray(resize)}
+    with open_file(path, "wb") as f:
+        np.savez(f, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64),
+                 count=np.asarray(count, np.int64), **extra)
+
+
+def load_stats(path: str, resize: str | None = None) -> ReferenceStats:
+    """Reference statistics from an .npz written by `save_stats`, pytorch-fid or clean-fid.
+    With `resize`, a file that records its protocol must record that one: FIDs taken under
+    different resizes are not comparable (ValueError). A file without mu / sigma is a ValueError."""
+    if not exists(path):
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        with open_file(path, "rb") as f:
+            data = np.load(f)
+            if not isinstance(data, np.lib.npyio.NpzFile):  # a lone .npy array
+                raise ValueError
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile):
+        raise ValueError(f"{path} is not an .npz of FID statistics (arrays mu, sigma)") from None
+    if "mu" not in arrays or "sigma" not in arrays:
+        raise ValueError(f"{path} holds no FID statistics: it needs arrays 'mu' and 'sigma' "
+                         f"(pytorch-fid's and clean-fid's layout), it has {sorted(arrays)}")
+    recorded = str(arrays["resize"]) if "resize" in arrays else None
+    if resize is not None and recorded is not None and recorded != resize:
+        raise ValueError(f"{path} holds statistics taken under the {recorded!r} FID resize, but this "
+                         f"evaluation resizes with {resize!r}: FIDs across resize protocols are not "
+                         f"comparable (evaluate with --fid_resize {recorded}, or recompute the statistics)")
+    count = int(arrays["count"]) if "count" in arrays else None
+    return ReferenceStats(arrays["mu"].astype(np.float64), arrays["sigma"].astype(np.float64), count, recorded)

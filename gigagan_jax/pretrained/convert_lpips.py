@@ -15,11 +15,13 @@ import os
 import numpy as np
 
 from gigagan_jax.pretrained.lpips import (
+    CONVERT_COMMAND,
     VGG16_STAGES,
     array_name,
     expected_params,
     params_from_arrays,
 )
+from gigagan_jax.pretrained.weights_file import read_weights
 
 LIN_IN_PACKAGE = os.path.join("weights", "v0.1", "vgg.pth")
 
@@ -39,15 +41,7 @@ def torchvision_indices() -> dict[str, int]:
 
 def read_torch(path: str) -> dict[str, np.ndarray]:
     """A PyTorch state dict file -> {key: float32 array}."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} does not exist")
-    try:
-        import torch
-    except ImportError as e:
-        raise ImportError(f"reading {path} needs torch (the CPU build is enough)") from e
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: v.float().numpy() for k, v in state.items()}
+    return read_weights(path, CONVERT_COMMAND)
 
 
 def lpips_package_lin() -> str:

@@ -5,7 +5,9 @@ weights, so this follows pytorch-fid's port of the TF graph (not torchvision's I
 1008-class weights, average pools in the Inception A/C/E1 blocks that exclude padding from the
 mean (TF 'SAME' pooling), and a *max* pool in the last block's pool branch (a quirk of the TF
 graph). Images in [-1, 1] are bilinearly resized to 299 x 299 (half-pixel centres, no
-antialiasing, like `F.interpolate(..., align_corners=False)` in pytorch-fid).
+antialiasing, like `F.interpolate(..., align_corners=False)` in pytorch-fid); clean-fid's
+protocol resizes outside the network instead (`InceptionFeatures.at_input_size`,
+gigagan_jax/eval/fid_resize.py).
 
 Weights: pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (a PyTorch state dict, read with
 torch when installed) or an `.npz` of the same arrays written by
@@ -14,6 +16,7 @@ torch when installed) or an `.npz` of the same arrays written by
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -22,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
+
+from gigagan_jax.pretrained.weights_file import read_weights
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
@@ -156,13 +161,19 @@ class BlockE(nn.Module):
 
 
 class FIDInceptionV3(nn.Module):
-    """[-1, 1] images [B, H, W, 3] -> pool3 features [B, 2048]."""
+    """Images [B, H, W, 3] -> pool3 features [B, 2048]. With `resize_inside` (pytorch-fid's
+    protocol) any H, W in [-1, 1] are bilinearly resized to 299 x 299 first; without it the input
+    must already be the network's [B, 299, 299, 3]."""
+
+    resize_inside: bool = True
 
     @nn.compact
     def __call__(self, images):
         b, _, _, c = images.shape
-        x = jax.image.resize(images.astype(jnp.float32), (b, INPUT_SIZE, INPUT_SIZE, c),
-                             method="bilinear", antialias=False)  # [B, 299, 299, 3]
+        x = images.astype(jnp.float32)
+        if self.resize_inside:
+            x = jax.image.resize(x, (b, INPUT_SIZE, INPUT_SIZE, c), method="bilinear",
+                                 antialias=False)  # [B, 299, 299, 3]
         x = BasicConv(32, (3, 3), stride=2, name="Conv2d_1a_3x3")(x)  # [B, 149, 149, 32]
         x = BasicConv(32, (3, 3), name="Conv2d_2a_3x3")(x)  # [B, 147, 147, 32]
         x = BasicConv(64, (3, 3), padding=(1, 1), name="Conv2d_2b_3x3")(x)  # [B, 147, 147, 64]
@@ -216,18 +227,7 @@ def _missing_weights_message(path: str | None) -> str:
 
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
     """pytorch-fid's .pth (needs torch) or its .npz conversion -> {torch key: float32 array}."""
-    if path.endswith(".npz"):
-        with np.load(path) as data:
-            return {k: np.asarray(data[k], np.float32) for k in data.files}
-    try:
-        import torch
-    except ImportError as e:
-        raise ImportError(
-            f"{path} is a PyTorch file and torch is not installed; install torch (CPU) or "
-            f"convert it elsewhere with `python -m gigagan_jax.tools.convert_inception {path} "
-            "OUT.npz` and pass the .npz") from e
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: v.float().numpy() for k, v in state.items()}
+    return read_weights(path, f"python -m gigagan_jax.tools.convert_inception {path} OUT.npz")
 
 
 def variables_from_state_dict(state: dict[str, np.ndarray],
@@ -260,20 +260,29 @@ def variables_from_state_dict(state: dict[str, np.ndarray],
     return unflatten_dict(flat)
 
 
-@jax.jit
-def _forward(variables: Variables, images):
-    return FIDInceptionV3().apply(variables, images)  # [B, 2048]
+@functools.partial(jax.jit, static_argnames="resize_inside")
+def _forward(variables: Variables, images, resize_inside: bool = True):
+    return FIDInceptionV3(resize_inside).apply(variables, images)  # [B, 2048]
 
 
 class InceptionFeatures:
-    """Loaded FID Inception: call it on [-1, 1] images [B, H, W, 3] to get [B, 2048] float32.
-    One jitted forward is shared by all instances (compiled once per input shape)."""
+    """Loaded FID Inception: call it on [-1, 1] images [B, H, W, 3] to get [B, 2048] float32
+    (pytorch-fid's resize inside). One jitted forward is shared by all instances (compiled once
+    per input shape)."""
 
     def __init__(self, variables: Variables):
         self.variables = variables
 
     def __call__(self, images) -> jax.Array:
         return _forward(self.variables, jnp.asarray(images))  # [B, 2048]
+
+    def at_input_size(self, x) -> jax.Array:
+        """Features [B, 2048] of inputs already resized and scaled for the network:
+        [B, 299, 299, 3], about [-1, 1]; nothing is resized."""
+        if tuple(np.shape(x)[1:]) != (INPUT_SIZE, INPUT_SIZE, 3):
+            raise ValueError(f"the Inception's input is [B, {INPUT_SIZE}, {INPUT_SIZE}, 3], got "
+                             f"{tuple(np.shape(x))}")
+        return _forward(self.variables, jnp.asarray(x), resize_inside=False)  # [B, 2048]
 
 
 def load_inception(path: str | None) -> InceptionFeatures:

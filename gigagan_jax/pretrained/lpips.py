@@ -36,7 +36,10 @@ Params = dict[str, Any]
 
 class VGG16Taps(nn.Module):
     """torchvision VGG16 `features` up to relu5_3: [B, H, W, 3] -> the 5 post-ReLU taps
-    [B, H / 2^s, W / 2^s, C_s], C = 64, 128, 256, 512, 512 (pools floor odd sizes, as torch's)."""
+    [B, H / 2^s, W / 2^s, C_s], C = 64, 128, 256, 512, 512 (pools floor odd sizes, as torch's).
+    `precision`: the convolutions' (None = the backend's default; a metric passes HIGHEST)."""
+
+    precision: jax.lax.Precision | None = None
 
     @nn.compact
     def __call__(self, x):
@@ -45,7 +48,7 @@ class VGG16Taps(nn.Module):
             if s:
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
             for i in range(n):
-                x = nn.relu(nn.Conv(width, (3, 3), padding=((1, 1), (1, 1)),
+                x = nn.relu(nn.Conv(width, (3, 3), padding=((1, 1), (1, 1)), precision=self.precision,
                                     name=f"conv{s + 1}_{i + 1}")(x))
             taps.append(x)
         return taps

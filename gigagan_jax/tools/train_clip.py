@@ -15,6 +15,7 @@ import json
 import sys
 
 from gigagan_jax.config import default_config
+from gigagan_jax.data.spec import SPEC_SYNTAX, apply_data_spec
 from gigagan_jax.train.small_clip import SmallClipSpec, train_small_clip
 
 _SPEC_HELP = {"holdout": "pairs kept out of training for retrieval"}
@@ -24,7 +25,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m gigagan_jax.tools.train_clip", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="shapes",
-                   help="shapes | emoji[:DIR] | folder:DIR | tfds:NAME[:DATA_DIR] (as config.data)")
+                   help=f"{SPEC_SYNTAX} (as config.data)")
     p.add_argument("--out", required=True, help="output folder (HF layout: config.json + flax_model.msgpack)")
     p.add_argument("--num-examples", type=int, default=20000, help="size of the shapes set")
     p.add_argument("--shape-scale", type=float, default=1.0,
@@ -42,15 +43,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def data_config(args: argparse.Namespace):
     """`--data` spec and the shapes options -> the project config whose data section the CLIP reads."""
     config = default_config()
-    kind, _, rest = args.data.partition(":")
-    config.data.kind = kind
+    apply_data_spec(config.data, args.data)
     config.data.num_examples = args.num_examples
     config.data.shape_scale = args.shape_scale
     config.data.shape_positions = tuple(p for p in args.shape_positions.split(",") if p)
-    if kind == "tfds":
-        config.data.name, _, config.data.path = rest.partition(":")
-    else:
-        config.data.path = rest
     return config
 
 
