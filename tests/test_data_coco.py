@@ -15,18 +15,22 @@ from gigagan_jax.data import coco, imageops, open_source
 from gigagan_jax.tools import local_cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Runs `prepare.main(argv)` and fails if anything tries to import tensorflow (an import statement or
-# importlib.import_module; a presence probe, importlib.util.find_spec as etils makes, is no import).
-NO_TENSORFLOW = """
-import json, sys, traceback
+# Records in `attempts` every import of tensorflow (an import statement or importlib.import_module; a
+# presence probe, importlib.util.find_spec as etils and transformers make, is no import, even when it
+# runs while another module is being imported).
+TENSORFLOW_SPY = """
+import json, os, runpy, sys, traceback
 attempts = []
 class Spy:
     def find_spec(self, name, path=None, target=None):
-        importing = any(frame.name == "_find_and_load" for frame in traceback.extract_stack())
-        if name.split(".")[0] == "tensorflow" and importing:
+        asker = traceback.extract_stack()[-3].name  # [-1] here, [-2] importlib's _find_spec, [-3] who asks
+        if name.split(".")[0] == "tensorflow" and asker == "_find_and_load_unlocked":  # an import, not a probe
             attempts.append(name)
         return None
 sys.meta_path.insert(0, Spy())
+"""
+# Runs `prepare.main(argv)` and fails if anything imports tensorflow.
+NO_TENSORFLOW = TENSORFLOW_SPY + """
 from gigagan_jax.data import prepare
 code = prepare.main(json.loads(sys.argv[1]))
 assert not attempts, f"tensorflow was imported: {attempts}"
