@@ -124,10 +124,14 @@ def test_a_folder_written_as_shards_prepares_to_the_same_bytes(tmp_path):
     assert len(shards) == 3  # 12 pairs, 4 per shard
     for fmt in ("auto", "jpeg"):
         common = ["--resolution", "16", "--image-format", fmt]
-        assert prepare.main(["--kind", "folder", "--src", str(root), "--out", str(tmp_path / f"from_folder_{fmt}")]
-                            + common) == 0
-        assert prepare.main(["--kind", "webdataset", "--src", str(tmp_path / "shards"), "--workers", "2",
-                             "--out", str(tmp_path / f"from_shards_{fmt}")] + common) == 0
+        assert prepare.main(["--kind", "folder", "--src", str(root), "--workers", "1" if fmt == "auto" else "2",
+                             "--out", str(tmp_path / f"from_folder_{fmt}")] + common) == 0
+        shards_args = ["--kind", "webdataset", "--src", str(tmp_path / "shards"), "--workers", "2",
+                       "--out", str(tmp_path / f"from_shards_{fmt}")] + common
+        if fmt == "auto":  # in another process: nothing in the bytes may depend on the process writing them
+            prepare_without_tensorflow(shards_args, tmp_path / f"from_shards_{fmt}")
+        else:
+            assert prepare.main(shards_args) == 0
         from_folder = array_record_files(tmp_path / f"from_folder_{fmt}")
         assert from_folder == array_record_files(tmp_path / f"from_shards_{fmt}"), fmt
     assert from_folder != array_record_files(tmp_path / "from_folder_auto")  # the format is in the bytes

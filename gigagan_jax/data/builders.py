@@ -11,6 +11,7 @@ images prepared from a folder or from tar shards give the same files. A prepared
 from __future__ import annotations
 
 import collections
+import functools
 import glob
 import hashlib
 import io
@@ -18,11 +19,13 @@ import json
 import logging
 import os
 import re
+from unittest import mock
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import example_serializer
 
-from gigagan_jax.data import caption_folder, codec, coco, imageops, webdataset
+from gigagan_jax.data import caption_folder, codec, coco, imageops, parallel, webdataset
 from gigagan_jax.data.shapes import ShapesSource
 
 SKIPPED_FILE = "skipped.json"  # written next to dataset_info.json: what preparation left out
@@ -96,13 +99,51 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return self._tokens.truncated
 
 
+FILES_PER_TASK = 64  # images one worker prepares per task: enough to amortise the hand-off
+
+
+def prepare_files(task: tuple[str, list[tuple[str, list[str]]]], resolution: int, image_format: str) -> list[tuple]:
+    """Worker: `task = (root, [(rel, captions), ...])` -> per file (rel, stored bytes or None, why
+    not, [(caption, tokens, cut)])."""
+    root, files = task
+    tokens, out = codec.Tokens(), []
+    for rel, captions in files:
+        try:
+            with open(os.path.join(root, rel), "rb") as f:
+                data = f.read()
+            stored = codec.stored_image(data, imageops.load_image(io.BytesIO(data), resolution), image_format)
+        except imageops.DECODE_ERRORS as e:
+            out.append((rel, None, f"unreadable ({type(e).__name__}: {e})", []))
+            continue
+        pairs = []
+        for caption in captions:
+            before = tokens.truncated
+            pairs.append((caption, tokens(caption), tokens.truncated > before))
+        out.append((rel, stored, None, pairs))
+    return out
+
+
+def _file_tasks(listing: caption_folder.Listing) -> list[tuple[str, list[tuple[str, list[str]]]]]:
+    """The listing's entries as tasks of FILES_PER_TASK files, each file with its captions in order
+    (a file listed again later is its own entry: prepared again, which is harmless)."""
+    files: list[tuple[str, list[str]]] = []
+    for rel, caption in listing.entries:
+        if files and files[-1][0] == rel:
+            files[-1][1].append(caption)
+        else:
+            files.append((rel, [caption]))
+    return [(listing.root, files[i:i + FILES_PER_TASK]) for i in range(0, len(files), FILES_PER_TASK)]
+
+
 class GigaganCaptionFolder(_Builder):
     """A folder of images with captions (captions.jsonl or .txt sidecars; or, with `annotations`,
-    a COCO image folder and its captions JSON); bad images are skipped."""
+    a COCO image folder and its captions JSON), prepared by `workers` processes; bad images are
+    skipped."""
 
-    def __init__(self, *, src: str = "", annotations: str = "", **kwargs):
+    def __init__(self, *, src: str = "", annotations: str = "", workers: int = 1, **kwargs):
         self._src = src
         self._annotations = annotations
+        self._workers = workers
         super().__init__(**kwargs)
 
     def _listing(self) -> caption_folder.Listing:
@@ -119,22 +160,17 @@ class GigaganCaptionFolder(_Builder):
         return {"train": self._generate_examples(listing)}
 
     def _generate_examples(self, listing: caption_folder.Listing):
-        keys, kept, last = ContentKeys(), 0, (None, None)  # a file's captions are listed together: decoded once
-        for rel, caption in listing.entries:
-            if rel != last[0]:
-                try:
-                    with open(os.path.join(listing.root, rel), "rb") as f:
-                        data = f.read()
-                    pixels = imageops.load_image(io.BytesIO(data), self._resolution)
-                    last = (rel, codec.stored_image(data, pixels, self._image_format))
-                except imageops.DECODE_ERRORS as e:
-                    last = (rel, None)
-                    self.skipped.append((rel, f"unreadable ({type(e).__name__}: {e})"))
-            if last[1] is None:
-                continue
-            kept += 1
-            yield keys(last[1], caption), example(last[1], caption, self._tokens(caption), self._image_format,
-                                                  self._resolution)
+        keys, kept = ContentKeys(), 0
+        prepare = functools.partial(prepare_files, resolution=self._resolution, image_format=self._image_format)
+        tasks = _file_tasks(listing)
+        for files in parallel.ordered_map(prepare, tasks, self._workers, "images", f"x{FILES_PER_TASK} images"):
+            for rel, stored, reason, pairs in files:
+                if stored is None:
+                    self.skipped.append((rel, reason))
+                for caption, tokens, cut in pairs:
+                    kept += 1
+                    self._tokens.truncated += cut
+                    yield keys(stored, caption), example(stored, caption, tokens, self._image_format, self._resolution)
         if kept == 0:
             raise ValueError(f"no readable images in {listing.root} ({len(self.skipped)} skipped)")
 
@@ -195,6 +231,13 @@ class GigaganShapes(_Builder):
                              self._resolution, item["label"])
 
 
+def _serialize_deterministically(self, example: dict) -> bytes:
+    """TFDS's `ExampleSerializer.serialize_example` with protobuf's deterministic flag. A record's
+    features form a protobuf map, whose entries are otherwise written in an order drawn per
+    process: the same examples prepared by two processes would differ in every record's bytes."""
+    return self.get_tf_example(example).SerializeToString(deterministic=True)
+
+
 def prepare(builder: tfds.core.GeneratorBasedBuilder) -> str:
     """Write the builder's ArrayRecord files (tqdm progress from TFDS) unless present; return the dir.
 
@@ -213,7 +256,9 @@ def prepare(builder: tfds.core.GeneratorBasedBuilder) -> str:
                 raise ValueError(f"{builder.data_dir} already holds a dataset prepared with other settings: "
                                  f"{changed}; give another --out, or delete it to prepare again")
     else:
-        builder.download_and_prepare(file_format="array_record")
+        with mock.patch.object(example_serializer.ExampleSerializer, "serialize_example",
+                               _serialize_deterministically):
+            builder.download_and_prepare(file_format="array_record")
         if builder.truncated_captions:
             log.warning("%d caption(s) are longer than CLIP's %d-token context: their stored tokens are cut "
                         "(end-of-text kept), as the tokenizer cuts them", builder.truncated_captions,
@@ -262,5 +307,7 @@ def prepare_folder_cached(src: str, resolution: int, cache_dir: str) -> str:
     prepared = find_prepared(data_dir) if os.path.isdir(data_dir) else None
     if prepared:
         return prepared
-    log.info("preparing caption folder %s at %d px into %s", listing.root, resolution, data_dir)
-    return prepare(GigaganCaptionFolder(src=listing.root, resolution=resolution, data_dir=data_dir))
+    # A worker costs a second or two to start: one per ~2000 images, up to one per core.
+    workers = min(os.cpu_count() or 1, -(-len(listing.entries) // 2000))
+    log.info("preparing caption folder %s at %d px into %s (%d worker(s))", listing.root, resolution, data_dir, workers)
+    return prepare(GigaganCaptionFolder(src=listing.root, resolution=resolution, workers=workers, data_dir=data_dir))

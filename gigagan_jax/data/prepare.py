@@ -10,8 +10,8 @@
 
 `coco` reads MS-COCO as downloaded (2014 or 2017: an image folder and its captions JSON), every
 caption of every image, with no TensorFlow (TFDS's own `coco_captions` builder needs it).
-`webdataset` reads img2dataset's output as it is (tar shards of .jpg + .txt / .json), decoding the
-shards in --workers processes.
+`webdataset` reads img2dataset's output as it is (tar shards of .jpg + .txt / .json).
+Every kind that reads image files (all but shapes and tfds) decodes them in --workers processes.
 Images are stored as `--image-format` says (gigagan_jax.data.codec): by default ("auto") a file
 already of the stored size is kept as its own JPEG / PNG / WebP bytes, any other is re-encoded at
 that size (JPEG q95 if it was a JPEG, else lossless PNG); "raw" keeps uint8 pixels (fastest to
@@ -76,7 +76,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help=f"emoji: comma-separated sets among {','.join(emoji.PACKAGES)}")
     p.add_argument("--emoji-version", default=emoji.VERSION, help="emoji: npm package version")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="webdataset: processes decoding shards (default: one per core)")
+                   help="processes decoding and encoding images: webdataset, folder, coco, emoji, shapes-folder "
+                        "(default: one per core)")
     p.add_argument("--images", default="", help="coco: the image folder (train2017/, val2014/, ...)")
     p.add_argument("--annotations", default="", help="coco: its captions JSON (captions_train2017.json, ...)")
     p.add_argument("--name", default="", help="tfds: catalogue name, e.g. coco_captions or imagenet2012")
@@ -107,6 +108,8 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             if not is_there(path):
                 p.error(f"{flag} {path} does not exist" if not os.path.exists(path) else
                         f"{flag} {path} is a {'file' if os.path.isfile(path) else 'folder'}")
+    if args.workers < 1:
+        p.error(f"--workers must be >= 1, got {args.workers}")
     if args.kind == "webdataset":
         if not args.src:
             p.error("--kind webdataset needs --src (e.g. 'shards/{00000..00999}.tar')")
@@ -118,8 +121,6 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         if missing or not shards:
             p.error(f"--src {args.src}: {len(missing)} shard(s) do not exist, first {missing[0]}" if missing
                     else f"--src {args.src} holds no .tar shards")
-        if args.workers < 1:
-            p.error(f"--workers must be >= 1, got {args.workers}")
     if args.kind == "tfds" and not args.name:
         p.error("--kind tfds needs --name")
     unknown = [s for s in args.emoji_sets.split(",") if s not in emoji.PACKAGES]
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.kind == "coco":
         builder = builders.GigaganCaptionFolder(src=args.images, annotations=args.annotations,
                                                 resolution=args.resolution, image_format=args.image_format,
-                                                data_dir=out)
+                                                workers=args.workers, data_dir=out)
     else:
         src = args.src
         if args.kind == "shapes-folder":
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 return _fail(str(e))
             print(f"fetched {pairs} emoji image-caption pairs into {src}")
         builder = builders.GigaganCaptionFolder(src=src, resolution=args.resolution, image_format=args.image_format,
-                                                data_dir=out)
+                                                workers=args.workers, data_dir=out)
     try:
         dataset_dir = builders.prepare(builder)
     except (FileNotFoundError, ValueError) as e:  # a caption folder's bad line, no readable image

@@ -3,11 +3,9 @@ webdataset package): `00000.tar` holds `000000000.jpg` beside `000000000.txt` an
 (whose "caption" is read when there is no .txt), one sample per key (a member's name up to its
 first dot).
 
-Shards are decoded one per task in worker processes (spawned: the caller may hold an XLA runtime,
-which does not survive a fork) and their samples come back in the order the shards were given,
-each already in its stored form (`codec`: image bytes, CLIP token bytes), so the workers do all
-the per-sample work.
-A sample without an image or a caption, an image that does not decode, or a shard that is not a
+Shards are decoded one per task in worker processes (`parallel.ordered_map`) and their samples
+come back in the order the shards were given, each already in its stored form (`codec`: image
+bytes, CLIP token bytes), so the workers do all the per-sample work. A sample without an image or a caption, an image that does not decode, or a shard that is not a
 tar file is skipped with its reason, never fatal.
 """
 
@@ -17,15 +15,12 @@ import dataclasses
 import functools
 import io
 import json
-import multiprocessing
 import os
 import re
 import tarfile
 from typing import Iterator
 
-from tqdm import tqdm
-
-from gigagan_jax.data import codec, imageops
+from gigagan_jax.data import codec, imageops, parallel
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 _RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
@@ -107,20 +102,6 @@ def read_shards(shards: list[str], resolution: int, image_format: str, workers: 
     """Every sample of every shard in order, read by `workers` processes (1: in this one), with a
     progress bar over the shards; what is skipped is appended to `skipped`."""
     read = functools.partial(read_shard, resolution=resolution, image_format=image_format)
-    tasks = list(enumerate(shards))
-    bar = tqdm(total=len(shards), desc="shards", unit="shard")
-    if workers <= 1:
-        results = map(read, tasks)
-        pool = None
-    else:
-        pool = multiprocessing.get_context("spawn").Pool(workers)
-        results = pool.imap(read, tasks)
-    try:
-        for samples, bad in results:
-            skipped.extend(bad)
-            bar.update(1)
-            yield from samples
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.terminate()
+    for samples, bad in parallel.ordered_map(read, list(enumerate(shards)), workers, "shards", "shard"):
+        skipped.extend(bad)
+        yield from samples
