@@ -6,16 +6,10 @@ evaluation reads them with numpy and needs no torch.
 
 from __future__ import annotations
 
-
-import numpy as np
-
 from gigagan_jax.pretrained.inception import read_state_dict, variables_from_state_dict
+from gigagan_jax.pretrained.weights_file import convert_to_npz
 
 
 def convert(src: str, dst: str) -> int:
-    """Write the state dict's arrays under their PyTorch names; returns how many. The layout is
-    checked first, so a wrong file fails here rather than at evaluation time."""
-    state = read_state_dict(src)
-    variables_from_state_dict(state, src)
-    np.savez(dst, **state)
-    return len(state)
+    """.pth -> .npz after checking the layout; returns the number of arrays written."""
+    return convert_to_npz(src, dst, read_state_dict, variables_from_state_dict)

@@ -32,3 +32,13 @@ def read_weights(path: str, convert_command: str) -> dict[str, np.ndarray]:
     if not isinstance(state, dict) or not all(hasattr(v, "float") for v in state.values()):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict of tensors")
     return {k: v.float().numpy() for k, v in state.items()}
+
+
+def convert_to_npz(src: str, dst: str, read, check) -> int:
+    """Write `read(src)`'s arrays to `dst` (.npz) under their PyTorch names; returns how many.
+    `check(state, src)` maps them onto the network first, so a wrong file fails here and not at
+    evaluation time."""
+    state = read(src)
+    check(state, src)
+    np.savez(dst, **state)
+    return len(state)

@@ -6,18 +6,12 @@ behind a command line).
 
 from __future__ import annotations
 
-import argparse
-
 from gigagan_jax.pretrained.convert_inception import convert
+from gigagan_jax.tools.convert_cli import convert_main
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("src", help="pt_inception-2015-12-05-6726825d.pth")
-    parser.add_argument("dst", help="output .npz")
-    args = parser.parse_args(argv)
-    n = convert(args.src, args.dst)
-    print(f"wrote {n} arrays to {args.dst}")
+    convert_main(__doc__, "pt_inception-2015-12-05-6726825d.pth", convert, argv)
 
 
 if __name__ == "__main__":

@@ -6,18 +6,12 @@ behind a command line).
 
 from __future__ import annotations
 
-import argparse
-
 from gigagan_jax.pretrained.convert_vgg16 import convert
+from gigagan_jax.tools.convert_cli import convert_main
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("src", help="vgg16-397923af.pth")
-    parser.add_argument("dst", help="output .npz")
-    args = parser.parse_args(argv)
-    n = convert(args.src, args.dst)
-    print(f"wrote {n} arrays to {args.dst}")
+    convert_main(__doc__, "vgg16-397923af.pth", convert, argv)
 
 
 if __name__ == "__main__":
