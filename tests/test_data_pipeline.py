@@ -216,3 +216,25 @@ def test_prepared_folder_reads_with_worker_processes_and_its_stored_tokens(tmp_p
         assert_same(a, b)
     for batch in runs[0]:
         np.testing.assert_array_equal(batch["tokens"], ClipTokenizer(16)(list(batch["caption"])))
+
+
+class DiesInWorkers(ShapesSource):
+    """Reads normally in the parent; a decode worker reading it dies, as one killed for memory would."""
+
+    def get_batch(self, indices):
+        import multiprocessing
+        import os
+
+        if multiprocessing.parent_process() is not None:
+            os._exit(1)
+        return super().get_batch(indices)
+
+
+def test_a_decode_worker_that_dies_is_an_error_not_a_hang():
+    from concurrent.futures.process import BrokenProcessPool
+
+    config = make_config(prefetch=2, num_workers=2)
+    pipe = InputPipeline(config, source=DiesInWorkers(64, 16))
+    with pytest.raises(BrokenProcessPool):
+        next(pipe)  # raised in the prefetch thread, re-raised here
+    pipe.close()

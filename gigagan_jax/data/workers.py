@@ -6,13 +6,15 @@ costs about as much as decoding them (tens of MB per batch, pickled and copied i
 so each worker writes its rows straight into one shared-memory block the size of a host batch
 and returns only the small fields; the parent copies the block out once. Workers are spawned
 (a forked child would inherit the parent's XLA runtime) and each reopens the source from its
-pickle (`RecordSource` pickles as its folder).
+pickle (`RecordSource` pickles as its folder). A worker that dies (killed, out of memory) raises
+`BrokenProcessPool` in the reader instead of leaving training waiting for its rows.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import weakref
+from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import shared_memory
 
 import numpy as np
@@ -50,15 +52,16 @@ class DecodeWorkers:
         self.num_workers = num_workers
         self.image_shape = tuple(image_shape)
         self._block = shared_memory.SharedMemory(create=True, size=max(1, batch_size * int(np.prod(image_shape))))
-        self._pool = multiprocessing.get_context("spawn").Pool(num_workers, initializer=_start, initargs=(source,))
+        self._pool = ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_start, initargs=(source,))
         self._finalizer = weakref.finalize(self, _shut, self._pool, self._block)  # also at exit, if never closed
 
     def read(self, indices: np.ndarray) -> dict:
         """Like `source.get_batch(indices)`; rows are split evenly over the workers, in order."""
         chunks = np.array_split(indices, self.num_workers)
         starts = np.cumsum([0] + [len(c) for c in chunks[:-1]])
-        parts = self._pool.starmap(_read, [(c, self._block.name, int(s), self.image_shape)
-                                           for c, s in zip(chunks, starts)])
+        parts = list(self._pool.map(_read, chunks, [self._block.name] * len(chunks), [int(s) for s in starts],
+                                    [self.image_shape] * len(chunks)))
         images = np.ndarray((len(indices),) + self.image_shape, np.uint8, buffer=self._block.buf)
         out = {"image": images.copy()}  # the block is reused by the next read
         for key in parts[0]:
@@ -70,8 +73,7 @@ class DecodeWorkers:
         self._finalizer()
 
 
-def _shut(pool, block: shared_memory.SharedMemory) -> None:
-    pool.terminate()
-    pool.join()
+def _shut(pool: ProcessPoolExecutor, block: shared_memory.SharedMemory) -> None:
+    pool.shutdown(wait=True, cancel_futures=True)
     block.close()
     block.unlink()
