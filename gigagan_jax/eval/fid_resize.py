@@ -15,6 +15,9 @@ resize protocol, and published numbers use two:
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from PIL import Image
 
@@ -30,15 +33,20 @@ FID_RESIZES = {
 
 def clean_resize(images) -> np.ndarray:
     """uint8 [B, H, W, 3] -> float32 [B, 299, 299, 3] on the 0..255 scale, resized per channel by
-    PIL's float-image BICUBIC."""
+    PIL's float-image BICUBIC. Images are resized in threads, one per core (PIL releases the GIL
+    while it resizes): ~4 ms per 256 px image on one core, 2 minutes for 30k images."""
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(f"clean resize reads uint8 images [B, H, W, C], got {images.dtype} {images.shape}")
     out = np.empty((images.shape[0], INPUT_SIZE, INPUT_SIZE, images.shape[3]), np.float32)
-    for i, image in enumerate(images):
+
+    def resize(i: int) -> None:
         for c in range(images.shape[3]):
-            channel = Image.fromarray(image[:, :, c].astype(np.float32))  # mode 'F'
+            channel = Image.fromarray(images[i, :, :, c].astype(np.float32))  # mode 'F'
             out[i, :, :, c] = np.asarray(channel.resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BICUBIC))
+
+    with ThreadPoolExecutor(min(os.cpu_count() or 1, max(1, len(images)))) as pool:
+        list(pool.map(resize, range(len(images))))
     return out
 
 
