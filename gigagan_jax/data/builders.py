@@ -163,7 +163,8 @@ class GigaganCaptionFolder(_Builder):
         keys, kept = ContentKeys(), 0
         prepare = functools.partial(prepare_files, resolution=self._resolution, image_format=self._image_format)
         tasks = _file_tasks(listing)
-        for files in parallel.ordered_map(prepare, tasks, self._workers, "images", f"x{FILES_PER_TASK} images"):
+        for files in parallel.ordered_map(prepare, tasks, self._workers, "images", "image",
+                                          size=lambda task: len(task[1])):
             for rel, stored, reason, pairs in files:
                 if stored is None:
                     self.skipped.append((rel, reason))

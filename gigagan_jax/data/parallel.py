@@ -23,26 +23,29 @@ IN_FLIGHT_PER_WORKER = 2
 
 
 def ordered_map(fn: Callable[[Task], Result], tasks: Sequence[Task], workers: int, desc: str,
-                unit: str) -> Iterator[Result]:
+                unit: str, size: Callable[[Task], int] = lambda task: 1) -> Iterator[Result]:
     """`fn(task)` for every task, in order, run by `workers` processes (1: in this one); `fn` must
-    be a module-level function (or a functools.partial of one) so that workers can import it."""
-    with tqdm(total=len(tasks), desc=desc, unit=unit) as bar:
+    be a module-level function (or a functools.partial of one) so that workers can import it. The
+    progress bar counts `size(task)` `unit`s per task done."""
+    with tqdm(total=sum(size(task) for task in tasks), desc=desc, unit=unit) as bar:
         if workers <= 1 or len(tasks) <= 1:
             for task in tasks:
                 yield fn(task)
-                bar.update(1)
+                bar.update(size(task))
             return
         workers = min(workers, len(tasks))
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
         try:
-            pending = collections.deque()
+            pending = collections.deque()  # (future, its task's size)
             for task in tasks:
                 if len(pending) == IN_FLIGHT_PER_WORKER * workers:
-                    yield pending.popleft().result()
-                    bar.update(1)
-                pending.append(pool.submit(fn, task))
+                    future, n = pending.popleft()
+                    yield future.result()
+                    bar.update(n)
+                pending.append((pool.submit(fn, task), size(task)))
             while pending:
-                yield pending.popleft().result()
-                bar.update(1)
+                future, n = pending.popleft()
+                yield future.result()
+                bar.update(n)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
