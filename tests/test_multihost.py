@@ -204,6 +204,32 @@ def test_process_env_replaces_only_the_device_count_and_the_cluster_variables():
         local_cluster.process_env(1, base=base)
 
 
+# Rank 0 waits for rank 1's marker file; rank 1 first writes 1 MB to stderr (more than a pipe holds).
+CHATTY_PAIR = """
+import os, sys, time
+marker, rank = sys.argv[1], int(os.environ["SLURM_PROCID"])
+if rank == 1:
+    sys.stderr.write("x" * 2**20)
+    sys.stderr.flush()
+    open(marker, "w").close()
+else:
+    while not os.path.exists(marker):
+        time.sleep(0.05)
+print("rank", rank, "done")
+"""
+
+
+def test_wait_drains_every_process_at_once(tmp_path):
+    """A process that fills its stderr pipe must not stall the job while `wait` reads another:
+    read in turn, rank 0's pipes block and rank 1's, full, never drain (a deadlock)."""
+    marker = str(tmp_path / "marker")
+    procs = local_cluster.start([sys.executable, "-c", CHATTY_PAIR, marker], processes=2, devices=1,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    (code0, out0, _), (code1, out1, err1) = local_cluster.wait(procs, timeout_s=60)
+    assert (code0, code1) == (0, 0) and out0.strip() == "rank 0 done" and out1.strip() == "rank 1 done"
+    assert len(err1) == 2**20
+
+
 def test_host_decisions_are_process_0s_and_its_failures_reach_every_host(tmp_path):
     """hosts.py on a real pair: every host gets process 0's answer; work done by process 0 alone
     is seen by the other after `main_first`, and a failure there is raised on both (not a hang)."""

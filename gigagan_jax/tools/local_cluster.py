@@ -16,6 +16,7 @@ import argparse
 import os
 import subprocess
 import sys
+import threading
 import time
 from typing import Optional, Sequence
 
@@ -47,19 +48,27 @@ def start(command: Sequence[str], processes: int, devices: int, job_id: Optional
 
 def wait(procs: Sequence[subprocess.Popen], timeout_s: float) -> list[tuple[int, str, str]]:
     """(returncode, stdout, stderr) of each process; all are killed and TimeoutError raised when
-    one is still running after timeout_s (the others cannot finish without it)."""
+    one is still running after timeout_s (the others cannot finish without it). Every process's
+    pipes are drained at once, one thread each: read in turn, a process blocked on a full stderr
+    pipe would stall the job while the one being read waits for it at a collective."""
     deadline = time.time() + timeout_s
-    results = []
-    try:
-        for p in procs:
-            out, err = p.communicate(timeout=max(1.0, deadline - time.time()))
-            results.append((p.returncode, out, err))
-    except subprocess.TimeoutExpired:
+    results: list = [None] * len(procs)
+
+    def drain(rank: int, proc: subprocess.Popen) -> None:
+        out, err = proc.communicate()
+        results[rank] = (proc.returncode, out, err)
+
+    threads = [threading.Thread(target=drain, args=(rank, p), daemon=True) for rank, p in enumerate(procs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.time()))
+    if any(thread.is_alive() for thread in threads):
         for p in procs:
             p.kill()
-        for p in procs:
-            p.communicate()
-        raise TimeoutError(f"a process of the job was still running after {timeout_s:.0f} s (deadlock?)") from None
+        for thread in threads:
+            thread.join()
+        raise TimeoutError(f"a process of the job was still running after {timeout_s:.0f} s (deadlock?)")
     return results
 
 
