@@ -14,7 +14,6 @@ import collections
 import functools
 import glob
 import hashlib
-import io
 import json
 import logging
 import os
@@ -81,7 +80,8 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             raise ValueError(f"image format must be one of {', '.join(codec.IMAGE_FORMATS)}, got {image_format!r}")
         self._resolution = resolution
         self._image_format = image_format
-        self._tokens = codec.Tokens()
+        self._tokenize = codec.Tokens()
+        self.truncated_captions = 0  # captions longer than CLIP's context, cut
         self.skipped: list[tuple[str, str]] = []
         super().__init__(**kwargs)
 
@@ -94,10 +94,6 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return {**self._source_recipe(), "resolution": self._resolution, "image_format": self._image_format,
                 "tokenizer": codec.TOKENIZER_ID}
 
-    @property
-    def truncated_captions(self) -> int:
-        return self._tokens.truncated
-
 
 FILES_PER_TASK = 64  # images one worker prepares per task: enough to amortise the hand-off
 
@@ -106,20 +102,15 @@ def prepare_files(task: tuple[str, list[tuple[str, list[str]]]], resolution: int
     """Worker: `task = (root, [(rel, captions), ...])` -> per file (rel, stored bytes or None, why
     not, [(caption, tokens, cut)])."""
     root, files = task
-    tokens, out = codec.Tokens(), []
+    tokenize, out = codec.Tokens(), []
     for rel, captions in files:
         try:
             with open(os.path.join(root, rel), "rb") as f:
-                data = f.read()
-            stored = codec.stored_image(data, imageops.load_image(io.BytesIO(data), resolution), image_format)
+                stored = codec.stored_file(f.read(), resolution, image_format)
         except imageops.DECODE_ERRORS as e:
             out.append((rel, None, f"unreadable ({type(e).__name__}: {e})", []))
             continue
-        pairs = []
-        for caption in captions:
-            before = tokens.truncated
-            pairs.append((caption, tokens(caption), tokens.truncated > before))
-        out.append((rel, stored, None, pairs))
+        out.append((rel, stored, None, [(caption, *tokenize(caption)) for caption in captions]))
     return out
 
 
@@ -170,7 +161,7 @@ class GigaganCaptionFolder(_Builder):
                     self.skipped.append((rel, reason))
                 for caption, tokens, cut in pairs:
                     kept += 1
-                    self._tokens.truncated += cut
+                    self.truncated_captions += cut
                     yield keys(stored, caption), example(stored, caption, tokens, self._image_format, self._resolution)
         if kept == 0:
             raise ValueError(f"no readable images in {listing.root} ({len(self.skipped)} skipped)")
@@ -203,7 +194,7 @@ class GigaganWebDataset(_Builder):
         for sample in webdataset.read_shards(self._shards, self._resolution, self._image_format, self._workers,
                                              self.skipped):
             kept += 1
-            self._tokens.truncated += sample.truncated
+            self.truncated_captions += sample.truncated
             yield keys(sample.image, sample.caption), example(sample.image, sample.caption, sample.tokens,
                                                               self._image_format, self._resolution)
         if kept == 0:
@@ -228,8 +219,9 @@ class GigaganShapes(_Builder):
         for i in range(len(self._source)):
             item = self._source[i]
             stored = codec.stored_image(None, item["image"], self._image_format)
-            yield i, example(stored, item["caption"], self._tokens(item["caption"]), self._image_format,
-                             self._resolution, item["label"])
+            tokens, cut = self._tokenize(item["caption"])
+            self.truncated_captions += cut
+            yield i, example(stored, item["caption"], tokens, self._image_format, self._resolution, item["label"])
 
 
 def _serialize_deterministically(self, example: dict) -> bytes:

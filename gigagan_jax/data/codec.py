@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 from PIL import Image
 
+from gigagan_jax.data import imageops
 from gigagan_jax.pretrained.tokenize import BPE_SHA256, CONTEXT_LENGTH, EOT_ID, VOCAB_SIZE, ClipTokenizer
 
 IMAGE_FORMATS = ("auto", "raw", "png", "jpeg", "webp")
@@ -61,6 +62,12 @@ def stored_image(file_bytes: bytes | None, pixels: np.ndarray, image_format: str
         if given in _KEPT_AS_GIVEN and same_size and np.array_equal(decode_image(file_bytes), pixels):
             return file_bytes
     return encode_pixels(pixels, "jpeg" if given == "JPEG" else "png")
+
+
+def stored_file(data: bytes, resolution: int, image_format: str) -> bytes:
+    """An image file's bytes -> what is stored for it at `resolution` (decoded once by
+    `imageops.load_image`, whose errors, `imageops.DECODE_ERRORS`, pass through)."""
+    return stored_image(data, imageops.load_image(io.BytesIO(data), resolution), image_format)
 
 
 def decode_image(data: bytes | memoryview) -> np.ndarray:
@@ -100,15 +107,14 @@ def fit_context(tokens: np.ndarray, context_length: int) -> np.ndarray:
 
 
 class Tokens:
-    """Caption -> stored token bytes, counting captions longer than CLIP's context (cut)."""
+    """Caption -> (stored token bytes, whether the caption was longer than CLIP's context and cut);
+    the tokenizer's warning becomes the flag, so preparation can count cut captions once."""
 
     def __init__(self):
         self._tokenizer = ClipTokenizer()
-        self.truncated = 0
 
-    def __call__(self, caption: str) -> bytes:
+    def __call__(self, caption: str) -> tuple[bytes, bool]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             row = self._tokenizer([caption])[0]  # [77]
-        self.truncated += bool(caught)
-        return pack_tokens(row)
+        return pack_tokens(row), bool(caught)

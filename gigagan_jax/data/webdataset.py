@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import io
 import json
 import os
 import re
@@ -67,7 +66,7 @@ def _caption(parts: dict[str, bytes]) -> str | None:
 def read_shard(task: tuple[int, str], resolution: int, image_format: str) -> tuple[list[Sample], list[tuple[str, str]]]:
     """(samples, skipped [(path:key, reason)]) of shard `task = (index, path)`, in its member order."""
     index, path = task
-    tokens = codec.Tokens()
+    tokenize = codec.Tokens()
     grouped: dict[str, dict[str, bytes]] = {}
     try:
         with tarfile.open(path) as tar:
@@ -88,12 +87,11 @@ def read_shard(task: tuple[int, str], resolution: int, image_format: str) -> tup
                 skipped.append((f"{path}:{key}", "no image" if image is None else "no caption"))
             continue
         try:
-            stored = codec.stored_image(image, imageops.load_image(io.BytesIO(image), resolution), image_format)
+            stored = codec.stored_file(image, resolution, image_format)
         except imageops.DECODE_ERRORS as e:  # the error's type: PIL's message names only the BytesIO object
             skipped.append((f"{path}:{key}", f"unreadable ({type(e).__name__})"))
             continue
-        before = tokens.truncated
-        samples.append(Sample(index, key, stored, caption, tokens(caption), tokens.truncated > before))
+        samples.append(Sample(index, key, stored, caption, *tokenize(caption)))
     return samples, skipped
 
 
