@@ -15,11 +15,11 @@ from gigagan_jax.data import coco, imageops, open_source
 from gigagan_jax.tools import local_cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Records in `attempts` every import of tensorflow (an import statement or importlib.import_module; a
-# presence probe, importlib.util.find_spec as etils and transformers make, is no import, even when it
-# runs while another module is being imported).
-TENSORFLOW_SPY = """
-import json, os, runpy, sys, traceback
+# `python -c WITHOUT_TENSORFLOW SCRIPT.py|MODULE ARGS...` runs it as __main__ and exits 3 if it imported
+# tensorflow (an import statement or importlib.import_module; a presence probe, importlib.util.find_spec
+# as etils and transformers make, is no import, even when it runs while another module is being imported).
+WITHOUT_TENSORFLOW = """
+import os, runpy, sys, traceback
 attempts = []
 class Spy:
     def find_spec(self, name, path=None, target=None):
@@ -28,20 +28,24 @@ class Spy:
             attempts.append(name)
         return None
 sys.meta_path.insert(0, Spy())
-"""
-# Runs `prepare.main(argv)` and fails if anything imports tensorflow.
-NO_TENSORFLOW = TENSORFLOW_SPY + """
-from gigagan_jax.data import prepare
-code = prepare.main(json.loads(sys.argv[1]))
-assert not attempts, f"tensorflow was imported: {attempts}"
-sys.exit(code)
+target, sys.argv = sys.argv[1], sys.argv[1:]
+try:
+    if target.endswith(".py"):
+        runpy.run_path(target, run_name="__main__")
+    else:
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+finally:
+    if attempts:
+        print(f"tensorflow was imported: {attempts}", file=sys.stderr, flush=True)
+        os._exit(3)
 """
 
 
 def prepare_without_tensorflow(argv: list[str], out) -> tuple[str, list[dict]]:
-    """Run `prepare.main(argv)` in a process that fails on a tensorflow import; (its stdout, every
-    example of the dataset it wrote to `out`, read back as training reads it)."""
-    proc = subprocess.run([sys.executable, "-c", NO_TENSORFLOW, json.dumps(argv)], capture_output=True, text=True,
+    """Run `python -m gigagan_jax.data.prepare ARGV` in a process that fails on a tensorflow import;
+    (its stdout, every example of the dataset it wrote to `out`, read back as training reads it)."""
+    proc = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, "gigagan_jax.data.prepare", *argv],
+                          capture_output=True, text=True,
                           cwd=ROOT, env={**local_cluster.process_env(1), "PYTHONPATH": ROOT}, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = default_config()

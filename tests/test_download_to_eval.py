@@ -9,31 +9,16 @@ import numpy as np
 
 from test_cli import ROOT, run
 
-# `python -c WITHOUT_TENSORFLOW SCRIPT.py|MODULE ARGS...`: runs it as __main__ and exits 3 if it imported tensorflow.
-WITHOUT_TENSORFLOW = """
-target, sys.argv = sys.argv[1], sys.argv[1:]
-try:
-    if target.endswith(".py"):
-        runpy.run_path(target, run_name="__main__")
-    else:
-        runpy.run_module(target, run_name="__main__", alter_sys=True)
-finally:
-    if attempts:
-        print(f"tensorflow was imported: {attempts}", file=sys.stderr, flush=True)
-        os._exit(3)
-"""
-
-
 def test_web_shards_and_coco_as_downloaded_train_and_evaluate(tiny_clip, tmp_path):
     """The road from real downloads: img2dataset-style shards (sizes and formats mixed, a corrupt
     sample, one without a caption) prepare and train 2 steps; a COCO-layout folder prepares and is
     the evaluation set, with FID statistics saved from it. Training and evaluation never import
     tensorflow (preparing is checked in test_data_coco / test_data_webdataset)."""
-    from test_data_coco import TENSORFLOW_SPY, write_coco
+    from test_data_coco import WITHOUT_TENSORFLOW, write_coco
     from test_data_webdataset import write_shards
     from test_eval_inception import torch_layout_state_dict
 
-    guarded = ["-c", TENSORFLOW_SPY + WITHOUT_TENSORFLOW]
+    guarded = ["-c", WITHOUT_TENSORFLOW]
 
     write_shards(tmp_path / "shards")
     code, out, err = run(["-m", "gigagan_jax.data.prepare"], "--kind", "webdataset", "--src", str(tmp_path / "shards"),
