@@ -217,8 +217,13 @@ def evaluate(real_batches: Iterable | None, prompt_batches: Iterable[list[str]],
         real_needed.add(f"inception_{fid_resize}")
     real = (real_features(real_batches, num_images, {n: nets[n] for n in sorted(real_needed)}, real_cache)
             if real_needed else {})
+    real_fid_stats = None  # (mu [D], sigma [D, D]) of FID's real side: for FID and --save_ref_stats, fitted once
+    if ref_stats is not None:
+        real_fid_stats = (ref_stats.mu, ref_stats.sigma)
+    elif f"inception_{fid_resize}" in real:
+        real_fid_stats = feature_stats(real[f"inception_{fid_resize}"])
     if save_ref_stats is not None:
-        save_stats(save_ref_stats, *feature_stats(real[f"inception_{fid_resize}"]), num_images, fid_resize)
+        save_stats(save_ref_stats, *real_fid_stats, num_images, fid_resize)
 
     fake = _Features({n: nets[n] for n in sorted(fake_needed)})
     scorer = ClipScoreAccumulator(score_clip, score_prompt_prefix) if score_clip is not None else None
@@ -240,9 +245,7 @@ def evaluate(real_batches: Iterable | None, prompt_batches: Iterable[list[str]],
                **({"num_real": num_images} if real else {}), "num_fake": num_images}
     fid = f"fid_{fid_resize}"
     if fid in protocols:
-        real_stats = ((ref_stats.mu, ref_stats.sigma) if ref_stats is not None
-                      else feature_stats(real[f"inception_{fid_resize}"]))
-        metrics[fid] = frechet_distance(*real_stats, *feature_stats(fake_arrays[f"inception_{fid_resize}"]))
+        metrics[fid] = frechet_distance(*real_fid_stats, *feature_stats(fake_arrays[f"inception_{fid_resize}"]))
     for pr, features in (("vgg16", "vgg16"), ("inception", f"inception_{fid_resize}")):
         if f"precision_{pr}" in protocols:
             metrics[f"precision_{pr}"], metrics[f"recall_{pr}"] = precision_recall(
