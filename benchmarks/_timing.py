@@ -1,6 +1,5 @@
-"""Timing helpers shared by the speed benchmarks, and the CPU name written beside every figure."""
+"""Timing helpers shared by the speed benchmarks (the CPU name beside every figure: kernel_choice.cpu_model)."""
 
-import re
 import time
 
 import jax
@@ -16,16 +15,6 @@ def median_seconds(fn, repeats: int) -> float:
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
-
-
-def cpu_model() -> str:
-    """'<model name> x<logical cores>' from /proc/cpuinfo: machines of one kind differ ~3x in speed."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = re.findall(r"^model name\s*:\s*(.+)$", f.read(), re.M)
-        return f"{names[0]} x{len(names)}" if names else "unknown CPU"
-    except OSError:
-        return "unknown CPU"
 
 
 def matmul_peak(n: int, repeats: int) -> dict[str, float]:

@@ -19,7 +19,7 @@ import re
 import sys
 import time
 
-from benchmarks._timing import cpu_model
+from gigagan_jax.models.kernel_choice import cpu_model
 
 
 def parse_args() -> argparse.Namespace:

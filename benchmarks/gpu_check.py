@@ -6,7 +6,7 @@
 Sections, cheapest first, each skipped with a stated reason once `--budget_s` is spent:
   peak          the device's measured matmul TFLOP/s in f32 and bf16 (the MFU denominators);
   bench64       DESIGN §13's shape: D, D + R1, G, one D+G iteration, sampling 64; achieved TFLOP/s;
-  kernel_impls  the adaptive conv's implementations (`auto` picks "grouped" off CPU unmeasured): G step
+  kernel_impls  the adaptive conv's implementations (and what `auto` measured fastest here): G step
                 and sampling at bench64 for each;
   chain         prompt -> CLIP text -> t2i_64 -> upsampler_512, latency per 512 px image at batch 1 and
                 per image at a larger batch (the paper: 0.13 s on an A100);
@@ -34,11 +34,12 @@ import numpy as np
 from flax.core import meta
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from benchmarks._timing import cpu_model, matmul_peak, median_seconds
+from benchmarks._timing import matmul_peak, median_seconds
 from gigagan_jax.config import has_vision_backbone, load_config, validate_config
 from gigagan_jax.generate.sample import generate, generate_and_upsample, seeds_to_z
 from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.models.generator import Generator, init_generator
+from gigagan_jax.models.kernel_choice import cpu_model
 from gigagan_jax.pretrained.clip import Clip, expected_shapes, init_params, openai_config
 from gigagan_jax.train import pod_plan
 from gigagan_jax.train.sharding import make_mesh, replicated
@@ -201,13 +202,15 @@ def kernel_impls_section(shapes: Shapes) -> dict:
             "G step s": median_seconds(lambda: g_step(state, batch, jax.random.PRNGKey(3)), shapes.repeats),
             f"sample {n} s": median_seconds(lambda: generate(steps.generator, state.g_ema, z, cond["text_features"],
                                                              cond["eot_index"]), shapes.repeats)}
-    return {"auto": build_generator(load_config(shapes.bench)).spec.kernel_impl, "impls": out}
+    auto = {objective: build_generator(load_config(shapes.bench), objective, num_devices=1).spec.kernel_impl
+            for objective in ("train", "sample")}
+    return {"auto": auto, "impls": out}
 
 
 def chain_section(shapes: Shapes) -> dict:
     """Prompt ids -> CLIP text -> base G -> upsampler, one executable, random weights."""
     base_config, up_config = load_config(shapes.t2i), load_config(shapes.upsampler)
-    generator, upsampler = build_generator(base_config), build_generator(up_config)
+    generator, upsampler = (build_generator(c, "sample", num_devices=1) for c in (base_config, up_config))
     if generator.spec.resolution != upsampler.spec.input_resolution:
         raise ValueError(f"{shapes.t2i} makes {generator.spec.resolution} px, {shapes.upsampler} reads "
                          f"{upsampler.spec.input_resolution} px")

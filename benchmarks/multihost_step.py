@@ -20,8 +20,8 @@ import subprocess
 import sys
 import tempfile
 
-from benchmarks._timing import cpu_model
 from gigagan_jax.config import load_config
+from gigagan_jax.models.kernel_choice import cpu_model
 from gigagan_jax.tools import local_cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

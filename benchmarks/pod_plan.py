@@ -35,6 +35,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--find_max_batch", action="store_true", help="the largest per-device batch that fits")
     parser.add_argument("--memory_gb", type=float, default=80.0, help="accelerator memory per device, GB")
     parser.add_argument("--dtype", default=None, help="override config.model.dtype (compute dtype)")
+    parser.add_argument("--kernel_impl", default="patches",
+                        help="the adaptive conv's implementation planned for when the config says auto (auto is "
+                             "measured on the machine that runs, which simulated devices are not)")
     parser.add_argument("--peak_tflops", type=float, default=0.0, help="0: H100 SXM dense peak for the dtype")
     parser.add_argument("--utilisation", type=float, default=0.4, help="share of peak the steps are assumed to reach")
     parser.add_argument("--link_gbps", type=float, default=100.0,
@@ -87,6 +90,8 @@ def main(argv=None) -> int:
     config.mesh.shape = args.mesh_shape
     if args.dtype is not None:
         config.model.dtype = args.dtype
+    if config.model.g.kernel_impl == "auto":
+        config.model.g.kernel_impl = args.kernel_impl
     if args.no_vision:
         config.loss.vision_aided_start = -1
     if config.task == "upsampler" and config.loss.perceptual == "lpips" and not config.loss.lpips_path:
@@ -102,7 +107,7 @@ def main(argv=None) -> int:
         inputs = pod_plan.abstract_step_inputs(config, mesh, clip, vision)
         return inputs, pod_plan.plan_steps(inputs, mesh)
 
-    print(f"{args.config} on a {args.mesh} mesh ({devices} simulated devices), compute {config.model.dtype}; frozen: {'CLIP ' + str(clip.config.vision_config.patch_size) if clip else '-'}"
+    print(f"{args.config} on a {args.mesh} mesh ({devices} simulated devices), compute {config.model.dtype}, kernel_impl {config.model.g.kernel_impl}; frozen: {'CLIP ' + str(clip.config.vision_config.patch_size) if clip else '-'}"
           f"{', vision-aided backbone' if vision else ''}", flush=True)
     if args.find_max_batch:
         peaks = {}

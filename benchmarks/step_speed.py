@@ -19,7 +19,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from benchmarks._timing import cpu_model, matmul_peak, median_seconds
+from benchmarks._timing import matmul_peak, median_seconds
+from gigagan_jax.models.kernel_choice import cpu_model
 from gigagan_jax.config import load_config, validate_config
 from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.models.generator import Generator

@@ -10,7 +10,8 @@
     WORKDIR/summary.json             the last training run's summary
 
 Outside any run, `user_cache_dir` holds what runs share on one machine: compiled executables
-(`xla/`) and small CLIPs keyed by their data and recipe (`small_clip/<key>/`).
+(`xla/`), small CLIPs keyed by their data and recipe (`small_clip/<key>/`) and the adaptive conv
+implementation measured fastest per shape (`kernel_impl/`).
 
 WORKDIR may be a local folder or a bucket URL (`gs://bucket/run`, also s3://, az://): a pod's
 hosts share no disk, but they share a bucket. Every file the project writes there goes through

@@ -11,7 +11,7 @@ from flax.core import meta
 
 from gigagan_jax.config import load_config
 from gigagan_jax.models.build import build_generator
-from gigagan_jax.models.generator import (Generator, GeneratorSpec, init_generator, pyramid_shapes, resolve_kernel_impl,
+from gigagan_jax.models.generator import (Generator, GeneratorSpec, init_generator, pyramid_shapes,
                                          style_mix)
 from gigagan_jax.tools.param_count import generator_param_counts
 
@@ -215,11 +215,8 @@ def test_paper_config_parameter_count():
     assert counts["mapping_network"] > 0 and counts["text_transformer"] > 0
 
 
-def test_kernel_impl_choice_and_whole_generator_equivalence():
-    assert resolve_kernel_impl("auto", "cpu", num_devices=1) == "per_sample"
-    assert resolve_kernel_impl("auto", "cpu", num_devices=8) == "patches"
-    assert resolve_kernel_impl("auto", "gpu") == "grouped"
-    assert resolve_kernel_impl("grouped", "cpu") == "grouped"
+def test_every_kernel_impl_gives_the_same_generator():
+    """What lets `auto` pick any of them per machine (test_kernel_choice) on one parameter tree."""
     generator, params = _tiny()
     spec = generator.spec
     z = jax.random.normal(jax.random.PRNGKey(1), (2, spec.z_dim))

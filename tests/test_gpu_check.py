@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks import gpu_check
 from gigagan_jax.config import load_config
+from gigagan_jax.models.layers import MODCONV_IMPLS
 from gigagan_jax.tools import local_cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,7 +50,8 @@ def test_bench_rows_add_up(report):
 
 def test_kernel_impls_and_chain(report):
     impls, chain = report[0]["kernel_impls"], report[0]["chain"]
-    assert impls["auto"] == "per_sample"  # one CPU device
+    assert set(impls["auto"]) == {"train", "sample"}  # measured on this machine (test_kernel_choice)
+    assert all(choice in MODCONV_IMPLS for choice in impls["auto"].values())
     assert set(impls["impls"]) == set(gpu_check.REDUCED.impls)
     assert all(t > 0 for row in impls["impls"].values() for t in row.values())
     assert chain["resolution"] == 32  # configs/tiny.py's 16 px -> configs/upsampler_tiny.py

@@ -3,7 +3,7 @@
     config, workdir, pixels, hosts     foundations: import nothing of the package
     pretrained, checkpoint             frozen third-party networks (+ the CLIP tokenizer); Orbax + sha256
     data                               datasets (+ the path layer); stores captions as CLIP tokens
-    models                             GigaGAN's own networks
+    models                             GigaGAN's own networks (+ the measured kernel choice's cache)
     losses                             loss terms
     generate                           restore a trained model, sample, edit, upsample
     train                              steps, state, loop (its sample grid goes through generate)
@@ -29,7 +29,7 @@ MAY_IMPORT = {
     "data": {"config", "pixels", "workdir", "pretrained"},
     "pretrained": {"config", "pixels"},
     "checkpoint": {"config", "hosts", "workdir"},
-    "models": {"config", "pixels"},
+    "models": {"config", "pixels", "workdir", "hosts"},  # kernel_choice: a per-machine cache, one choice for all hosts
     "losses": FOUNDATIONS | {"models", "pretrained"},
     "generate": FOUNDATIONS | {"checkpoint", "pretrained", "models"},
     "train": FOUNDATIONS | {"checkpoint", "data", "pretrained", "models", "losses", "generate"},

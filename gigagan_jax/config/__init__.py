@@ -51,7 +51,7 @@ def _generator_defaults() -> ml_collections.ConfigDict:
     g.num_kernels = 6
     # "grouped" (per-sample grouped conv) | "bank" (N shared convs) | "patches" (per-sample
     # kernel as an im2col batched matmul) | "per_sample" (B plain convs in sequence) | "auto"
-    # (per backend, see gigagan_jax.models.generator.resolve_kernel_impl and BENCHMARKS.md).
+    # (the fastest measured on this machine for the shape, cached: gigagan_jax.models.kernel_choice).
     g.kernel_impl = "auto"
     g.self_attn_resolutions = (8, 16, 32)
     g.cross_attn_resolutions = (8, 16, 32)

@@ -151,7 +151,7 @@ def load_model(folder: str, mesh: Optional[Mesh] = None) -> TrainedGenerator:
     verify_manifest(folder)
     with open(os.path.join(folder, CONFIG), encoding="utf-8") as f:
         config = ml_collections.ConfigDict(json.load(f))
-    generator = build_generator(config)
+    generator = build_generator(config, "sample", num_devices=1 if mesh is None else mesh.size)
     expected = {SEP.join(path): leaf for path, leaf in flatten_dict(placed_params_target(generator, mesh)).items()}
     flat = load_file(os.path.join(folder, WEIGHTS))
     if set(flat) != set(expected):

@@ -90,7 +90,7 @@ def load_trained_generator(workdir: str, step: Optional[int] = None, mesh: Optio
     else:
         checkpointer.verify(step)
     config = ml_collections.ConfigDict(checkpointer.restore_config(step))
-    generator = build_generator(config)
+    generator = build_generator(config, "sample", num_devices=1 if mesh is None else mesh.size)
     params = checkpointer.restore_subtree(step, "g_ema", placed_params_target(generator, mesh))
     saved_clip = checkpointer.restore_clip_record(step)
     checkpointer.close()

@@ -11,13 +11,15 @@ kernel_impl) are written out below.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, TypeVar
+from typing import Any, Iterable, Optional, TypeVar
 
+import jax
 import ml_collections
 
 from gigagan_jax.config import channels_at, level_resolutions, upsampler_levels
 from gigagan_jax.models.discriminator import Discriminator, DiscriminatorSpec
-from gigagan_jax.models.generator import Generator, GeneratorSpec, resolve_kernel_impl
+from gigagan_jax.models.generator import Generator, GeneratorSpec
+from gigagan_jax.models.kernel_choice import Probe, resolve
 from gigagan_jax.models.upsampler import Upsampler, UpsamplerSpec
 
 Spec = TypeVar("Spec")
@@ -45,19 +47,29 @@ def _channels(net: ml_collections.ConfigDict, resolutions: Iterable[int]) -> tup
     return tuple(channels_at(r, net.channel_base, net.channel_max) for r in resolutions)
 
 
-def generator_spec(config: ml_collections.ConfigDict) -> GeneratorSpec:
-    """The config's generator spec: an UpsamplerSpec when config.task is "upsampler"."""
+def generator_spec(config: ml_collections.ConfigDict, objective: str = "train",
+                   num_devices: Optional[int] = None) -> GeneratorSpec:
+    """The config's generator spec: an UpsamplerSpec when config.task is "upsampler".
+
+    kernel_impl "auto" becomes the implementation measured fastest on this machine for what the
+    generator will run (`objective`: "train" steps or "sample" forwards) over `num_devices`
+    (default: every device) at config.train.batch_size (models.kernel_choice)."""
     m, g = config.model, config.model.g
-    kernel_impl = resolve_kernel_impl(g.kernel_impl)
     if config.task == "upsampler":
         u = m.upsampler
-        decoder = upsampler_levels(m.resolution, u.input_resolution, u.down_blocks)
+        levels = upsampler_levels(m.resolution, u.input_resolution, u.down_blocks)
+    else:
+        levels = level_resolutions(m.resolution)
+    channels = _channels(g, levels)
+    probe = Probe.of(levels, channels, config.train.batch_size, g.num_kernels, m.dtype, objective,
+                     jax.device_count() if num_devices is None else num_devices)
+    kernel_impl = resolve(g.kernel_impl, probe)
+    if config.task == "upsampler":
         encoder = [u.input_resolution // 2**i for i in range(u.down_blocks + 1)]
         return _spec(UpsamplerSpec, {"model": m, "model.g": g, "model.upsampler": u},
-                     channels=_channels(g, decoder), encoder_channels=_channels(g, encoder),
+                     channels=channels, encoder_channels=_channels(g, encoder),
                      kernel_impl=kernel_impl, remat=config.train.remat)
-    return _spec(GeneratorSpec, {"model": m, "model.g": g},
-                 channels=_channels(g, level_resolutions(m.resolution)), kernel_impl=kernel_impl,
+    return _spec(GeneratorSpec, {"model": m, "model.g": g}, channels=channels, kernel_impl=kernel_impl,
                  remat=config.train.remat)
 
 
@@ -69,9 +81,11 @@ def discriminator_spec(config: ml_collections.ConfigDict) -> DiscriminatorSpec:
                  remat=config.train.remat)
 
 
-def build_generator(config: ml_collections.ConfigDict) -> Generator:
-    """The config's generator: the base text-to-image model, or the upsampler (config.task)."""
-    spec = generator_spec(config)
+def build_generator(config: ml_collections.ConfigDict, objective: str = "train",
+                    num_devices: Optional[int] = None) -> Generator:
+    """The config's generator: the base text-to-image model, or the upsampler (config.task);
+    `objective` and `num_devices` as for generator_spec."""
+    spec = generator_spec(config, objective, num_devices)
     return Upsampler(spec) if isinstance(spec, UpsamplerSpec) else Generator(spec)
 
 

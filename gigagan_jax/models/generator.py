@@ -29,24 +29,6 @@ from gigagan_jax.models.resample import upsample2d
 from gigagan_jax.models.text import TextTransformer, split_at_eot
 
 
-def resolve_kernel_impl(impl: str, backend: Optional[str] = None, num_devices: Optional[int] = None) -> str:
-    """'auto' -> the faster adaptive-conv implementation for the backend.
-
-    CPU (benchmarks/modconv_impls.py, BENCHMARKS.md): B plain convs in sequence ("per_sample")
-    run the forward 3.7-4.3x faster than the im2col batched matmul ("patches") at 32-64 px and
-    train about as fast (its custom backward: per-sample convs and one matmul per kernel tap),
-    so sampling is ~1.8x faster; both train 3-13x faster than the grouped conv, whose backward pass XLA:CPU
-    handles poorly. Over several CPU devices we keep "patches": the partitioner all-gathers the
-    batch into per_sample's sequential loop. Elsewhere we keep the grouped conv (1/N of the
-    bank's FLOPs, no im2col copies); that choice has not been measured on a GPU/TPU yet.
-    """
-    if impl != "auto":
-        return impl
-    if (backend or jax.default_backend()) != "cpu":
-        return "grouped"
-    return "per_sample" if (num_devices or jax.device_count()) == 1 else "patches"
-
-
 @dataclasses.dataclass(frozen=True)
 class GeneratorSpec:
     """Hashable, typed view of `config.model` for the generator (made by models.build.generator_spec)."""

@@ -16,7 +16,7 @@ from gigagan_jax.models.generator import count_params, init_generator
 
 def generator_param_counts(config) -> dict[str, int]:
     """{module name: parameter count} from `jax.eval_shape`, so paper-size models cost nothing."""
-    generator = build_generator(config)
+    generator = build_generator(config, "shapes")  # every kernel_impl has the same parameters
     abstract = jax.eval_shape(lambda: init_generator(generator, jax.random.PRNGKey(0)))
     return {name: count_params(tree) for name, tree in abstract["params"].items()}
 
