@@ -7,7 +7,13 @@ import math
 import os
 import sys
 
-import jax
+# transformers imports PyTorch with itself whenever PyTorch is installed: 3-8 s of every command's
+# start on a 2-core machine. Nothing here uses transformers' PyTorch side (PyTorch weight files are
+# read directly), so a command leaves it out unless the environment says otherwise; a library
+# user's own process is left as it is. Set before anything imports transformers.
+os.environ.setdefault("USE_TORCH", "0")
+
+import jax  # noqa: E402  (after the environment above is set)
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -40,7 +46,7 @@ def fail(message: str, code: int = 2) -> None:
 def quiet_libraries() -> None:
     """Orbax logs every checkpoint phase at INFO and transformers warns about its Flax classes;
     keep the console for our progress bar, metrics and errors. transformers reads its level when
-    first imported; importing it here (and torch with it, seconds) would slow every bad-flag exit."""
+    first imported; importing it here (seconds) would slow every bad-flag exit."""
     logging.set_verbosity(logging.WARNING)
     os.environ["TRANSFORMERS_VERBOSITY"] = "error"
     if "transformers" in sys.modules:  # train.py imports it with the training loop

@@ -22,9 +22,27 @@ TensorBoard's event files go through tensorboardX, which writes gs:// and s3:// 
 from __future__ import annotations
 
 import os
+import sys
 import uuid
+from types import ModuleType
 
 from etils import epath
+
+
+def tensorboardx() -> ModuleType:
+    """The tensorboardX package, imported without PyTorch unless PyTorch is already loaded:
+    tensorboardX imports it when installed only to accept its tensors, which we never pass, and
+    that import is 3-8 s of a process's start on a 2-core machine. (A None entry in sys.modules
+    makes `import torch` raise ImportError, which tensorboardX handles.)"""
+    hide = "torch" not in sys.modules
+    if hide:
+        sys.modules["torch"] = None
+    try:
+        import tensorboardX
+    finally:
+        if hide:
+            del sys.modules["torch"]
+    return tensorboardX
 
 
 def user_cache_dir(name: str) -> str:

@@ -15,6 +15,8 @@ Imports inside functions count too: a lazy import is still a dependency.
 
 import ast
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -130,3 +132,17 @@ def test_the_checker_sees_a_violation(tmp_path):
                                                                    "gigagan_jax.train", "gigagan_jax.train.loop"]
     assert upward_imports("gigagan_jax.train.loop", deps) == []  # train's own layer, and data below it
     assert upward_imports("gigagan_jax.eval.__main__", deps) == []
+
+
+def test_a_command_process_never_loads_pytorch():
+    """transformers and tensorboardX each import PyTorch when it is installed (3-8 s of every
+    process's start on 2 cores) though nothing here uses it through them: a command's process
+    (gigagan_jax.cli's environment, CLIP loading, TensorBoard writing) stays without it."""
+    code = ("import sys, gigagan_jax.cli, gigagan_jax.train.loop, gigagan_jax.eval.report\n"
+            "from gigagan_jax.workdir import tensorboardx\n"
+            "tensorboardx()\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    env = {k: v for k, v in os.environ.items() if k != "USE_TORCH"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(ROOT))
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]

@@ -26,7 +26,6 @@ from typing import Callable, Iterable, Iterator
 
 import jax
 import numpy as np
-from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from gigagan_jax.eval.clip_score import ClipScoreAccumulator
@@ -35,7 +34,7 @@ from gigagan_jax.eval.fid_resize import FID_RESIZES, fid_features
 from gigagan_jax.eval.precision_recall import DEFAULT_K, precision_recall
 from gigagan_jax.pixels import to_signed
 from gigagan_jax.pretrained.vgg16 import FEATURES as VGG16_FEATURES
-from gigagan_jax.workdir import exists, join, open_file, write_text
+from gigagan_jax.workdir import exists, join, open_file, tensorboardx, write_text
 
 
 @dataclasses.dataclass
@@ -121,7 +120,7 @@ def write_report(metrics: dict, out_dir: str, step: int, metadata: dict | None =
     numeric metric under `out_dir/tensorboard`; returns the JSON path."""
     path = join(out_dir, "report.json")
     write_text(path, json.dumps({"step": step, "metrics": metrics, **(metadata or {})}, indent=2))
-    writer = SummaryWriter(join(out_dir, "tensorboard"))
+    writer = tensorboardx().SummaryWriter(join(out_dir, "tensorboard"))
     for name, value in metrics.items():
         writer.add_scalar(f"eval/{name}", value, step)
     writer.close()

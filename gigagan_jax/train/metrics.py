@@ -12,7 +12,7 @@ from typing import Optional
 import jax
 import numpy as np
 
-from gigagan_jax.workdir import files_under, join, open_file
+from gigagan_jax.workdir import files_under, join, open_file, tensorboardx
 
 
 class NonFiniteLossError(RuntimeError):
@@ -85,15 +85,14 @@ def open_writer(log_dir: str, enabled: bool) -> Optional[object]:
     """A TensorBoard writer on the main process, None elsewhere."""
     if not enabled:
         return None
-    from tensorboardX import SummaryWriter
-
-    return SummaryWriter(log_dir)
+    return tensorboardx().SummaryWriter(log_dir)
 
 
 def _summary_values(log_dir: str):
     """(step, Summary.Value) of every TensorBoard event file in log_dir, oldest file first (a resumed
     run adds one), without the tensorboard package: each record is its length (u64), the length's
     CRC, an Event proto, and the proto's CRC."""
+    tensorboardx()  # the package first, without PyTorch
     from tensorboardX.proto.event_pb2 import Event
 
     for name in files_under(log_dir):
