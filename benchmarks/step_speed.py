@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks._timing import matmul_peak, median_seconds
-from gigagan_jax.models.kernel_choice import cpu_model
 from gigagan_jax.config import load_config, validate_config
 from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.models.generator import Generator
+from gigagan_jax.models.kernel_choice import cpu_model
 from gigagan_jax.generate.sample import generate
 from gigagan_jax.train.pod_plan import flops_of
 from gigagan_jax.train.state import jit_init
@@ -45,6 +45,7 @@ def main() -> None:
         config.model.g.kernel_impl = args.kernel_impl
     validate_config(config)
     generator, disc = build_generator(config), build_discriminator(config)
+    sampler = build_generator(config, "sample", num_devices=1)  # "auto" may choose another for sampling
     steps = GanSteps(config, generator, disc)
     spec = generator.spec
     b, r = config.train.batch_size, config.model.resolution
@@ -68,7 +69,7 @@ def main() -> None:
     z = jax.random.normal(jax.random.PRNGKey(4), (n, spec.z_dim))
     feats = jax.random.normal(jax.random.PRNGKey(5), (n, spec.text_len, spec.text_encoder_dim))
     eot = jnp.full((n,), 8, jnp.int32)
-    sample = lambda: generate(generator, state.g_ema, z, feats, eot)  # noqa: E731
+    sample = lambda: generate(sampler, state.g_ema, z, feats, eot)  # noqa: E731
 
     results = {
         "D step": median_seconds(lambda: d_plain(state, batch, rng), args.repeats),
@@ -81,7 +82,7 @@ def main() -> None:
     peak = matmul_peak(args.matmul, args.repeats)["float32"] * 1e3  # GFLOP/s
     print(f"{cpu_model()}: f32 matmul peak {peak:.1f} GFLOP/s ({args.matmul}^3 under XLA)")
     print(f"backend={jax.default_backend()} devices={jax.device_count()} batch={b} resolution={r} "
-          f"kernel_impl={spec.kernel_impl} repeats={args.repeats}")
+          f"kernel_impl={spec.kernel_impl} (sampling: {sampler.spec.kernel_impl}) repeats={args.repeats}")
     print(f"{'what':<18} {'median s':>9} {'reference s':>12} {'speed-up':>9}")
     for name, seconds in results.items():
         ref = REFERENCE.get(name)

@@ -12,9 +12,6 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# As the commands do (gigagan_jax.cli): transformers without its PyTorch side, seconds off every
-# process's start. The tests' PyTorch references import torch themselves.
-os.environ.setdefault("USE_TORCH", "0")
 
 # Compiled executables persist across the tests' train/sample subprocesses of one session.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), "gigagan_jax_test_xla_cache"))

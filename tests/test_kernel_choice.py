@@ -7,7 +7,7 @@ import pytest
 
 from gigagan_jax.config import load_config
 from gigagan_jax.models import kernel_choice
-from gigagan_jax.models.build import generator_spec
+from gigagan_jax.models.build import generator_levels, generator_spec, kernel_probe
 from gigagan_jax.models.kernel_choice import Probe, choose, resolve
 from gigagan_jax.models.layers import MODCONV_IMPLS
 
@@ -43,6 +43,15 @@ def test_the_probe_is_the_top_level_within_its_bounds():
     assert probe().layers == ((16, 32),) and probe(batch=100).batch == kernel_choice.PROBE_MAX_BATCH
     with pytest.raises(ValueError, match="objective must be one of"):
         probe(objective="infer")
+
+
+def test_a_configs_probe_is_its_generators_top_level():
+    tiny = load_config("configs/tiny.py")  # 32 channels at 4, 8, 16 px, batch 8
+    assert kernel_probe(tiny, "train", 1) == Probe(8, ((16, 32),), tiny.model.g.num_kernels, "float32", "train", 1)
+    up = load_config("configs/upsampler_512.py")  # decoder levels above its 64 px input's bottom
+    p = kernel_probe(up, "sample", 8)
+    assert p.layers[0][0] == max(r for r in generator_levels(up) if r <= 32) and p.layers[0][1] <= 256
+    assert p.batch == min(8, up.train.batch_size // 8) and p.dtype == up.model.dtype == "bfloat16"
 
 
 def test_per_sample_is_no_candidate_when_the_batch_is_split():

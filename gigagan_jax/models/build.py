@@ -47,24 +47,33 @@ def _channels(net: ml_collections.ConfigDict, resolutions: Iterable[int]) -> tup
     return tuple(channels_at(r, net.channel_base, net.channel_max) for r in resolutions)
 
 
+def generator_levels(config: ml_collections.ConfigDict) -> list[int]:
+    """The resolutions of the generator's synthesis levels (the upsampler's decoder levels)."""
+    m = config.model
+    if config.task == "upsampler":
+        return upsampler_levels(m.resolution, m.upsampler.input_resolution, m.upsampler.down_blocks)
+    return level_resolutions(m.resolution)
+
+
+def kernel_probe(config: ml_collections.ConfigDict, objective: str, num_devices: Optional[int] = None) -> Probe:
+    """What kernel_impl "auto" times for this config's generator (models.kernel_choice)."""
+    levels = generator_levels(config)
+    return Probe.of(levels, _channels(config.model.g, levels), config.train.batch_size, config.model.g.num_kernels,
+                    config.model.dtype, objective, jax.device_count() if num_devices is None else num_devices)
+
+
 def generator_spec(config: ml_collections.ConfigDict, objective: str = "train",
                    num_devices: Optional[int] = None) -> GeneratorSpec:
     """The config's generator spec: an UpsamplerSpec when config.task is "upsampler".
 
     kernel_impl "auto" becomes the implementation measured fastest on this machine for what the
-    generator will run (`objective`: "train" steps or "sample" forwards) over `num_devices`
-    (default: every device) at config.train.batch_size (models.kernel_choice)."""
+    generator will run (`objective`: "train" steps, "sample" forwards, or "shapes" when nothing
+    will run) over `num_devices` (default: every device) at config.train.batch_size."""
     m, g = config.model, config.model.g
+    channels = _channels(g, generator_levels(config))
+    kernel_impl = resolve(g.kernel_impl, kernel_probe(config, objective, num_devices))
     if config.task == "upsampler":
         u = m.upsampler
-        levels = upsampler_levels(m.resolution, u.input_resolution, u.down_blocks)
-    else:
-        levels = level_resolutions(m.resolution)
-    channels = _channels(g, levels)
-    probe = Probe.of(levels, channels, config.train.batch_size, g.num_kernels, m.dtype, objective,
-                     jax.device_count() if num_devices is None else num_devices)
-    kernel_impl = resolve(g.kernel_impl, probe)
-    if config.task == "upsampler":
         encoder = [u.input_resolution // 2**i for i in range(u.down_blocks + 1)]
         return _spec(UpsamplerSpec, {"model": m, "model.g": g, "model.upsampler": u},
                      channels=channels, encoder_channels=_channels(g, encoder),

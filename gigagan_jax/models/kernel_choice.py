@@ -35,7 +35,7 @@ from gigagan_jax.models.layers import MODCONV_IMPLS, AdaptiveModulatedConv
 from gigagan_jax.workdir import user_cache_dir
 
 CACHE_NAME = "kernel_impl"
-CACHE_FORMAT = 1  # bump when what is measured changes: older choices are measured again
+CACHE_FORMAT = 2  # bump when what is measured changes: older choices are measured again
 # train: forward + backward (the G/D steps); sample: forward only; shapes: nothing will run (parameter
 # shapes, abstract plans), which every implementation gives alike: no measurement.
 OBJECTIVES = ("train", "sample", "shapes")
@@ -46,7 +46,9 @@ PROBE_MAX_RESOLUTION = 32
 PROBE_MAX_CHANNELS = 256
 PROBE_MAX_BATCH = 8
 PROBE_LAYERS = 1  # the generator's top level (up to the cap): most of its FLOPs
-REPEATS = 3
+REPEATS = 3  # timed calls per candidate at least; more, up to MAX_REPEATS, while under REPEAT_SECONDS
+MAX_REPEATS = 15
+REPEAT_SECONDS = 0.1
 DROP_FACTOR = 3.0  # a candidate this much slower than the best on its first call is not repeated
 # Measured in this order; it decides only how soon a slow candidate is dropped (the grouped conv's
 # backward is XLA:CPU's slow path: seconds per call at the probe's largest shape).
@@ -124,11 +126,13 @@ def measure(probe: Probe, impls: Sequence[str]) -> dict:
     seconds: dict[str, float] = {}
     for impl in sorted(impls, key=MEASURE_ORDER.index):
         call = _probe_call(probe, impl)  # compiled
+        jax.block_until_ready(call())  # a fresh executable's first run also allocates and warms up
         first = _timed(call)
         if seconds and first > DROP_FACTOR * min(seconds.values()):
             seconds[impl] = first  # clearly out of the running: not worth its repeats
             continue
-        seconds[impl] = statistics.median([first] + [_timed(call) for _ in range(REPEATS - 1)])
+        repeats = max(REPEATS, min(MAX_REPEATS, int(REPEAT_SECONDS / max(first, 1e-6))))  # fast calls are noisy
+        seconds[impl] = statistics.median([first] + [_timed(call) for _ in range(repeats - 1)])
     return seconds
 
 
