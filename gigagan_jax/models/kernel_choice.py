@@ -139,13 +139,14 @@ def measure(probe: Probe, impls: Sequence[str]) -> dict:
 def choose(probe: Probe, measure_fn: Measure = measure, log: Callable[[str], None] = print) -> str:
     """The candidate measured fastest for `probe` on this machine: read from the cache, or measured
     now and cached. On several hosts, process 0's choice is everyone's (one program for all)."""
-    impls = probe.candidates
-    path = cache_path(probe, machine())
+    impls, machine_key = probe.candidates, machine()
+    path = cache_path(probe, machine_key)
     choice = _read_choice(path, impls)
     if choice is None:
         t0 = time.perf_counter()
         seconds = measure_fn(probe, impls)
-        choice = _write_choice(path, probe, seconds, min(seconds, key=seconds.get), impls)
+        choice = _write_choice(path, {"probe": dataclasses.asdict(probe), "machine": machine_key, "seconds": seconds,
+                                      "choice": min(seconds, key=seconds.get)}, impls)
         times = ", ".join(f"{i} {s * 1e3:.2f} ms" for i, s in sorted(seconds.items(), key=lambda kv: kv[1]))
         log(f"kernel_impl auto -> {choice}: measured for {probe.objective} at batch {probe.batch}, "
             f"levels {[r for r, _ in probe.layers]} ({times}) in {time.perf_counter() - t0:.1f} s; cached in {path}")
@@ -170,13 +171,13 @@ def _read_choice(path: str, impls: Sequence[str]) -> Optional[str]:
     return choice if choice in impls else None
 
 
-def _write_choice(path: str, probe: Probe, seconds: dict, choice: str, impls: Sequence[str]) -> str:
-    """Cache `choice` and return the choice every process on this machine will use: the first one
-    written wins (processes measuring at once may rank close candidates differently, and two runs
+def _write_choice(path: str, record: dict, impls: Sequence[str]) -> str:
+    """Cache `record` (its "choice", and what it was measured on) and return the choice every
+    process on this machine will use: the first one written wins (processes measuring at once may
+    rank close candidates differently, and two runs
     compared bit for bit must run one program). A damaged file is replaced. A cache that cannot be
     written costs only a measurement next time."""
-    record = {"format": CACHE_FORMAT, "choice": choice, "seconds": seconds, "probe": dataclasses.asdict(probe),
-              "machine": machine(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    record = {"format": CACHE_FORMAT, **record, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
@@ -191,8 +192,8 @@ def _write_choice(path: str, probe: Probe, seconds: dict, choice: str, impls: Se
             if os.path.exists(tmp):
                 os.remove(tmp)
     except OSError:
-        return choice
-    return _read_choice(path, impls) or choice
+        return record["choice"]
+    return _read_choice(path, impls) or record["choice"]
 
 
 def _timed(call: Callable[[], object]) -> float:
