@@ -5,6 +5,7 @@ import json
 import os
 import re
 import time
+import types
 
 import numpy as np
 import pytest
@@ -177,6 +178,36 @@ def test_small_clip_of_a_run_sees_the_runs_shapes():
     np.testing.assert_array_equal(clip_images, run_images)
     default_draw = training_data_config(data_config(parse_args(["--out", "x", "--num-examples", "300"])), spec)
     assert not np.array_equal(open_source(default_draw).get_batch(np.arange(300))["image"], run_images)
+
+
+def test_a_re_plan_that_leaves_no_steps_still_ends_on_the_final_schedule(tmp_path, monkeypatch):
+    """On a clock the steps themselves advance (1 s each until the pace is timed, then 3 s), the
+    first plan fits 280 steps and the re-plan at step REPLAN_EVERY finds time for just one more:
+    that step, the last, must take its lr from the 101-step schedule, not the 280-step one (a
+    re-plan made after a step used to leave the last step on the old schedule)."""
+    args = parse_args(["--data", "shapes", "--out", str(tmp_path / "a"), "--num-examples", "200", "--holdout", "100",
+                       "--batch", "16", "--steps", "100000"] + TINY)
+    config, spec = data_config(args), spec_from_args(args)
+    now, lrs = [1000.0], []
+    monkeypatch.setattr(small_clip, "time", types.SimpleNamespace(time=lambda: now[0]))
+    make_step = small_clip.make_train_step
+
+    def clocked_step(*a):
+        step = make_step(*a)
+
+        def timed(params, opt, ids, pixels, lr):
+            lrs.append(float(lr))
+            now[0] += 1.0 if len(lrs) <= PACE_STEPS + 1 else 3.0
+            return step(params, opt, ids, pixels, lr)
+        return timed
+
+    monkeypatch.setattr(small_clip, "make_train_step", clocked_step)
+    # 90 % of 311.1 s (the rest is the evaluation's) = 280 s: after 11 steps at 1 s, 269 more fit;
+    # at step 100 the 89 steps at 3 s have used 278 s, and 2 s is less than one more 3 s step.
+    metrics = train_small_clip(config, str(tmp_path / "a"), spec, seconds=280 / (1 - small_clip.EVAL_SHARE))
+    assert small_clip.REPLAN_EVERY == 100 and metrics["steps"] == len(lrs) == 101
+    assert lrs[-1] == pytest.approx(float(small_clip.lr_schedule(spec, 101)(100)))
+    assert lrs[-1] < 0.01 * float(small_clip.lr_schedule(spec, 280)(100))  # the 280-step schedule was mid-way
 
 
 def test_a_pessimistic_first_pace_is_corrected_by_the_re_plan(tmp_path, capsys, monkeypatch):

@@ -289,38 +289,41 @@ def train_small_clip(config: ml_collections.ConfigDict, out: str, spec: SmallCli
     step_ends = []
     progress = tqdm(total=steps, desc="small CLIP", unit="step", mininterval=5.0)
     def fitted(i: int, pace: float) -> int:
-        """The step count that ends before the evaluation's share of the time limit, after step i."""
+        """The step count that ends before the evaluation's share of the time limit, step i (the
+        next to run) included: a re-plan never ends the run on a step the old schedule set."""
         left = ((1 - EVAL_SHARE) * seconds - (time.time() - began)) / pace
-        return min(spec.steps, max(i + 1, i + 1 + math.floor(left)))
+        return min(spec.steps, max(i + 1, i + math.floor(left)))
 
     def of_steps() -> str:
         return f" of {steps} (the time limit's; {spec.steps} asked)" if steps < spec.steps else ""
 
     i = 0
     while i < steps:
+        # Plans are made before step i runs, so every step, the last included, takes its lr from
+        # the schedule of the count it ends up in.
+        if i == PACE_STEPS + 1:
+            pace = (step_ends[-1] - step_ends[0]) / PACE_STEPS
+            if seconds is not None:
+                steps = fitted(i, pace)
+                schedule, progress.total = lr_schedule(spec, steps), steps
+            tqdm.write(f"small CLIP: {pace:.3f} s/step over steps 1-{PACE_STEPS} (step 0 compiled in "
+                       f"{step_ends[0] - start:.0f} s): about {pace * (steps - i):.0f} s "
+                       f"({pace * (steps - i) / 60:.1f} min) for the {steps - i} steps left" + of_steps())
+        elif seconds is not None and i > PACE_STEPS and i % REPLAN_EVERY == 0:
+            jax.block_until_ready(loss)  # step i - 1's
+            pace = (time.time() - step_ends[-1]) / (i - 1 - PACE_STEPS)  # steady: since step PACE_STEPS
+            fit = fitted(i, pace)
+            if fit != steps:
+                steps = fit
+                schedule, progress.total = lr_schedule(spec, steps), steps
+                tqdm.write(f"small CLIP: re-planned at step {i} ({pace:.3f} s/step since step {PACE_STEPS}): "
+                           f"{steps - i} steps left" + of_steps())
         batch = rng.choice(train_idx, spec.batch, replace=False)
         pixels = to_signed(images[batch])  # [B, S, S, 3]
         params, opt_state, loss = step(params, opt_state, ids[batch, :length], pixels, schedule(i))
         if i <= PACE_STEPS:
             jax.block_until_ready(loss)
             step_ends.append(time.time())
-        if i == PACE_STEPS and i < steps - 1:
-            pace = (step_ends[-1] - step_ends[0]) / PACE_STEPS
-            if seconds is not None:
-                steps = fitted(i, pace)
-                schedule, progress.total = lr_schedule(spec, steps), steps
-            tqdm.write(f"small CLIP: {pace:.3f} s/step over steps 1-{PACE_STEPS} (step 0 compiled in "
-                       f"{step_ends[0] - start:.0f} s): about {pace * (steps - 1 - i):.0f} s "
-                       f"({pace * (steps - 1 - i) / 60:.1f} min) for the {steps - 1 - i} steps left" + of_steps())
-        elif seconds is not None and i > PACE_STEPS and i % REPLAN_EVERY == 0 and i < steps - 1:
-            jax.block_until_ready(loss)
-            pace = (time.time() - step_ends[-1]) / (i - PACE_STEPS)  # steady: since step PACE_STEPS
-            fit = fitted(i, pace)
-            if fit != steps:
-                steps = fit
-                schedule, progress.total = lr_schedule(spec, steps), steps
-                tqdm.write(f"small CLIP: re-planned at step {i} ({pace:.3f} s/step since step {PACE_STEPS}): "
-                           f"{steps - 1 - i} steps left" + of_steps())
         if i % 100 == 0 or i == steps - 1:
             tqdm.write(f"step {i:5d}  loss {float(loss):.4f}  logit_scale {float(params['logit_scale']):.2f}  "
                        f"{time.time() - start:.0f}s")
