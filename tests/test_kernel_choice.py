@@ -3,13 +3,18 @@
 import json
 import os
 
+import jax
+import jax.numpy as jnp
 import pytest
+from flax.core import meta
 
 from gigagan_jax.config import load_config
 from gigagan_jax.models import kernel_choice
 from gigagan_jax.models.build import generator_levels, generator_spec, kernel_probe
 from gigagan_jax.models.kernel_choice import Probe, choose, resolve
-from gigagan_jax.models.layers import MODCONV_IMPLS
+from gigagan_jax.models.layers import MODCONV_IMPLS, AdaptiveModulatedConv
+from gigagan_jax.train.pod_plan import collective_traffic, tree_bytes
+from gigagan_jax.train.sharding import batch_sharding, make_mesh, param_shardings, traced_on
 
 FAKE_SECONDS = {"grouped": 0.9, "bank": 0.3, "patches": 0.2, "per_sample": 0.25}
 
@@ -54,9 +59,31 @@ def test_a_configs_probe_is_its_generators_top_level():
     assert p.batch == min(8, up.train.batch_size // 8) and p.dtype == up.model.dtype == "bfloat16"
 
 
-def test_per_sample_is_no_candidate_when_the_batch_is_split():
+def _largest_all_gather(impl: str, mesh) -> tuple[int, int]:
+    """(largest all-gathered buffer, largest parameter) in bytes, of one adaptive conv's forward and
+    backward compiled with FSDP-split parameters and a batch split over `mesh`."""
+    B, H, C = 8, 16, 64  # the activation [8, 16, 16, 64] (512 KiB) and the bank [4, 3, 3, 64, 64] (576 KiB)
+    layer = AdaptiveModulatedConv(C, 3, num_kernels=4, impl=impl)
+    x, w = jnp.ones((B, H, H, C)), jnp.ones((B, 32))
+    boxed = jax.eval_shape(layer.init, jax.random.PRNGKey(0), x, w)
+    params = jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                    meta.unbox(boxed), param_shardings(boxed, mesh))
+    inputs = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=batch_sharding(mesh, a.ndim)) for a in (x, w)]
+    loss = lambda p, x, w: jnp.sum(jnp.square(layer.apply(p, x, w)))
+    compiled = jax.jit(traced_on(mesh, jax.grad(loss, argnums=(0, 1)))).lower(params, *inputs).compile()
+    gathered = collective_traffic(compiled.as_text(), mesh.size)["all-gather"].largest_bytes
+    return gathered, max(tree_bytes(leaf) for leaf in jax.tree_util.tree_leaves(params))
+
+
+def test_under_a_split_batch_the_candidates_are_the_impls_that_gather_only_weights():
+    """FSDP means each layer gathers its weights and keeps the activations split. Which
+    implementations do is read from the compiled program of one layer over 8 devices: exactly
+    those are the candidates when the batch is split; on one device every implementation is."""
     assert probe(num_devices=1).candidates == MODCONV_IMPLS
-    assert probe(num_devices=8).candidates == tuple(i for i in MODCONV_IMPLS if i != "per_sample")
+    mesh = make_mesh((1, 8), ("data", "fsdp"))
+    gathers = {impl: _largest_all_gather(impl, mesh) for impl in MODCONV_IMPLS}
+    weights_only = tuple(i for i in MODCONV_IMPLS if gathers[i][0] <= gathers[i][1])
+    assert probe(num_devices=8).candidates == weights_only == ("bank", "patches"), gathers
     assert set(kernel_choice.MEASURE_ORDER) == set(MODCONV_IMPLS)
 
 

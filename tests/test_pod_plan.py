@@ -83,8 +83,9 @@ def test_the_search_never_measures_below_the_smallest_batch(peak, expected):
 def tiny_on_8():
     """configs/tiny.py's steps compiled for a 1 x 8 (data x fsdp) mesh, batch 8."""
     config = load_config("configs/tiny.py")
-    # What benchmarks/pod_plan.py plans with (auto is measured per machine: with "bank" picked,
-    # the D + R1 step all-gathered a 295 KB activation, which this module's bounds catch).
+    # What benchmarks/pod_plan.py plans with: simulated devices are not the machine that will run,
+    # so the plan does not measure (auto's candidates under a split batch, bank and patches, both
+    # keep this module's bounds; the grouped conv and per_sample gather activations).
     config.model.g.kernel_impl = "patches"
     mesh = make_mesh((1, 8), ("data", "fsdp"))
     inputs = pod_plan.abstract_step_inputs(config, mesh)

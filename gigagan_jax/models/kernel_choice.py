@@ -35,7 +35,7 @@ from gigagan_jax.models.layers import MODCONV_IMPLS, AdaptiveModulatedConv
 from gigagan_jax.workdir import user_cache_dir
 
 CACHE_NAME = "kernel_impl"
-CACHE_FORMAT = 2  # bump when what is measured changes: older choices are measured again
+CACHE_FORMAT = 3  # bump when what is measured changes: older choices are measured again
 # train: forward + backward (the G/D steps); sample: forward only; shapes: nothing will run (parameter
 # shapes, abstract plans), which every implementation gives alike: no measurement.
 OBJECTIVES = ("train", "sample", "shapes")
@@ -53,6 +53,12 @@ DROP_FACTOR = 3.0  # a candidate this much slower than the best on its first cal
 # Measured in this order; it decides only how soon a slow candidate is dropped (the grouped conv's
 # backward is XLA:CPU's slow path: seconds per call at the probe's largest shape).
 MEASURE_ORDER = ("per_sample", "patches", "bank", "grouped")
+# The grouped conv folds the batch into channels ([1, H, W, B*C]) and per_sample loops over it one
+# sample at a time: under a split batch the partitioner gathers the activations whole onto every
+# device (tiny's D + R1 step over 8 devices all-gathers a 262 KB activation with either, where bank
+# and patches gather only weights; tests/test_kernel_choice checks one layer). At a per-device batch
+# of 1 the grouped conv is a plain conv and times fastest, so only this rule keeps it out.
+BATCH_WHOLE_IMPLS = ("grouped", "per_sample")
 
 Measure = Callable[["Probe", Sequence[str]], dict]
 
@@ -66,7 +72,7 @@ class Probe:
     num_kernels: int
     dtype: str
     objective: str  # OBJECTIVES
-    num_devices: int  # the batch is split over this many devices (per_sample needs it whole)
+    num_devices: int  # the batch is split over this many devices (BATCH_WHOLE_IMPLS need it whole)
 
     @classmethod
     def of(cls, levels: Sequence[int], channels: Sequence[int], batch: int, num_kernels: int, dtype: str,
@@ -82,9 +88,9 @@ class Probe:
 
     @property
     def candidates(self) -> tuple[str, ...]:
-        """per_sample loops over the batch one sample at a time: with the batch split over several
-        devices, the partitioner gathers it whole onto each (seen in the compiled HLO)."""
-        return tuple(i for i in MODCONV_IMPLS if self.num_devices == 1 or i != "per_sample")
+        """With the batch split over several devices, BATCH_WHOLE_IMPLS are no candidates whatever
+        their time on one device: the probe would not see what they cost in collectives."""
+        return tuple(i for i in MODCONV_IMPLS if self.num_devices == 1 or i not in BATCH_WHOLE_IMPLS)
 
 
 def machine() -> dict:
