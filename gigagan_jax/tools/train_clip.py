@@ -14,6 +14,7 @@ import dataclasses
 import json
 import sys
 
+import gigagan_jax.cli  # noqa: F401  (first: like every command, start without PyTorch)
 from gigagan_jax.config import default_config
 from gigagan_jax.data.spec import SPEC_SYNTAX, apply_data_spec
 from gigagan_jax.train.small_clip import SmallClipSpec, train_small_clip
