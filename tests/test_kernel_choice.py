@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import pytest
 from flax.core import meta
 
+from gigagan_jax.checkpoint import abstract_with_shardings
 from gigagan_jax.config import load_config
 from gigagan_jax.models import kernel_choice
 from gigagan_jax.models.build import generator_levels, generator_spec, kernel_probe
@@ -66,8 +67,7 @@ def _largest_all_gather(impl: str, mesh) -> tuple[int, int]:
     layer = AdaptiveModulatedConv(C, 3, num_kernels=4, impl=impl)
     x, w = jnp.ones((B, H, H, C)), jnp.ones((B, 32))
     boxed = jax.eval_shape(layer.init, jax.random.PRNGKey(0), x, w)
-    params = jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                                    meta.unbox(boxed), param_shardings(boxed, mesh))
+    params = abstract_with_shardings(meta.unbox(boxed), param_shardings(boxed, mesh))
     inputs = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=batch_sharding(mesh, a.ndim)) for a in (x, w)]
     loss = lambda p, x, w: jnp.sum(jnp.square(layer.apply(p, x, w)))
     compiled = jax.jit(traced_on(mesh, jax.grad(loss, argnums=(0, 1)))).lower(params, *inputs).compile()
