@@ -26,12 +26,18 @@ BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil
 DRIVER = shutil.which("chromedriver")
 FIRST = "a red ring in the center on a black background"  # the demo's default prompt
 SECOND = "a blue cross in the center on a white background"
-pytestmark = [
-    pytest.mark.skipif(importlib.util.find_spec("gradio") is None, reason="gradio is not installed (the demo extra)"),
-    pytest.mark.skipif(importlib.util.find_spec("selenium") is None, reason="selenium is not installed (test extra)"),
-    pytest.mark.skipif(not (BROWSER and DRIVER), reason="no headless browser: install Debian's chromium and "
-                                                        "chromium-driver (.ci/run does)"),
-]
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("gradio") is None,
+                                reason="gradio is not installed (the demo extra)")
+needs_selenium = pytest.mark.skipif(importlib.util.find_spec("selenium") is None,
+                                    reason="selenium is not installed (test extra)")
+needs_browser = pytest.mark.skipif(not (BROWSER and DRIVER), reason="no headless browser: install Debian's "
+                                                                    "chromium and chromium-driver (.ci/run does)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +62,7 @@ def model(tiny_clip, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(model):
     """The demo on a free localhost port, on 8 devices as this test process (same images, same bytes)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "gigagan_jax.demo", "--model", model, "--port", str(port)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**local_cluster.process_env(8), "PYTHONPATH": ROOT})
@@ -108,6 +112,8 @@ def shown_image(driver, elem_id: str, not_src=None, timeout=120):
         return src, np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"))
 
 
+@needs_selenium
+@needs_browser
 def test_the_page_draws_the_prompt_typed_into_it(model, server, browser, tmp_path, capsys):
     from selenium.webdriver.common.by import By
 
@@ -149,3 +155,42 @@ def test_the_page_draws_the_prompt_typed_into_it(model, server, browser, tmp_pat
     browser.save_screenshot(screenshot)
     with capsys.disabled():
         print(f"\nweb demo screenshot: {screenshot}")
+
+
+def test_an_image_drawn_again_is_served_from_its_file_untouched(tmp_path, monkeypatch):
+    """Drawing an image the page already shows (the same prompt and seed again) must not rewrite the file
+    a browser may be fetching: gradio's own array saving truncated and refilled it, and a fetch caught in
+    between arrived empty (an IncompleteRead in this file's browser test)."""
+    import types
+
+    from gradio_client import Client
+
+    from gigagan_jax.demo import ServedImages, build_app
+
+    def sample(prompts, seeds, truncation):  # one fixed 16 px image per prompt
+        return np.random.default_rng(len(prompts[0])).integers(0, 256, (1, 16, 16, 3), dtype=np.uint8)
+
+    spec = types.SimpleNamespace(text_conditioned=True, conditioning="text")
+    pipe = types.SimpleNamespace(resolution=16, sample=sample,
+                                 base=types.SimpleNamespace(generator=types.SimpleNamespace(spec=spec)))
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    (tmp_path / "drawn").mkdir()
+    app = build_app(pipe, FIRST, ServedImages(str(tmp_path / "drawn")))
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
+        served = client.predict(FIRST, 1.0, 0, api_name="/draw")["path"]
+        before = os.stat(served)
+        time.sleep(0.01)  # a rewrite now would carry a later mtime
+        again = client.predict(FIRST, 1.0, 0, api_name="/draw")["path"]
+        other = client.predict(SECOND, 1.0, 0, api_name="/draw")["path"]
+    finally:
+        app.close()
+    after = os.stat(served)
+    assert again == served and other != served
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    shown = np.asarray(Image.open(served).convert("RGB"))
+    np.testing.assert_array_equal(shown, np.repeat(np.repeat(sample([FIRST], [0], 1.0)[0], 16, 0), 16, 1))
+    assert not [p for p in os.listdir(tmp_path / "drawn") if not p.endswith(".png")]  # no partial file left
