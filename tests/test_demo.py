@@ -120,7 +120,7 @@ def test_the_page_draws_the_prompt_typed_into_it(model, server, browser, tmp_pat
     from gigagan_jax.generate.grid import nearest_resize
     from gigagan_jax.generate.pipeline import GigaGANPipeline
 
-    def for_display(images):  # the page shows 16 px images at 256 px (gigagan_jax.demo.DISPLAY_PX)
+    def for_display(images):  # the page shows 16 px images at 256 px (gigagan_jax.demo_page.DISPLAY_PX)
         return np.asarray(nearest_resize(images, 256))
 
     pipe = GigaGANPipeline.from_pretrained(model)
@@ -165,7 +165,7 @@ def test_an_image_drawn_again_is_served_from_its_file_untouched(tmp_path, monkey
 
     from gradio_client import Client
 
-    from gigagan_jax.demo import ServedImages, build_app
+    from gigagan_jax.demo_page import ServedImages, build_app
 
     def sample(prompts, seeds, truncation):  # one fixed 16 px image per prompt
         return np.random.default_rng(len(prompts[0])).integers(0, 256, (1, 16, 16, 3), dtype=np.uint8)

@@ -8,7 +8,7 @@
     generate                           restore a trained model, sample, edit, upsample
     train                              steps, state, loop (its sample grid goes through generate)
     eval                               metrics and reports
-    cli, commands, tools, export, demo, any __main__   command lines: may import anything
+    cli, commands, tools, export, demo(_page), any __main__   command lines: may import anything
 
 Imports inside functions count too: a lazy import is still a dependency.
 """
@@ -37,7 +37,7 @@ MAY_IMPORT = {
     "train": FOUNDATIONS | {"checkpoint", "data", "pretrained", "models", "losses", "generate"},
     "eval": FOUNDATIONS | {"checkpoint", "data", "pretrained", "models", "generate"},
 }
-CLI_LAYERS = {"cli", "commands", "tools", "export", "demo"}
+CLI_LAYERS = {"cli", "commands", "tools", "export", "demo", "demo_page"}
 
 
 def package_modules() -> dict[str, str]:
