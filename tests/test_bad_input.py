@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from forked_commands import CommandForks
+
 from gigagan_jax.tools import local_cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,9 +30,9 @@ TINY = ["--config", "configs/tiny.py", "--workdir", "{tmp}/run"]
 NO_RUN = ["--workdir", "{tmp}/no_run"]  # sample/eval checks that come before a run is read
 
 
-def run(command, args, timeout=600):
+def run_alone(command, args, timeout=600):
     """The command in a process of its own. Python's import log (`-X importtime`, taken out of
-    stderr here) shows that every command starts without PyTorch (gigagan_jax.cli): loading it
+    stderr here) shows that the command starts without PyTorch (gigagan_jax.cli): loading it
     doubled the time to a first error."""
     proc = subprocess.run([sys.executable, "-X", "importtime", *COMMANDS[command], *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout, env=local_cluster.process_env(1))
@@ -41,6 +43,15 @@ def run(command, args, timeout=600):
     assert not any(name.startswith("torch.") for name in imported), f"{command} loaded PyTorch"
     proc.stderr = "\n".join(line for line in lines if not line.startswith("import time:"))
     return proc
+
+
+@pytest.fixture(scope="module")
+def forks():
+    """The table's command lines run as forks of one process that imported JAX once (forked_commands)."""
+    server = CommandForks(ROOT, local_cluster.process_env(1))
+    assert server.torch_free
+    yield server
+    server.close()
 
 
 def assert_refused(proc, phrase):
@@ -231,17 +242,53 @@ CASES = [
 
 
 @pytest.mark.parametrize("command, args, phrase", CASES, ids=[f"{c[0]}{i}" for i, c in enumerate(CASES)])
-def test_bad_input_is_one_error_line(command, args, phrase, inputs):
+def test_bad_input_is_one_error_line(command, args, phrase, inputs, forks):
     tmp = str(inputs)
-    proc = run(command, [a.format(tmp=tmp) for a in args])
+    proc = forks.run([*COMMANDS[command], *(a.format(tmp=tmp) for a in args)])
     assert_refused(proc, phrase.format(tmp=tmp))
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_refuses_its_first_case_without_loading_pytorch(command, inputs):
+    """The table's first case of each command again, in an interpreter of its own (the forks share
+    one that imported JAX first, so this is where each command's own imports are seen)."""
+    _, args, phrase = next(case for case in CASES if case[0] == command)
+    tmp = str(inputs)
+    assert_refused(run_alone(command, [a.format(tmp=tmp) for a in args]), phrase.format(tmp=tmp))
+
+
+FAITHFULNESS_SCRIPT = """
+import atexit, sys
+atexit.register(lambda: print("atexit ran", flush=True))
+print("argv", sys.argv[1:], "main", __name__, "path0", sys.path[0].rsplit("/", 1)[-1])
+print("to stderr", file=sys.stderr)
+if sys.argv[1] == "exit":
+    sys.exit(int(sys.argv[2]))
+if sys.argv[1] == "message":
+    sys.exit("a message exit")
+if sys.argv[1] == "raise":
+    raise ValueError("uncaught")
+"""
+
+
+@pytest.mark.parametrize("how", [["exit", "3"], ["message"], ["raise"], ["end"]])
+def test_a_forked_command_ends_as_its_own_interpreter_would(forks, tmp_path, how):
+    """Exit codes, stdout, stderr (tracebacks included) and atexit handlers: the forks' against a real run."""
+    script = tmp_path / "script.py"
+    script.write_text(FAITHFULNESS_SCRIPT)
+    alone = subprocess.run([sys.executable, str(script), *how], cwd=ROOT, capture_output=True, text=True,
+                           env=local_cluster.process_env(1))
+    forked = forks.run([str(script), *how])
+    assert (forked.returncode, forked.stdout) == (alone.returncode, alone.stdout)
+    assert forked.stderr.splitlines()[-1] == alone.stderr.splitlines()[-1]
+    assert ("Traceback" in forked.stderr) == ("Traceback" in alone.stderr) == (how == ["raise"])
 
 
 @pytest.fixture(scope="module")
 def class_run(tmp_path_factory):
     """A tiny class-conditional run (the 48 shape classes, 2 steps): needs no CLIP."""
     workdir = str(tmp_path_factory.mktemp("bad_input_class") / "run")
-    proc = run("train", ["--config", "configs/tiny.py", "--workdir", workdir, "--config.model.conditioning=class",
+    proc = run_alone("train", ["--config", "configs/tiny.py", "--workdir", workdir, "--config.model.conditioning=class",
                          "--config.model.num_classes=48", "--config.model.g.cross_attn_resolutions=()",
                          "--config.train.num_steps=2", "--config.train.checkpoint_every=2"], timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -258,9 +305,9 @@ def class_run(tmp_path_factory):
                                                            "text-conditioned model; {run} is conditioned on 'class'"),
     ("eval", ["--truncation", "0.7"], "--truncation (toward the per-prompt mean w) needs a text-conditioned run"),
 ])
-def test_conditions_the_model_lacks_are_refused(class_run, tmp_path, command, args, phrase):
+def test_conditions_the_model_lacks_are_refused(class_run, tmp_path, command, args, phrase, forks):
     """Checked against the restored config, before a sampler is compiled or anything written."""
-    proc = run(command, ["--workdir", class_run, *args, "--out" if command == "sample" else "--out_dir",
-                         str(tmp_path / "out")])
+    proc = forks.run([*COMMANDS[command], "--workdir", class_run, *args,
+                      "--out" if command == "sample" else "--out_dir", str(tmp_path / "out")])
     assert_refused(proc, phrase.format(run=class_run))
     assert not os.path.exists(tmp_path / "out")
