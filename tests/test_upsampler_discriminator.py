@@ -72,6 +72,7 @@ def test_d_is_given_the_degraded_input_that_g_was_given():
     assert float(jnp.mean(jnp.abs(lowres - clean))) > 0.01
 
 
+@pytest.mark.slow  # a learning check: 2 x 100 D steps, 94 s of the default suite's 2-core run
 def test_the_residual_d_tells_real_detail_from_bicubic_where_the_image_only_d_cannot_yet():
     """D alone (experiments/upsampler_d_probe.py) against the upsampler's output at init, bicubic,
     on held-out images. Measured after 100 steps: gap 0.213 with the residual, 0.0085 without
