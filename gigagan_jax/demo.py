@@ -13,6 +13,7 @@ visible as it is.
 from __future__ import annotations
 
 import os
+import signal
 
 from absl import flags
 
@@ -49,6 +50,9 @@ def main(argv):
     pipe.sample(prompts=[_PROMPT.value] if pipe.base.generator.spec.text_conditioned else None,
                 class_ids=None if pipe.base.generator.spec.text_conditioned else [0])  # compile before serving
     print(f"serving step {pipe.base.step} of {_MODEL.value} on http://{_HOST.value}:{_PORT.value}", flush=True)
+    # A terminate (SIGTERM) closes the server as Ctrl-C does, so the exit handlers run and the page's
+    # image folder is removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     build_app(pipe, _PROMPT.value).launch(server_name=_HOST.value, server_port=_PORT.value, share=False,
                                           show_error=True)
 

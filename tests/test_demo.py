@@ -60,12 +60,14 @@ def model(tiny_clip, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(model):
-    """The demo on a free localhost port, on 8 devices as this test process (same images, same bytes)."""
+def server(model, tmp_path_factory):
+    """The demo on a free localhost port, on 8 devices as this test process (same images, same bytes).
+    Stopped as a service manager stops it (SIGTERM), it must exit cleanly and leave no image folder."""
     port = free_port()
+    temp = tmp_path_factory.mktemp("demo_tmp")
     proc = subprocess.Popen([sys.executable, "-m", "gigagan_jax.demo", "--model", model, "--port", str(port)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**local_cluster.process_env(8), "PYTHONPATH": ROOT})
+                            env={**local_cluster.process_env(8), "PYTHONPATH": ROOT, "TMPDIR": str(temp)})
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 300
     while True:
@@ -78,8 +80,10 @@ def server(model):
                 pytest.fail(f"the demo did not come up:\n{proc.stdout.read()[-3000:]}")
             time.sleep(1)
     yield url
+    assert [p.name for p in temp.glob("gigagan-demo-*")]  # the page's images, while it serves
     proc.terminate()
-    proc.wait(timeout=30)
+    assert proc.wait(timeout=30) == 0, proc.stdout.read()[-3000:]
+    assert not list(temp.glob("gigagan-demo-*")), "the demo left its image folder behind"
 
 
 @pytest.fixture(scope="module")
