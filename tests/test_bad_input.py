@@ -289,8 +289,8 @@ def class_run(tmp_path_factory):
     """A tiny class-conditional run (the 48 shape classes, 2 steps): needs no CLIP."""
     workdir = str(tmp_path_factory.mktemp("bad_input_class") / "run")
     proc = run_alone("train", ["--config", "configs/tiny.py", "--workdir", workdir, "--config.model.conditioning=class",
-                         "--config.model.num_classes=48", "--config.model.g.cross_attn_resolutions=()",
-                         "--config.train.num_steps=2", "--config.train.checkpoint_every=2"], timeout=900)
+                               "--config.model.num_classes=48", "--config.model.g.cross_attn_resolutions=()",
+                               "--config.train.num_steps=2", "--config.train.checkpoint_every=2"], timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return workdir
 
