@@ -12,9 +12,10 @@ import io
 import os
 import shutil
 import tempfile
-import threading
 
 import numpy as np
+
+from gigagan_jax.workdir import write_bytes
 
 DISPLAY_PX = 256
 MAX_SEED_SLIDER = 9999
@@ -48,10 +49,7 @@ class ServedImages:
         data = buffer.getvalue()
         path = os.path.join(self.folder, hashlib.sha256(data).hexdigest() + ".png")
         if not os.path.exists(path):
-            partial = f"{path}.{os.getpid()}-{threading.get_ident()}.partial"
-            with open(partial, "wb") as f:
-                f.write(data)
-            os.replace(partial, path)
+            write_bytes(path, data)
         return path
 
 

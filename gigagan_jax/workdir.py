@@ -114,15 +114,20 @@ def open_file(path: str, mode: str = "r"):
 
 
 def write_text(path: str, text: str) -> None:
-    """Write `text` in one go, creating the folder: a reader never sees half of it (on a local
+    """`write_bytes` of `text` in UTF-8."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write `data` in one go, creating the folder: a reader never sees half of it (on a local
     disk a temporary file is renamed over the old one; a bucket object appears whole)."""
     target = epath.Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     if is_url(path):
-        target.write_text(text, encoding="utf-8")
+        target.write_bytes(data)
         return
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_bytes(data)
     tmp.replace(target)
 
 

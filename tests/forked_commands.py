@@ -31,7 +31,6 @@ class CommandForks:
     """The client: `run(["-m", "gigagan_jax.eval", ...])` or `run(["train.py", ...])`."""
 
     def __init__(self, cwd: str, env: dict[str, str]):
-        self.cwd = cwd
         self.server = subprocess.Popen([sys.executable, os.path.abspath(__file__)], cwd=cwd, env=env,
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.folder = tempfile.mkdtemp(prefix="forked_commands-")

@@ -7,7 +7,6 @@ import importlib.util
 import io
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -34,12 +33,6 @@ needs_browser = pytest.mark.skipif(not (BROWSER and DRIVER), reason="no headless
                                                                     "chromium and chromium-driver (.ci/run does)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def model(tiny_clip, tmp_path_factory):
     """configs/tiny.py at initialisation, exported: the page must show what the model draws, trained or not."""
@@ -63,7 +56,7 @@ def model(tiny_clip, tmp_path_factory):
 def server(model, tmp_path_factory):
     """The demo on a free localhost port, on 8 devices as this test process (same images, same bytes).
     Stopped as a service manager stops it (SIGTERM), it must exit cleanly and leave no image folder."""
-    port = free_port()
+    port = local_cluster.free_port()
     temp = tmp_path_factory.mktemp("demo_tmp")
     proc = subprocess.Popen([sys.executable, "-m", "gigagan_jax.demo", "--model", model, "--port", str(port)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -181,7 +174,7 @@ def test_an_image_drawn_again_is_served_from_its_file_untouched(tmp_path, monkey
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     (tmp_path / "drawn").mkdir()
     app = build_app(pipe, FIRST, ServedImages(str(tmp_path / "drawn")))
-    port = free_port()
+    port = local_cluster.free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)

@@ -18,7 +18,6 @@ test runs `gigagan_jax.hosts` itself on a pair: the decisions every host takes f
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -47,19 +46,13 @@ def _train_args(workdir: str, clip: str, num_steps: int, *extra: str) -> list[st
             "--config.train.sample_every=100000", "--config.loss.r1_interval=1", *extra]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
 def _start_pair(workdir: str, clip: str, num_steps: int, explicit: bool = False) -> list[subprocess.Popen]:
     """Two train.py processes x 2 devices: SLURM-style discovery, or an explicit coordinator."""
     pipes = dict(cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     command = _train_args(workdir, clip, num_steps, "--config.train.distributed=True")
     if not explicit:
         return local_cluster.start(command, processes=2, devices=2, **pipes)
-    port = _free_port()
+    port = local_cluster.free_port()
     return [subprocess.Popen(command + [f"--config.train.coordinator_address=localhost:{port}",
                                         "--config.train.num_processes=2", f"--config.train.process_id={i}"],
                              env=local_cluster.process_env(2), **pipes) for i in range(2)]

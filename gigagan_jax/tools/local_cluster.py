@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +36,14 @@ def process_env(devices: int, cluster: Optional[tuple[int, int, int]] = None, ba
         env.update(SLURM_JOB_ID=str(job), SLURM_STEP_NODELIST="localhost", SLURM_NTASKS=str(processes),
                    SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank))
     return env
+
+
+def free_port() -> int:
+    """A TCP port nothing on this machine listens on now: for an explicit coordinator address, or any
+    local server a job or test starts."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
 
 
 def start(command: Sequence[str], processes: int, devices: int, job_id: Optional[int] = None,
