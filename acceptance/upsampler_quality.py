@@ -5,7 +5,7 @@
 Held-out images come from the shapes generator with another seed than training (never seen).
 Each is area-downsampled to the upsampler's input size (clean: no training-time degradation),
 then brought back to full size by (a) bicubic interpolation and (b) the run's G_ema (seed = the
-image's index, noise off). Prints, for both and for the real images:
+image's index, the fixed noise maps: noise_mode="const"). Prints, for both and for the real images:
   L1        mean |x - real| in [0, 255] units (lower is better);
   HF energy mean spectral power in the top half of frequencies (radius > Nyquist / 2 of the 2-D
             FFT of each channel, mean removed), and its ratio to the real images' (1 is ideal).
