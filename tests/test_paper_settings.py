@@ -29,6 +29,7 @@ BETA_AFTER_RAMP = {
     "bench64": 0.9999 ** (8 / 512),
     "demo": 0.5 ** (16 / 2000),  # CPU demos: a 2000-image half-life
     "upsampler_demo": 0.5 ** (16 / 2000),
+    "upsampler_demo_gan_only": 0.5 ** (16 / 2000),
 }
 
 
