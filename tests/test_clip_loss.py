@@ -95,3 +95,48 @@ def test_g_steps_clip_loss_is_zero_when_every_caption_is_the_same(tiny_clip):
     _, metrics = jax.jit(lambda s, p: steps.g_loss(s.g_params, batch, jax.random.PRNGKey(3), d_params=s.d_params,
                                                    clip_params=p))(state, tiny_clip.params)
     assert abs(float(metrics["g/clip"])) < 1e-6
+
+    # A caption bank: asked for but not given is an error; copies of the batch's caption leave the
+    # loss at 0 (no negative), other captions become negatives.
+    config.loss.clip_negatives = 4
+    steps = GanSteps(config, build_generator(config), build_discriminator(config), clip=tiny_clip)
+    with pytest.raises(ValueError, match=r"clip_negatives=4 asks for a caption bank"):
+        steps.g_loss(state.g_params, batch, jax.random.PRNGKey(3), d_params=state.d_params,
+                     clip_params=tiny_clip.params)
+    with_bank = jax.jit(lambda s, p, bank: steps.g_loss(s.g_params, batch, jax.random.PRNGKey(3), d_params=s.d_params,
+                                                        clip_params=p, caption_bank=bank)[1]["g/clip"])
+    assert abs(float(with_bank(state, tiny_clip.params, text_embeds[:4]))) < 1e-6
+    others = tiny_clip.encode_text(tiny_clip.tokenize(["a blue circle", "a green ring", "a cross", "a pink diamond"]))[2]
+    assert float(with_bank(state, tiny_clip.params, others)) > 0.1
+
+
+def test_bank_captions_are_negatives_unless_they_read_as_the_caption():
+    rng = np.random.default_rng(3)
+    img, txt, bank = rng.normal(size=(3, 8)), rng.normal(size=(3, 8)), rng.normal(size=(4, 8))
+    bank[0] = 2 * txt[1] + 0.01 * bank[0]  # a paraphrase of caption 1 (cosine > 0.99)
+    candidates = np.concatenate([txt, bank])
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    cosine = unit(txt) @ unit(candidates).T  # [3, 7]
+    logits = np.asarray(clip_logits(img, candidates, 2.0))
+    want = []
+    for n in range(3):
+        keep = [m for m in range(7) if m == n or cosine[n, m] < 0.99]
+        want.append(-logits[n, n] + np.log(np.exp(logits[n, keep]).sum()))
+    assert len([m for m in range(7) if cosine[1, m] >= 0.99]) == 2  # row 1 drops the paraphrase
+    got = clip_contrastive_loss(img, txt, 2.0, bank=bank, same_cosine=0.99)
+    np.testing.assert_allclose(got, np.mean(want), rtol=1e-5)
+    assert float(got) > float(clip_contrastive_loss(img, txt, 2.0))  # more negatives, a higher loss
+
+
+def test_the_bank_is_drawn_from_the_data_the_same_way_every_time():
+    from gigagan_jax.data.shapes import ShapesSource
+    from gigagan_jax.train.caption_bank import draw_captions
+
+    source = ShapesSource(50, 16, seed=0)
+    captions = {source[i]["caption"] for i in range(50)}
+    first = draw_captions(source, 20, seed=7)
+    assert first == draw_captions(source, 20, seed=7) and first != draw_captions(source, 20, seed=8)
+    assert len(set(first)) == 20 and set(first) <= captions  # without replacement while the data allows
+    assert len(draw_captions(source, 80, seed=7)) == 80
+    with pytest.raises(ValueError, match="data source is empty"):
+        draw_captions([], 4, seed=0)

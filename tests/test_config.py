@@ -41,6 +41,13 @@ def test_mistakes_are_named(mutate, message):
         validate_config(config)
 
 
+def test_caption_bank_needs_captions():
+    config = load_config("configs/upsampler_imagenet256.py")  # class-conditional: no caption to draw
+    config.loss.clip_negatives = 64
+    with pytest.raises(ValueError, match=r"clip_negatives=64 adds captions to the CLIP loss, .* got 'class'"):
+        validate_config(config)
+
+
 def test_unknown_key_is_rejected():
     config = _tiny()
     config.unlock()
@@ -243,6 +250,7 @@ def test_every_numeric_key_refuses_negatives_and_non_finite(key, default):
     (lambda c: setattr(c.clip, "train_steps", 0), r"config.clip.train_steps must be >= 1, got 0"),
     (lambda c: setattr(c.data, "num_examples", 0), r"config.data.num_examples must be >= 1, got 0"),
     (lambda c: setattr(c.data, "shape_scale", 0.0), r"config.data.shape_scale must be > 0, got 0.0"),
+    (lambda c: setattr(c.loss, "same_caption_cosine", 1.5), r"same_caption_cosine must be in \(0, 1\], got 1.5"),
     (lambda c: setattr(c.model.d, "channel_base", 8), r"config.model.d.channel_base=8 gives no channels at 16 px"),
 ])
 def test_meaningless_numbers_are_named(mutate, message):

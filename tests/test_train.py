@@ -33,6 +33,7 @@ def tiny_config(clip_path: str, **train):
     config.train.log_every = 1
     config.train.sample_every = 1000
     config.loss.r1_interval = 2
+    config.loss.clip_negatives = 8  # the loop draws the bank (G's step refuses to run without it)
     for key, value in train.items():
         config.train[key] = value
     return config

@@ -120,6 +120,13 @@ def _loss_defaults() -> ml_collections.ConfigDict:
     loss.r1_gamma = 0.2048  # paper: 0.2048-2.048
     loss.r1_interval = 16  # lazy R1: every k D steps, scaled by k
     loss.clip_weight = 1.0  # CLIP contrastive loss (eq. 9) on G's output; needs a CLIP
+    # Captions drawn once from the data (seeded by train.seed) whose CLIP embeddings join each batch's
+    # own as negatives in that loss; 0 = the batch's only (the paper). At small batches few in-batch
+    # negatives differ from a caption in one attribute alone, so the loss stops teaching the hard ones.
+    loss.clip_negatives = 0
+    # Captions whose CLIP text embeddings have at least this cosine count as the same caption (a
+    # paraphrase): never a negative of each other, in the CLIP loss or the matching-aware terms.
+    loss.same_caption_cosine = 0.99
     loss.vision_aided_weight = 0.5  # frozen-CLIP-feature discriminator (its D and G terms)
     loss.vision_aided_start = -1  # step from which it is on; -1 = never
     # Its own frozen image backbone (paper: CLIP ViT-B/32), a local Hugging Face CLIP folder of
@@ -424,6 +431,12 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     for key in ("matching_weight", "g_matching_weight", "r1_gamma", "clip_weight", "vision_aided_weight",
                 "perceptual_weight", "perceptual_clip_weight"):
         _require(loss[key] >= 0, f"config.loss.{key} must be >= 0, got {loss[key]}")
+    _require(loss.clip_negatives >= 0, f"config.loss.clip_negatives must be >= 0, got {loss.clip_negatives}")
+    _require(loss.clip_negatives == 0 or m.conditioning == "text",
+             f"config.loss.clip_negatives={loss.clip_negatives} adds captions to the CLIP loss, so it needs "
+             f"config.model.conditioning='text', got {m.conditioning!r}")
+    _require(0 < loss.same_caption_cosine <= 1,
+             f"config.loss.same_caption_cosine must be in (0, 1], got {loss.same_caption_cosine}")
     _require(loss.perceptual in PERCEPTUAL_LOSSES,
              f"config.loss.perceptual must be one of {PERCEPTUAL_LOSSES}, got {loss.perceptual!r}")
     _require(loss.perceptual == "lpips" or not loss.lpips_path,

@@ -11,6 +11,13 @@ logits have the scale the checkpoint was trained with. Only the image->text dire
 the captions are fixed data, the images are what G can change. Another row holding the same
 caption as row n is not a negative for image n (the matching-aware loss skips such pairs too):
 it leaves the sum over m.
+
+Optionally a bank of K more captions (config.loss.clip_negatives) joins the sum over m. A small
+batch rarely holds a caption that differs from c_n in only one attribute, so once G gets the
+easy attributes right (colour) its images already beat every in-batch negative and the loss
+stops teaching the rest (shape); bank captions then supply those near misses. Any negative whose
+text embedding is nearly c_n's (cosine >= `same_cosine`: a paraphrase, the same caption) leaves
+the sum too, since no image can tell them apart.
 """
 
 from __future__ import annotations
@@ -19,16 +26,25 @@ import jax
 import jax.numpy as jnp
 
 
+def _unit(x):
+    x = x.astype(jnp.float32)
+    return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+
+
 def clip_logits(image_embeds, text_embeds, logit_scale):
-    """[B, P] x [B, P] -> [B, B] scaled cosine similarities; row n is image n vs every caption."""
-    image = image_embeds.astype(jnp.float32)
-    text = text_embeds.astype(jnp.float32)
-    image = image / jnp.linalg.norm(image, axis=-1, keepdims=True)
-    text = text / jnp.linalg.norm(text, axis=-1, keepdims=True)
-    return jnp.exp(logit_scale) * image @ text.T
+    """[B, P] x [M, P] -> [B, M] scaled cosine similarities; row n is image n vs every caption."""
+    return jnp.exp(logit_scale) * _unit(image_embeds) @ _unit(text_embeds).T
 
 
-def clip_contrastive_loss(image_embeds, text_embeds, logit_scale, same_caption=None):
+def close_captions(text_embeds, candidates, min_cosine: float):
+    """[B, P] x [M, P] -> [B, M] bool: True where candidate m's embedding has cosine >= min_cosine
+    with caption n's. A paraphrase reads as the same to CLIP; identical captions always count,
+    whatever the rounding."""
+    return _unit(text_embeds) @ _unit(candidates).T >= min_cosine - 1e-6
+
+
+def clip_contrastive_loss(image_embeds, text_embeds, logit_scale, same_caption=None, bank=None,
+                          same_cosine: float | None = None):
     """Eq. 9: mean over the batch of -log softmax_m(logits[n, m]) at m = n.
 
     image_embeds: [B, P] projected CLIP embeddings of the generated images.
@@ -37,10 +53,19 @@ def clip_contrastive_loss(image_embeds, text_embeds, logit_scale, same_caption=N
                   like the rest of CLIP.
     same_caption: [B, B] bool, True where rows n and m hold the same caption (None: all distinct);
                   those m != n are dropped from row n's softmax.
+    bank:         [K, P] embeddings of more captions, negatives for every row (None: none).
+    same_cosine:  a negative whose text embedding has at least this cosine with row n's caption
+                  is dropped from row n's softmax (None: none is).
     Returns a float32 scalar.
     """
-    logits = clip_logits(image_embeds, text_embeds, jax.lax.stop_gradient(logit_scale))  # [B, B]
+    candidates = text_embeds if bank is None else jnp.concatenate([text_embeds, bank.astype(text_embeds.dtype)])
+    logits = clip_logits(image_embeds, candidates, jax.lax.stop_gradient(logit_scale))  # [B, B + K]
+    b = logits.shape[0]
+    duplicate = jnp.zeros(logits.shape, bool)  # [B, B + K]
+    if same_cosine is not None:
+        duplicate = close_captions(text_embeds, candidates, same_cosine)
     if same_caption is not None:
-        duplicate = same_caption & ~jnp.eye(logits.shape[0], dtype=bool)
-        logits = jnp.where(duplicate, -jnp.inf, logits)
-    return -jnp.mean(jnp.diagonal(jax.nn.log_softmax(logits, axis=-1)))
+        duplicate = duplicate.at[:, :b].set(duplicate[:, :b] | same_caption)
+    own = jnp.arange(candidates.shape[0])[None, :] == jnp.arange(b)[:, None]  # [B, B + K]: column n of row n
+    logits = jnp.where(duplicate & ~own, -jnp.inf, logits)
+    return -jnp.mean(jnp.diagonal(jax.nn.log_softmax(logits, axis=-1)[:, :b]))

@@ -81,11 +81,9 @@ def same_condition(condition: jax.Array) -> jax.Array:
     return jnp.all(flat[:, None] == flat[None, :], axis=-1)
 
 
-def distinct_condition_mask(condition: jax.Array, perm: jax.Array) -> jax.Array:
-    """[B] float: 1 where sample b's condition differs from that of sample perm[b]."""
-    flat = condition.reshape(condition.shape[0], -1)
-    same = jnp.all(flat == flat[perm], axis=1)
-    return 1.0 - same.astype(jnp.float32)
+def pair_counts(same: jax.Array, perm: jax.Array) -> jax.Array:
+    """[B] float: 1 where sample b's caption/class differs from that of sample perm[b] (`same` [B, B])."""
+    return 1.0 - same[jnp.arange(same.shape[0]), perm].astype(jnp.float32)
 
 
 def mean_logit(logits: Logits) -> jax.Array:

@@ -30,6 +30,7 @@ from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.models.vision_aided import VisionAidedHeads
 from gigagan_jax.pretrained.lpips import load_lpips
 from gigagan_jax.train.budget import GanStepPlan, TimeBudget, describe_budget
+from gigagan_jax.train.caption_bank import caption_bank
 from gigagan_jax.train.frozen_clip import provide_clip, provide_vision_backbone
 from gigagan_jax.train.metrics import MetricsLog, open_writer
 from gigagan_jax.train.samples import SampleGrid
@@ -106,6 +107,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state_shardings = param_shardings(jax.eval_shape(functools.partial(init, boxed=True), jax.random.PRNGKey(0)), mesh)
     pipeline = InputPipeline(config, tokenizer=clip.tokenizer if clip is not None else None, mesh=mesh)
     encode_text = jax.jit(lambda p, ids: clip.encode_text(ids, params=p)) if clip is not None else None
+    bank = None  # [K, P]: G's CLIP loss's extra negatives
+    if steps.use_clip_loss and config.loss.clip_negatives:
+        bank = jax.device_put(caption_bank(clip, pipeline.source, config.loss.clip_negatives, config.train.seed), rep)
 
     def step_batch(batch: dict) -> dict:
         out = {"image": batch["image"], "label": batch["label"]}
@@ -191,7 +195,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 state, d_metrics = d_steps[(r1, vis)](state, batch, jax.random.fold_in(rng, 0), clip_params,
                                                       vision_clip_params)
                 state, g_metrics = g_steps[vis](state, batch, jax.random.fold_in(rng, 1), clip_params,
-                                                perceptual_params, vision_clip_params)
+                                                perceptual_params, vision_clip_params, bank)
                 log.append(step, {**d_metrics, **g_metrics})
                 done = step + 1
                 progress.update(1)

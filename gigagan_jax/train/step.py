@@ -29,7 +29,7 @@ import optax
 
 from gigagan_jax.data.degrade import degrade, lowres_input
 from gigagan_jax.losses import gan
-from gigagan_jax.losses.clip_loss import clip_contrastive_loss
+from gigagan_jax.losses.clip_loss import clip_contrastive_loss, close_captions
 from gigagan_jax.losses.perceptual import PerceptualLoss
 from gigagan_jax.losses.regularizers import r1_penalty
 from gigagan_jax.losses.vision_aided import d_vision_aided_loss, g_vision_aided_loss
@@ -88,6 +88,21 @@ class GanSteps:
     def _condition_key(self, batch: Batch) -> jax.Array:
         """What identifies a sample's caption/class, to detect duplicates in the batch."""
         return batch["text_features"] if self.text else batch["label"]
+
+    def _same_caption(self, batch: Batch) -> jax.Array:
+        """[B, B] bool: samples whose captions/classes count as one (never each other's negative):
+        the same condition, or CLIP text embeddings at config.loss.same_caption_cosine or closer."""
+        same = gan.same_condition(self._condition_key(batch))
+        if "text_embeds" in batch:
+            embeds = batch["text_embeds"]
+            same = same | close_captions(embeds, embeds, self.config.loss.same_caption_cosine)
+        return same
+
+    def _mismatch(self, same: jax.Array, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """([B] index of the other sample each sample is paired with in the matching terms, [B]
+        float: 1 where that pair counts, i.e. the two captions/classes differ)."""
+        perm = gan.mismatch_permutation(rng, same.shape[0])
+        return perm, gan.pair_counts(same, perm)
 
     def lowres(self, batch: Batch, rng: jax.Array) -> jax.Array:
         """The upsampler's degraded low-res input [B, r, r, 3] that `generate(.., batch, rng)` feeds G."""
@@ -192,7 +207,7 @@ class GanSteps:
         t_d = self._t_d(d_main, batch)  # [B, Dt]
         pairs = [(real_feats, t_d), (fake_feats, t_d)]
         if self.conditioned:  # matching-aware loss: pairs with another sample's condition are fake
-            perm = gan.mismatch_permutation(perm_rng, reals.shape[0])
+            perm, valid = self._mismatch(self._same_caption(batch), perm_rng)
             pairs += [(real_feats, t_d[perm]), (fake_feats, t_d[perm])]
         real_logits, fake_logits, *mismatched = self._predict(d_main, pairs)
         gan_loss = gan.d_gan_loss(real_logits, fake_logits)
@@ -200,7 +215,6 @@ class GanSteps:
         metrics = {"d/gan": gan_loss,
                    "logits/real": gan.mean_logit(real_logits), "logits/fake": gan.mean_logit(fake_logits)}
         if self.conditioned:
-            valid = gan.distinct_condition_mask(self._condition_key(batch), perm)
             real_mis, fake_mis = mismatched
             match_loss = gan.d_matching_loss(real_mis, fake_mis, valid)
             loss = loss + cfg.matching_weight * match_loss
@@ -239,8 +253,12 @@ class GanSteps:
 
     # ----------------------------------------------------------------------------- G step
     def g_loss(self, g_params, batch: Batch, rng: jax.Array, *, d_params, clip_params=None,
-               perceptual_params=None, vision_clip_params=None, with_vision: bool = False) -> tuple[jax.Array, Metrics]:
+               perceptual_params=None, vision_clip_params=None, caption_bank=None,
+               with_vision: bool = False) -> tuple[jax.Array, Metrics]:
         cfg = self.config.loss
+        if self.use_clip_loss and cfg.clip_negatives and caption_bank is None:
+            raise ValueError(f"config.loss.clip_negatives={cfg.clip_negatives} asks for a caption bank in G's "
+                             "CLIP loss: pass the step one (`caption_bank`, gigagan_jax.train.caption_bank)")
         gen_rng, perm_rng = jax.random.split(rng)
         d_main = d_params["main"]
         lowres = self._d_lowres(batch, gen_rng)
@@ -248,15 +266,15 @@ class GanSteps:
         fake_feats, = self._features(d_main, [pyramid_dict(fakes)], lowres)
         t_d = self._t_d(d_main, batch)
         pairs = [(fake_feats, t_d)]
+        same = self._same_caption(batch) if self.conditioned else None
         if self.conditioned:
-            perm = gan.mismatch_permutation(perm_rng, fakes[-1].shape[0])
+            perm, valid = self._mismatch(same, perm_rng)
             pairs.append((fake_feats, t_d[perm]))
         fake_logits, *mismatched = self._predict(d_main, pairs)
         gan_loss = gan.g_gan_loss(fake_logits)
         loss = gan_loss
         metrics = {"g/gan": gan_loss}
         if self.conditioned:
-            valid = gan.distinct_condition_mask(self._condition_key(batch), perm)
             match_loss = gan.g_matching_loss(mismatched[0], valid)
             loss = loss + cfg.g_matching_weight * match_loss
             metrics["g/match"] = match_loss
@@ -270,7 +288,7 @@ class GanSteps:
             fake_embeds, fake_clip = self._clip_image(clip_params, fakes[-1])  # one CLIP pass for both
             if self.use_clip_loss:
                 clip_loss = clip_contrastive_loss(fake_embeds, batch["text_embeds"], clip_params["logit_scale"],
-                                                  gan.same_condition(self._condition_key(batch)))
+                                                  same, caption_bank, cfg.same_caption_cosine)
                 loss = loss + cfg.clip_weight * clip_loss
                 metrics["g/clip"] = clip_loss
         if with_vision:
@@ -282,11 +300,12 @@ class GanSteps:
         return loss, metrics
 
     def g_step(self, state: TrainState, batch: Batch, rng: jax.Array, clip_params=None, perceptual_params=None,
-               vision_clip_params=None, *, with_vision: bool = False) -> tuple[TrainState, Metrics]:
-        """`perceptual_params`: the upsampler's LPIPS weights (`load_lpips(config.loss.lpips_path)`), if any."""
+               vision_clip_params=None, caption_bank=None, *, with_vision: bool = False) -> tuple[TrainState, Metrics]:
+        """`perceptual_params`: the upsampler's LPIPS weights (`load_lpips(config.loss.lpips_path)`), if any;
+        `caption_bank` [K, P]: the CLIP loss's extra negatives (config.loss.clip_negatives), if any."""
         loss_fn = functools.partial(self.g_loss, d_params=state.d_params, clip_params=clip_params,
                                     perceptual_params=perceptual_params, vision_clip_params=vision_clip_params,
-                                    with_vision=with_vision)
+                                    caption_bank=caption_bank, with_vision=with_vision)
         grads, metrics = self._grads(loss_fn, state.g_params, batch, rng)
         updates, g_opt = self.g_tx.update(grads, state.g_opt, state.g_params)
         g_params = optax.apply_updates(state.g_params, updates)
