@@ -38,14 +38,14 @@ def test_mismatch_permutation_rejects_batch_of_one():
 def test_duplicate_captions_are_masked_out_of_matching():
     captions = jnp.array([[1, 2], [3, 4], [1, 2], [5, 6]])  # samples 0 and 2 share a caption
     perm = jnp.array([2, 3, 0, 1])
-    np.testing.assert_array_equal(gan.pair_counts(gan.same_condition(captions), perm), [0.0, 1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(gan.same_pair(captions, perm), [True, False, True, False])
     logits = {(8, 4): jnp.stack([jnp.full((4, 4), v) for v in (100.0, 0.0, 100.0, 0.0)])}
     # Only the valid samples (logit 0 -> softplus = log 2) count; the masked ones would add 100.
     np.testing.assert_allclose(gan.g_matching_loss(logits, jnp.array([0.0, 1.0, 0.0, 1.0])), np.log(2), rtol=1e-6)
 
 
 def test_paraphrases_count_as_the_same_caption():
-    from gigagan_jax.losses.clip_loss import close_captions
+    from gigagan_jax.losses.clip_loss import close_caption_pairs, close_captions
 
     # 1 is 0 at twice the norm (cosine 1), 2 is near 0 (0.995), 3 is further (0.894), 4 apart.
     embeds = jnp.array([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [1.0, 0.1, 0.0], [1.0, 0.5, 0.0], [0.0, 0.0, 1.0]])
@@ -53,8 +53,9 @@ def test_paraphrases_count_as_the_same_caption():
     np.testing.assert_array_equal(close[0], [True, True, True, False, False])
     np.testing.assert_array_equal(close, close.T)
     assert np.all(np.diag(close)) and not close[3, 4]
-    # A pair of the matching term counts only when the captions differ.
-    np.testing.assert_array_equal(gan.pair_counts(jnp.asarray(close), jnp.array([1, 0, 3, 4, 2])), [0, 0, 1, 1, 1])
+    # Per pair, the same reading.
+    partners = jnp.array([1, 0, 3, 4, 2])
+    np.testing.assert_array_equal(close_caption_pairs(embeds, embeds[partners], 0.99), [True, True, False, False, False])
 
 
 def test_losses_are_finite_for_extreme_logits_and_sum_over_pairs():

@@ -78,15 +78,16 @@ def test_paraphrased_captions_are_not_each_others_mismatch(setup):
     # Caption embeddings: 5 is a paraphrase of 0 (cosine 0.995), 6 is near 2 (0.894), the rest apart.
     embeds = jnp.eye(B)
     embeds = embeds.at[5].set(embeds[0] + 0.1 * embeds[5]).at[6].set(embeds[2] + 0.5 * embeds[6])
-    same = steps._same_caption(dict(batch, text_embeds=embeds))
+    batch = dict(batch, text_embeds=embeds)
+    same = steps._same_caption(batch)
     assert bool(same[0, 5]) and bool(same[5, 0]) and not bool(same[2, 6])
     assert int(jnp.sum(same)) == B + 2  # the diagonal and the paraphrase pair: every caption's tokens differ
     # A random derangement, another for another key; a draw pairing 0 with its paraphrase drops that pair.
-    first, second = (np.asarray(steps._mismatch(same, jax.random.PRNGKey(k))[0]) for k in (0, 1))
+    first, second = (np.asarray(steps._mismatch(batch, jax.random.PRNGKey(k))[0]) for k in (0, 1))
     assert sorted(first.tolist()) == list(range(B)) and np.all(first != np.arange(B))
     assert not np.array_equal(first, second)
     perm, counts = next((np.asarray(p), np.asarray(c)) for p, c in (
-        steps._mismatch(same, jax.random.PRNGKey(k)) for k in range(100)) if p[0] == 5)
+        steps._mismatch(batch, jax.random.PRNGKey(k)) for k in range(100)) if p[0] == 5)
     np.testing.assert_array_equal(counts, np.where(np.arange(B) == 0, 0.0, 1.0 - (np.arange(B) == 5) * (perm[5] == 0)))
 
 

@@ -43,6 +43,11 @@ def close_captions(text_embeds, candidates, min_cosine: float):
     return _unit(text_embeds) @ _unit(candidates).T >= min_cosine - 1e-6
 
 
+def close_caption_pairs(text_embeds, partners, min_cosine: float):
+    """[B, P] x [B, P] -> [B] bool: `close_captions` of row n and its partner n only."""
+    return jnp.sum(_unit(text_embeds) * _unit(partners), axis=-1) >= min_cosine - 1e-6
+
+
 def clip_contrastive_loss(image_embeds, text_embeds, logit_scale, same_caption=None, bank=None,
                           same_cosine: float | None = None):
     """Eq. 9: mean over the batch of -log softmax_m(logits[n, m]) at m = n.

@@ -81,9 +81,10 @@ def same_condition(condition: jax.Array) -> jax.Array:
     return jnp.all(flat[:, None] == flat[None, :], axis=-1)
 
 
-def pair_counts(same: jax.Array, perm: jax.Array) -> jax.Array:
-    """[B] float: 1 where sample b's caption/class differs from that of sample perm[b] (`same` [B, B])."""
-    return 1.0 - same[jnp.arange(same.shape[0]), perm].astype(jnp.float32)
+def same_pair(condition: jax.Array, perm: jax.Array) -> jax.Array:
+    """[B] bool: True where sample b's condition equals that of sample perm[b]."""
+    flat = condition.reshape(condition.shape[0], -1)
+    return jnp.all(flat == flat[perm], axis=1)
 
 
 def mean_logit(logits: Logits) -> jax.Array:

@@ -29,7 +29,7 @@ import optax
 
 from gigagan_jax.data.degrade import degrade, lowres_input
 from gigagan_jax.losses import gan
-from gigagan_jax.losses.clip_loss import clip_contrastive_loss, close_captions
+from gigagan_jax.losses.clip_loss import clip_contrastive_loss, close_caption_pairs, close_captions
 from gigagan_jax.losses.perceptual import PerceptualLoss
 from gigagan_jax.losses.regularizers import r1_penalty
 from gigagan_jax.losses.vision_aided import d_vision_aided_loss, g_vision_aided_loss
@@ -98,11 +98,17 @@ class GanSteps:
             same = same | close_captions(embeds, embeds, self.config.loss.same_caption_cosine)
         return same
 
-    def _mismatch(self, same: jax.Array, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def _mismatch(self, batch: Batch, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
         """([B] index of the other sample each sample is paired with in the matching terms, [B]
-        float: 1 where that pair counts, i.e. the two captions/classes differ)."""
-        perm = gan.mismatch_permutation(rng, same.shape[0])
-        return perm, gan.pair_counts(same, perm)
+        float: 1 where that pair counts: its captions/classes differ, as `_same_caption` reads
+        them; per pair, so no [B, B] matrix crosses the batch's devices)."""
+        key = self._condition_key(batch)
+        perm = gan.mismatch_permutation(rng, key.shape[0])
+        same = gan.same_pair(key, perm)
+        if "text_embeds" in batch:
+            embeds = batch["text_embeds"]
+            same = same | close_caption_pairs(embeds, embeds[perm], self.config.loss.same_caption_cosine)
+        return perm, 1.0 - same.astype(jnp.float32)
 
     def lowres(self, batch: Batch, rng: jax.Array) -> jax.Array:
         """The upsampler's degraded low-res input [B, r, r, 3] that `generate(.., batch, rng)` feeds G."""
@@ -207,7 +213,7 @@ class GanSteps:
         t_d = self._t_d(d_main, batch)  # [B, Dt]
         pairs = [(real_feats, t_d), (fake_feats, t_d)]
         if self.conditioned:  # matching-aware loss: pairs with another sample's condition are fake
-            perm, valid = self._mismatch(self._same_caption(batch), perm_rng)
+            perm, valid = self._mismatch(batch, perm_rng)
             pairs += [(real_feats, t_d[perm]), (fake_feats, t_d[perm])]
         real_logits, fake_logits, *mismatched = self._predict(d_main, pairs)
         gan_loss = gan.d_gan_loss(real_logits, fake_logits)
@@ -266,9 +272,8 @@ class GanSteps:
         fake_feats, = self._features(d_main, [pyramid_dict(fakes)], lowres)
         t_d = self._t_d(d_main, batch)
         pairs = [(fake_feats, t_d)]
-        same = self._same_caption(batch) if self.conditioned else None
         if self.conditioned:
-            perm, valid = self._mismatch(same, perm_rng)
+            perm, valid = self._mismatch(batch, perm_rng)
             pairs.append((fake_feats, t_d[perm]))
         fake_logits, *mismatched = self._predict(d_main, pairs)
         gan_loss = gan.g_gan_loss(fake_logits)
@@ -288,7 +293,7 @@ class GanSteps:
             fake_embeds, fake_clip = self._clip_image(clip_params, fakes[-1])  # one CLIP pass for both
             if self.use_clip_loss:
                 clip_loss = clip_contrastive_loss(fake_embeds, batch["text_embeds"], clip_params["logit_scale"],
-                                                  same, caption_bank, cfg.same_caption_cosine)
+                                                  self._same_caption(batch), caption_bank, cfg.same_caption_cosine)
                 loss = loss + cfg.clip_weight * clip_loss
                 metrics["g/clip"] = clip_loss
         if with_vision:
