@@ -9,6 +9,7 @@ import pytest
 
 from gigagan_jax.config import load_config
 from gigagan_jax.losses import gan
+from gigagan_jax.losses.clip_loss import close_captions
 from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.models.discriminator import real_pyramid
 from gigagan_jax.train.sharding import batch_sharding, make_mesh, param_shardings, replicated
@@ -79,7 +80,8 @@ def test_paraphrased_captions_are_not_each_others_mismatch(setup):
     embeds = jnp.eye(B)
     embeds = embeds.at[5].set(embeds[0] + 0.1 * embeds[5]).at[6].set(embeds[2] + 0.5 * embeds[6])
     batch = dict(batch, text_embeds=embeds)
-    same = steps._same_caption(batch)
+    # What counts as one caption: the same tokens, or CLIP embeddings at same_caption_cosine or closer.
+    same = gan.same_condition(batch["text_features"]) | close_captions(embeds, embeds, config.loss.same_caption_cosine)
     assert bool(same[0, 5]) and bool(same[5, 0]) and not bool(same[2, 6])
     assert int(jnp.sum(same)) == B + 2  # the diagonal and the paraphrase pair: every caption's tokens differ
     # A random derangement, another for another key; a draw pairing 0 with its paraphrase drops that pair.

@@ -29,7 +29,7 @@ import optax
 
 from gigagan_jax.data.degrade import degrade, lowres_input
 from gigagan_jax.losses import gan
-from gigagan_jax.losses.clip_loss import clip_contrastive_loss, close_caption_pairs, close_captions
+from gigagan_jax.losses.clip_loss import clip_contrastive_loss, close_caption_pairs
 from gigagan_jax.losses.perceptual import PerceptualLoss
 from gigagan_jax.losses.regularizers import r1_penalty
 from gigagan_jax.losses.vision_aided import d_vision_aided_loss, g_vision_aided_loss
@@ -89,19 +89,11 @@ class GanSteps:
         """What identifies a sample's caption/class, to detect duplicates in the batch."""
         return batch["text_features"] if self.text else batch["label"]
 
-    def _same_caption(self, batch: Batch) -> jax.Array:
-        """[B, B] bool: samples whose captions/classes count as one (never each other's negative):
-        the same condition, or CLIP text embeddings at config.loss.same_caption_cosine or closer."""
-        same = gan.same_condition(self._condition_key(batch))
-        if "text_embeds" in batch:
-            embeds = batch["text_embeds"]
-            same = same | close_captions(embeds, embeds, self.config.loss.same_caption_cosine)
-        return same
-
     def _mismatch(self, batch: Batch, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
         """([B] index of the other sample each sample is paired with in the matching terms, [B]
-        float: 1 where that pair counts: its captions/classes differ, as `_same_caption` reads
-        them; per pair, so no [B, B] matrix crosses the batch's devices)."""
+        float: 1 where that pair counts: its captions/classes differ and, for text, their CLIP
+        embeddings are below config.loss.same_caption_cosine; per pair, so no [B, B] matrix
+        crosses the batch's devices)."""
         key = self._condition_key(batch)
         perm = gan.mismatch_permutation(rng, key.shape[0])
         same = gan.same_pair(key, perm)
@@ -293,7 +285,8 @@ class GanSteps:
             fake_embeds, fake_clip = self._clip_image(clip_params, fakes[-1])  # one CLIP pass for both
             if self.use_clip_loss:
                 clip_loss = clip_contrastive_loss(fake_embeds, batch["text_embeds"], clip_params["logit_scale"],
-                                                  self._same_caption(batch), caption_bank, cfg.same_caption_cosine)
+                                                  gan.same_condition(self._condition_key(batch)), caption_bank,
+                                                  cfg.same_caption_cosine)
                 loss = loss + cfg.clip_weight * clip_loss
                 metrics["g/clip"] = clip_loss
         if with_vision:
