@@ -11,8 +11,10 @@ The chain, on the tiny config (one module-scoped fixture, run once):
      the same numbers added in another order, so the last bits differ, and Adam's first steps,
      which divide each gradient by its own magnitude, carry that into the weights: samples
      differ by a level or two on average).
-Every process has a timeout: a deadlock fails the test instead of hanging it. A second, quick
-test runs `gigagan_jax.hosts` itself on a pair: the decisions every host takes from process 0.
+Every process has a timeout: a deadlock fails the test instead of hanging it. The chain's three
+tests are `slow` (seven train.py processes: 205 s alone on a 2-core AMD EPYC, 365 s of the default
+suite's worker time); the quick tests below stay in the default suite, one of them a real pair
+running `gigagan_jax.hosts` through jax.distributed: the decisions every host takes from process 0.
 """
 
 import json
@@ -123,6 +125,7 @@ def _restore_state(workdir: str, clip: str, step: int):
     return state, data
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_process_stops_both_at_one_step_with_a_verified_checkpoint(runs):
     steps = [int(log.split("stopped by signal at step ")[1].split(";")[0]) for log in runs["stop_logs"]]
     summary = runs["stop_summary"]
@@ -132,6 +135,7 @@ def test_sigterm_to_one_process_stops_both_at_one_step_with_a_verified_checkpoin
     Checkpointer(checkpoint_dir(runs["stopped"]), read_only=True).verify(steps[0])
 
 
+@pytest.mark.slow
 def test_resumed_pair_equals_unbroken_pair_bit_for_bit(runs, tiny_clip):
     resumed, resumed_data = _restore_state(runs["stopped"], tiny_clip, runs["final"])
     unbroken, unbroken_data = _restore_state(runs["unbroken"], tiny_clip, runs["final"])
@@ -142,6 +146,7 @@ def test_resumed_pair_equals_unbroken_pair_bit_for_bit(runs, tiny_clip):
     np.testing.assert_array_equal(grids[0], grids[1])
 
 
+@pytest.mark.slow
 def test_two_processes_sample_what_one_process_with_four_devices_samples(runs, tiny_clip, tmp_path):
     pair, single = _restore_state(runs["unbroken"], tiny_clip, runs["final"]), _restore_state(runs["single"], tiny_clip,
                                                                                                 runs["final"])
