@@ -30,6 +30,7 @@ from gigagan_jax.train.step import GanSteps
 def tiny_config(clip_path: str, **train):
     config = load_config("configs/tiny.py")
     config.clip.path = clip_path
+    config.mesh.shape = (1, -1)  # the loop on an FSDP mesh (configs/tiny.py alone is data parallel)
     config.train.log_every = 1
     config.train.sample_every = 1000
     config.loss.r1_interval = 2
