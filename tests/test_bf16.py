@@ -62,14 +62,20 @@ def curves():
     return {dtype: train_curve(dtype) for dtype in ("float32", "bfloat16")}
 
 
-def _conv_and_dot_dtypes(dtype: str, step: str) -> collections.Counter:
-    """(op, 'bf16' | 'f32') counts of the convolutions and dots in the lowered D or G step."""
+def _abstract_step(dtype: str, step: str) -> tuple:
+    """(the D + R1 or the G step, its abstract arguments: state, batch, key)."""
     steps = tiny_steps(dtype)
     state = jax.eval_shape(steps.init_state, jax.random.PRNGKey(0))
     batch = jax.eval_shape(lambda: blob_batches(1)[0])
     fn = functools.partial(steps.d_step, with_r1=True) if step == "d" else steps.g_step
+    return fn, (state, batch, jax.random.PRNGKey(0))
+
+
+def _conv_and_dot_dtypes(dtype: str, step: str) -> collections.Counter:
+    """(op, 'bf16' | 'f32') counts of the convolutions and dots in the lowered D or G step."""
+    fn, args = _abstract_step(dtype, step)
     counts = collections.Counter()
-    for line in jax.jit(fn).lower(state, batch, jax.random.PRNGKey(0)).as_text().splitlines():
+    for line in jax.jit(fn).lower(*args).as_text().splitlines():
         op = re.search(r"stablehlo\.(convolution|dot_general)", line)
         if op:
             counts[(op.group(1), "bf16" if "bf16" in line.rsplit(":", 1)[-1] else "f32")] += 1
@@ -90,11 +96,8 @@ def test_bf16_runs_every_convolution_in_bf16_and_float32_none(step):
 def test_bf16_steps_keep_params_optimiser_state_and_g_ema_in_float32(step):
     """What a step returns is fixed when it is traced: every floating leaf of the state it hands
     the next step is float32, whatever the compute dtype."""
-    steps = tiny_steps("bfloat16")
-    state = jax.eval_shape(steps.init_state, jax.random.PRNGKey(0))
-    batch = jax.eval_shape(lambda: blob_batches(1)[0])
-    fn = functools.partial(steps.d_step, with_r1=True) if step == "d" else steps.g_step
-    new, metrics = jax.eval_shape(fn, state, batch, jax.random.PRNGKey(0))
+    fn, args = _abstract_step("bfloat16", step)
+    new, metrics = jax.eval_shape(fn, *args)
     kinds = {leaf.dtype for leaf in jax.tree_util.tree_leaves((new.g_params, new.d_params, new.g_ema, new.g_opt,
                                                                new.d_opt)) if jnp.issubdtype(leaf.dtype, jnp.floating)}
     assert kinds == {jnp.dtype(jnp.float32)}
