@@ -28,6 +28,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--devices", type=int, default=1, help="simulated CPU devices (data-parallel mesh)")
     parser.add_argument("--opt-level", type=int, default=None,
                         help="XLA backend optimisation level (default: XLA's; the test suite uses 0)")
+    parser.add_argument("--kernel-impl", default=None,
+                        help="config.model.g.kernel_impl (default: the config's; 'auto' measures on first use)")
     return parser.parse_args()
 
 
@@ -48,6 +50,8 @@ def main() -> None:
 
     config = load_config(args.config)
     config.clip.path = ""  # random text features: compile time does not depend on a CLIP's weights
+    if args.kernel_impl:
+        config.model.g.kernel_impl = args.kernel_impl
     validate_config(config, num_devices=jax.device_count())
     mesh = mesh_from_config(config)
     inputs = abstract_step_inputs(config, mesh)  # laid out as the input pipeline lays out a batch
@@ -56,7 +60,7 @@ def main() -> None:
     executables = {"init": (jit_init(inputs.init, inputs.state_shardings), (inputs.key,)),
                    **{name: steps[name] for name in ("D step + R1", "G step", "D step")}}
     print(f"{args.config}: {cpu_model()}, {jax.device_count()} device(s), batch {b}, {r} px, "
-          f"XLA flags {os.environ['XLA_FLAGS']!r}", flush=True)
+          f"kernel_impl {config.model.g.kernel_impl}, XLA flags {os.environ['XLA_FLAGS']!r}", flush=True)
     print(f"{'executable':<14} {'lower s':>8} {'compile s':>10} {'kernels':>8}")
     seconds = {}
     for name, (jitted, example) in executables.items():
