@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from flax.core import meta
 
-from gigagan_jax.models.layers import MODCONV_IMPLS, AdaptiveModulatedConv, EqualizedConv, EqualizedDense, KernelSelection
+from gigagan_jax.models.layers import (MODCONV_IMPLS, AdaptiveModulatedConv, EqualizedConv, EqualizedDense,
+                                      KernelSelection, conv2d, conv2d_valid)
 from gigagan_jax.models.resample import downsample2d, upsample2d
 
 
@@ -72,6 +73,36 @@ def test_modulated_conv_matches_numpy_reference(impl, demodulate):
     params = _randomize(_init(layer, x, w))
     y = layer.apply(params, x, w)
     np.testing.assert_allclose(y, _reference_modconv(x, w, params["params"], demodulate), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("impl", ["bank", "per_sample"])
+@pytest.mark.parametrize("num_kernels", [1, 3])
+@pytest.mark.parametrize("size,features", [((5, 6), 4), ((2, 2), 8)])
+def test_a_1x1_modulated_conv_matches_numpy_reference(impl, num_kernels, size, features):
+    """A 1x1 kernel is one matmul whatever the impl, its style folded into each sample's kernel
+    (30 pixels > 4 outputs: ToRGB's case) or into x (4 pixels <= 8 outputs: D's heads at 1 px)."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, *size, 3))
+    w = jax.random.normal(jax.random.PRNGKey(1), (2, 8))
+    for demodulate in (True, False):
+        layer = AdaptiveModulatedConv(features, 1, num_kernels=num_kernels, demodulate=demodulate, impl=impl)
+        params = _randomize(_init(layer, x, w))
+        want = _reference_modconv(x, w, params["params"], demodulate)
+        np.testing.assert_allclose(layer.apply(params, x, w), want, rtol=1e-4, atol=1e-4)
+        assert "convolution" not in jax.jit(layer.apply).lower(params, x, w).as_text()
+
+
+def test_1x1_convs_are_matmuls_equal_to_the_convolution():
+    """conv2d / conv2d_valid write a 1x1 kernel as a dot (XLA:CPU runs the conv 1.5-18x slower)."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 9, 5))
+    kernel = jax.random.normal(jax.random.PRNGKey(1), (1, 1, 5, 7))
+    for fn, args, stride in ((conv2d, (x, kernel), 1), (conv2d_valid, (x, kernel, 2), 2)):
+        want = jax.lax.conv_general_dilated(x, kernel, (stride, stride), "VALID",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        np.testing.assert_allclose(fn(*args), want, rtol=1e-5, atol=1e-5)
+        text = jax.jit(fn, static_argnums=(2,) if stride > 1 else ()).lower(*args).as_text()
+        assert "convolution" not in text and "dot_general" in text
+    three = jax.random.normal(jax.random.PRNGKey(2), (3, 3, 5, 7))  # a 3x3 kernel stays a convolution
+    assert "convolution" in jax.jit(conv2d).lower(x, three).as_text()
 
 
 @pytest.mark.parametrize("up", [False, True])
