@@ -28,7 +28,7 @@ PRELOADED = ("jax", "jax.numpy", "numpy", "absl.app", "absl.flags", "absl.loggin
 
 
 class CommandForks:
-    """The client: `run(["-m", "gigagan_jax.eval", ...])` or `run(["train.py", ...])`."""
+    """The client: `run(["-m", "gigagan_jax.eval", ...])`, `run(["-c", code])` or `run(["train.py", ...])`."""
 
     def __init__(self, cwd: str, env: dict[str, str]):
         self.server = subprocess.Popen([sys.executable, os.path.abspath(__file__)], cwd=cwd, env=env,
@@ -47,9 +47,10 @@ class CommandForks:
             raise RuntimeError(f"the fork server exited with {self.server.wait()}")
         return json.loads(line)
 
-    def run(self, argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    def run(self, argv: list[str], timeout: float = 600, cwd: str | None = None) -> subprocess.CompletedProcess:
+        """`argv` as `python *argv` would run it, in `cwd` (default: the server's)."""
         out, err = os.path.join(self.folder, "stdout"), os.path.join(self.folder, "stderr")
-        self.server.stdin.write(json.dumps({"argv": argv, "stdout": out, "stderr": err}) + "\n")
+        self.server.stdin.write(json.dumps({"argv": argv, "stdout": out, "stderr": err, "cwd": cwd}) + "\n")
         self.server.stdin.flush()
         pid = self._reply(timeout=60)["pid"]
         deadline = time.time() + timeout
@@ -83,10 +84,16 @@ def _run_child(request: dict) -> None:
     argv = request["argv"]
     code = 0
     try:
+        if request.get("cwd"):
+            os.chdir(request["cwd"])
         if argv[0] == "-m":
             sys.argv = [argv[1], *argv[2:]]
             sys.path[0] = os.getcwd()
             runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        elif argv[0] == "-c":
+            sys.argv = ["-c", *argv[2:]]
+            sys.path[0] = ""
+            exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
         else:
             sys.argv = list(argv)
             sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))

@@ -284,6 +284,24 @@ def test_a_forked_command_ends_as_its_own_interpreter_would(forks, tmp_path, how
     assert ("Traceback" in forked.stderr) == ("Traceback" in alone.stderr) == (how == ["raise"])
 
 
+def test_a_forked_code_string_runs_in_its_folder_as_python_c_would(forks, tmp_path):
+    """`python -c CODE ARGS` in another folder (README snippets are run so): argv, sys.path[0],
+    __name__, the working folder and the files written relative to it, the forks' against a real run."""
+    code = ("import os, sys; print(sys.argv, repr(sys.path[0]), __name__, os.getcwd()); "
+            "open('out.txt', 'w').write('written')")
+    outputs = []
+    for name, runner in (("alone", lambda cwd: subprocess.run([sys.executable, "-c", code, "a", "b"], cwd=cwd,
+                                                              capture_output=True, text=True)),
+                         ("forked", lambda cwd: forks.run(["-c", code, "a", "b"], cwd=str(cwd)))):
+        folder = tmp_path / name
+        folder.mkdir()
+        proc = runner(folder)
+        assert proc.returncode == 0, proc.stderr
+        assert (folder / "out.txt").read_text() == "written"
+        outputs.append(proc.stdout.replace(str(folder), "FOLDER"))
+    assert outputs[0] == outputs[1] == "['-c', 'a', 'b'] '' __main__ FOLDER\n"
+
+
 @pytest.fixture(scope="module")
 def class_run(tmp_path_factory):
     """A tiny class-conditional run (the 48 shape classes, 2 steps): needs no CLIP."""
