@@ -41,7 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     forms = {"conv": as_conv, "dot": as_dot, "per-sample": as_per_sample}
     print(f"{cpu_model()}, {jax.default_backend()}; median ms of {args.repeats} calls")
-    print(f"{'x [B, H, W, Cin] -> Cout':<26}" + "".join(f"{name + ' fwd':>16}{name + ' fwd+bwd':>20}" for name in forms))
+    header = "".join(f"{name + ' fwd':>16}{name + ' fwd+bwd':>20}" for name in forms)
+    print(f"{'x [B, H, W, Cin] -> Cout':<26}{header}")
     for b, r, cin, cout in SHAPES:
         keys = jax.random.split(jax.random.key(0), 3)
         x = jax.random.normal(keys[0], (b, r, r, cin))

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 
+
 def import_torchvision() -> None:
     """torchvision from PyPI is linked against CUDA torch; under a CPU-only torch its C ops do not
     load and torchvision 0.28's import then fails registering a fake kernel for `torchvision::nms`.

@@ -21,6 +21,7 @@ import select
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -38,9 +39,10 @@ class Reference:
     def __init__(self, sample_batch: int, threads: int, timeout: float = 600):
         env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": os.pathsep.join(
             [ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])}
+        self.log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty child never blocks on it
         self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.pytorch_reference", str(sample_batch),
                                       str(threads)], cwd=ROOT, env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
         self.info = self._reply(timeout)
 
     def _reply(self, timeout: float) -> dict:
@@ -49,7 +51,8 @@ class Reference:
             raise TimeoutError(f"the PyTorch reference did not answer within {timeout:.0f} s")
         line = self.proc.stdout.readline()
         if not line:
-            err = self.proc.stderr.read()
+            self.log.seek(0)
+            err = self.log.read()
             raise RuntimeError("the PyTorch reference exited: " + (err.strip().splitlines() or ["(no message)"])[-1])
         return json.loads(line)
 
@@ -82,8 +85,8 @@ def main() -> int:
                         help="PyTorch's intra-op threads (default: the cores this process may use, as XLA)")
     args = parser.parse_args()
     if importlib.util.find_spec("gigagan_pytorch") is None:  # imported in the child only
-        print("error: the PyTorch reference is not installed: pip install gigagan-pytorch==0.3.0 "
-              "(BENCHMARKS.md, 'Against the PyTorch reference', says how beside a CPU-only torch)", file=sys.stderr)
+        print("error: the PyTorch reference is not installed: pip install gigagan-pytorch==0.3.0 and what it needs "
+              "without replacing a CPU-only torch (README.md, 'Speed against the PyTorch reference')", file=sys.stderr)
         return 2
     config = load_config(args.config)
     bench = build_bench(config, args.sample_batch)
@@ -116,8 +119,8 @@ def main() -> int:
     for name, (mine, theirs) in seconds.items():
         label = f"sample {n}" if name == "sample" else name
         a, b = statistics.median(mine), statistics.median(theirs)
-        print(f"{label:<16} {a:>8.3f} [{min(mine):.3f}-{max(mine):.3f}] {b:>8.3f} [{min(theirs):.3f}-{max(theirs):.3f}] "
-              f"{b / a:>14.2f}x")
+        print(f"{label:<16} {a:>8.3f} [{min(mine):.3f}-{max(mine):.3f}] "
+              f"{b:>8.3f} [{min(theirs):.3f}-{max(theirs):.3f}] {b / a:>14.2f}x")
     return 0
 
 
