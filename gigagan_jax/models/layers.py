@@ -281,7 +281,7 @@ class AdaptiveModulatedConv(nn.Module):
 
         # A 1x1 kernel is a matmul over channels whatever the impl; the style then goes where it
         # costs fewer multiplies: into each sample's kernel [B, Cin, Cout] when the image has more
-        # pixels than the kernel has outputs (ToRGB), else into x [B, H, W, Cin] (D's heads at 1 px).
+        # pixels than the kernel has outputs (ToRGB), else into x [B, H, W, Cin] (D's heads at small sizes).
         bank_form = self.impl == "bank" if k > 1 else x.shape[1] * x.shape[2] <= self.features
         if bank_form:
             xm = (x * styles[:, None, None, :]).astype(self.dtype)  # [B, H, W, Cin]
