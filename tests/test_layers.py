@@ -80,7 +80,7 @@ def test_modulated_conv_matches_numpy_reference(impl, demodulate):
 @pytest.mark.parametrize("size,features", [((5, 6), 4), ((2, 2), 8)])
 def test_a_1x1_modulated_conv_matches_numpy_reference(impl, num_kernels, size, features):
     """A 1x1 kernel is one matmul whatever the impl, its style folded into each sample's kernel
-    (30 pixels > 4 outputs: ToRGB's case) or into x (4 pixels <= 8 outputs: D's heads at 1 px)."""
+    (30 pixels > 4 outputs: ToRGB's case) or into x (4 pixels <= 8 outputs: D's small heads)."""
     x = jax.random.normal(jax.random.PRNGKey(0), (2, *size, 3))
     w = jax.random.normal(jax.random.PRNGKey(1), (2, 8))
     for demodulate in (True, False):
