@@ -6,15 +6,20 @@ import jax
 import numpy as np
 
 
-def median_seconds(fn, repeats: int) -> float:
-    """Median wall seconds of `fn()` over `repeats` calls, after one warm-up call (compilation)."""
-    jax.block_until_ready(fn())
+def call_seconds(fn, calls: int) -> list[float]:
+    """Wall seconds of each of `calls` calls of `fn()`, each waited for (no warm-up)."""
     times = []
-    for _ in range(repeats):
+    for _ in range(calls):
         t0 = time.perf_counter()
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return times
+
+
+def median_seconds(fn, repeats: int) -> float:
+    """Median wall seconds of `fn()` over `repeats` calls, after one warm-up call (compilation)."""
+    jax.block_until_ready(fn())
+    return float(np.median(call_seconds(fn, repeats)))
 
 
 def matmul_peak(n: int, repeats: int) -> dict[str, float]:

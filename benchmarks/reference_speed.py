@@ -22,10 +22,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import jax
 
+from benchmarks._timing import call_seconds
 from benchmarks.step_speed import build_bench
 from gigagan_jax.config import load_config
 from gigagan_jax.models.kernel_choice import compiler_flags, cpu_model
@@ -66,15 +66,6 @@ class Reference:
         self.proc.wait(timeout=60)
 
 
-def time_calls(call, calls: int) -> list[float]:
-    out = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        jax.block_until_ready(call())
-        out.append(time.perf_counter() - t0)
-    return out
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/bench64.py")
@@ -100,7 +91,7 @@ def main() -> int:
     try:
         for r in range(args.rounds):
             for name, call in ours.items():
-                sides = [(0, lambda: time_calls(call, args.calls)), (1, lambda: reference.time(name, args.calls))]
+                sides = [(0, lambda: call_seconds(call, args.calls)), (1, lambda: reference.time(name, args.calls))]
                 for side, timed in (sides if r % 2 == 0 else sides[::-1]):
                     seconds[name][side].extend(timed())
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
