@@ -52,7 +52,8 @@ def test_the_time_left_is_estimated_from_the_first_steps(tmp_path, capsys):
     assert main(["--data", "shapes", "--out", str(tmp_path / "clip"), "--num-examples", "200", "--holdout", "100",
                  "--batch", "16", "--steps", str(steps)] + TINY) == 0
     out = capsys.readouterr().out
-    assert re.search(rf"small CLIP: {steps} steps of 16 pairs \(100 to train on, 100 held out\), 32 px images", out)
+    assert re.search(rf"small CLIP: {steps} steps of 16 pairs \(100 to train on, 100 held out\), 32 px images; captions "
+                     r"by length: 12 at 16, 4 at 24 tokens", out)
     pace, seconds, left = re.search(rf"small CLIP: ([\d.]+) s/step over steps 1-{PACE_STEPS} .*: about (\d+) s "
                                     r"\([\d.]+ min\) for the (\d+) steps left", out).groups()
     assert int(left) == steps - 1 - PACE_STEPS and float(pace) > 0

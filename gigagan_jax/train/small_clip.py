@@ -43,6 +43,7 @@ from gigagan_jax.pretrained.clip import (
     save_clip,
 )
 from gigagan_jax.pretrained.tokenize import ClipTokenizer
+from gigagan_jax.train.length_groups import needed_lengths, plan_lengths
 
 MAX_LOGIT_SCALE = float(np.log(100.0))  # CLIP clamps its temperature at 1/100
 PACE_STEPS = 10  # steps timed after the first (which compiles) before the time left is estimated
@@ -181,24 +182,27 @@ def lr_schedule(spec: SmallClipSpec, steps: int) -> optax.Schedule:
 
 
 def make_train_step(config: CLIPConfig, optimizer: optax.GradientTransformation):
-    """step(params, opt_state, ids, pixels, lr): `optimizer` runs at learning rate 1 and its
-    updates are scaled by `lr`, so the schedule is the host's and may change length mid-run."""
+    """step(params, opt_state, id_groups, pixels, lr): `optimizer` runs at learning rate 1 and its
+    updates are scaled by `lr`, so the schedule is the host's and may change length mid-run.
+    `id_groups` is a tuple of [B_g, L_g] token arrays (`length_groups.LengthPlan.split`), each
+    encoded at its own length; `pixels` holds their images in the same order."""
     text = ClipTextTower(config.text_config, config.projection_dim)
     vision = ClipVisionTower(config.vision_config, config.projection_dim)
 
-    def loss_fn(params, ids, pixels):  # ids [B, L], pixels [B, S, S, 3] in [-1, 1]
-        _, _, t = text.apply({"params": {k: params[k] for k in ("text_model", "text_projection")}}, ids)
+    def loss_fn(params, id_groups, pixels):  # id_groups: ([B_g, L_g], ...), pixels [B, S, S, 3] in [-1, 1]
+        text_params = {"params": {k: params[k] for k in ("text_model", "text_projection")}}
+        t = jnp.concatenate([text.apply(text_params, ids)[2] for ids in id_groups])  # [B, P]
         x = clip_preprocess(pixels, config.vision_config.image_size)
         i, _ = vision.apply({"params": {k: params[k] for k in ("vision_model", "visual_projection")}}, x)
         logits = clip_logits(i, t, params["logit_scale"])  # [B, B] image -> caption
-        labels = jnp.arange(ids.shape[0])
+        labels = jnp.arange(pixels.shape[0])
         image_to_text = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
         text_to_image = optax.softmax_cross_entropy_with_integer_labels(logits.T, labels).mean()
         return 0.5 * (image_to_text + text_to_image)
 
     @jax.jit
-    def step(params, opt_state, ids, pixels, lr):
-        loss, grads = jax.value_and_grad(loss_fn)(params, ids, pixels)
+    def step(params, opt_state, id_groups, pixels, lr):
+        loss, grads = jax.value_and_grad(loss_fn)(params, id_groups, pixels)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         updates = jax.tree.map(lambda u: lr * u, updates)
         params = optax.apply_updates(params, updates)
@@ -270,9 +274,8 @@ def train_small_clip(config: ml_collections.ConfigDict, out: str, spec: SmallCli
     order = np.random.default_rng(spec.seed).permutation(len(captions))
     test_idx, train_idx = order[:spec.holdout], order[spec.holdout:]
     ids = ClipTokenizer()(captions)  # [N, 77]
-    # Causal attention: positions after the longest caption's EOT cannot change any pooled
-    # embedding, so training runs on the shortest prefix that holds every EOT.
-    length = int(min(77, -(-(ids.argmax(axis=1).max() + 1) // 8) * 8))
+    needed = needed_lengths(ids)  # [N]
+    lengths = plan_lengths(needed[train_idx], spec.batch)
 
     hf_config = clip_config(spec)
     params = init_params(hf_config, jax.random.key(spec.seed))
@@ -284,7 +287,7 @@ def train_small_clip(config: ml_collections.ConfigDict, out: str, spec: SmallCli
     rng = np.random.default_rng(spec.seed + 1)
     limit = f", within {seconds:.0f} s (the steps fitted to the measured pace)" if seconds else ""
     print(f"small CLIP: {spec.steps} steps of {spec.batch} pairs ({len(train_idx)} to train on, {spec.holdout} held "
-          f"out), {spec.image_size} px images, {length} tokens{limit}", flush=True)
+          f"out), {spec.image_size} px images; captions by length: {lengths.describe()}{limit}", flush=True)
     start = time.time()
     step_ends = []
     progress = tqdm(total=steps, desc="small CLIP", unit="step", mininterval=5.0)
@@ -297,7 +300,7 @@ def train_small_clip(config: ml_collections.ConfigDict, out: str, spec: SmallCli
     def of_steps() -> str:
         return f" of {steps} (the time limit's; {spec.steps} asked)" if steps < spec.steps else ""
 
-    i = 0
+    i = whole_batches = 0
     while i < steps:
         # Plans are made before step i runs, so every step, the last included, takes its lr from
         # the schedule of the count it ends up in.
@@ -319,8 +322,12 @@ def train_small_clip(config: ml_collections.ConfigDict, out: str, spec: SmallCli
                 tqdm.write(f"small CLIP: re-planned at step {i} ({pace:.3f} s/step since step {PACE_STEPS}): "
                            f"{steps - i} steps left" + of_steps())
         batch = rng.choice(train_idx, spec.batch, replace=False)
-        pixels = to_signed(images[batch])  # [B, S, S, 3]
-        params, opt_state, loss = step(params, opt_state, ids[batch, :length], pixels, schedule(i))
+        groups = lengths.split(needed[batch])
+        if len(groups) < len(lengths.sizes):  # more long captions than the plan has room for
+            whole_batches += 1
+        id_groups = tuple(ids[batch[g], :n] for g, n in groups)  # ([B_g, L_g], ...)
+        pixels = to_signed(images[batch[np.concatenate([g for g, _ in groups])]])  # [B, S, S, 3], their order
+        params, opt_state, loss = step(params, opt_state, id_groups, pixels, schedule(i))
         if i <= PACE_STEPS:
             jax.block_until_ready(loss)
             step_ends.append(time.time())
@@ -333,7 +340,8 @@ def train_small_clip(config: ml_collections.ConfigDict, out: str, spec: SmallCli
 
     save_clip(out, hf_config, params)
     metrics = evaluate(out, images[test_idx], [captions[j] for j in test_idx])
-    metrics.update(steps=steps, batch=spec.batch, train_pairs=len(train_idx),
+    metrics.update(steps=steps, batch=spec.batch, train_pairs=len(train_idx), caption_lengths=lengths.describe(),
+                   batches_over_the_plan=whole_batches,
                    seconds=round(time.time() - start, 1), spec=dataclasses.asdict(spec),
                    data=config.data.to_dict())
     if seconds is not None:
