@@ -7,8 +7,10 @@ import re
 import time
 import types
 
+import jax
 import numpy as np
 import pytest
+from flax.traverse_util import flatten_dict
 
 from gigagan_jax.checkpoint import MANIFEST, verify_manifest
 from gigagan_jax.config import load_config
@@ -63,7 +65,7 @@ def test_the_time_left_is_estimated_from_the_first_steps(tmp_path, capsys):
 def _tiny_clip_run(out, cache, num_examples=200, steps=3):
     args = parse_args(["--data", "shapes", "--out", str(out), "--num-examples", str(num_examples), "--holdout", "100",
                        "--batch", "16", "--steps", str(steps)] + TINY)
-    return train_small_clip(data_config(args), str(out), spec_from_args(args), cache_dir=str(cache))
+    return train_small_clip(data_config(args), str(out), spec_from_args(args), cache_dir=cache and str(cache))
 
 
 def _folder_bytes(folder) -> dict:
@@ -239,3 +241,24 @@ def test_a_pessimistic_first_pace_is_corrected_by_the_re_plan(tmp_path, capsys, 
     assert metrics["steps"] > 1.5 * first and len(lrs) == metrics["steps"]
     assert lrs[-1] == pytest.approx(float(small_clip.lr_schedule(spec, metrics["steps"])(metrics["steps"] - 1)))
     assert 0.8 * 20.0 <= metrics["seconds_with_loading"] <= 20.0 * 1.1
+
+
+def test_training_on_the_data_s_tokens_only_saves_what_the_whole_table_would(tmp_path, monkeypatch):
+    """The token table trained compact (only the rows the captions use) and expanded on saving
+    equals the whole 49,408-row table trained as is: used rows as trained, the others decayed by
+    AdamW alone; every other parameter the same."""
+    compact = _tiny_clip_run(tmp_path / "compact", None, steps=4)
+    monkeypatch.setattr(small_clip, "compact_vocabulary", lambda ids: (np.arange(49408), ids))
+    whole = _tiny_clip_run(tmp_path / "whole", None, steps=4)
+    assert compact["top1_gallery100"] == whole["top1_gallery100"]
+    trained = [load_clip(str(tmp_path / name)).params for name in ("compact", "whole")]
+    spec = spec_from_args(parse_args(["--out", "x"] + TINY))
+    initial = small_clip.init_params(small_clip.clip_config(spec), jax.random.key(spec.seed))
+    table = [flatten_dict(p)[small_clip.TOKEN_EMBEDDING] for p in (trained[1], initial)]
+    moved = np.abs(np.asarray(table[0]) - np.asarray(table[1]))  # [49408, width]
+    assert moved.max() > 1e-3 and np.median(moved) > 0  # the rows the data uses trained; all others decayed
+    flat = [flatten_dict(p) for p in trained]
+    for path in flat[0]:
+        if path[-2:] != ("k_proj", "bias"):  # its exact gradient is 0 (softmax ignores a shift of every
+            # key's score): Adam steps by the sign of rounding noise, in either run
+            np.testing.assert_allclose(flat[0][path], flat[1][path], rtol=1e-5, atol=1e-7, err_msg=str(path))
