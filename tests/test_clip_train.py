@@ -17,6 +17,7 @@ from gigagan_jax.config import load_config
 from gigagan_jax.pretrained.clip import load_clip
 from gigagan_jax.tools.train_clip import data_config, main, parse_args, spec_from_args
 from gigagan_jax.train import small_clip
+from gigagan_jax.train.length_groups import LengthPlan
 from gigagan_jax.train.small_clip import (
     PACE_STEPS,
     SmallClipSpec,
@@ -262,3 +263,21 @@ def test_training_on_the_data_s_tokens_only_saves_what_the_whole_table_would(tmp
         if path[-2:] != ("k_proj", "bias"):  # its exact gradient is 0 (softmax ignores a shift of every
             # key's score): Adam steps by the sign of rounding noise, in either run
             np.testing.assert_allclose(flat[0][path], flat[1][path], rtol=1e-5, atol=1e-7, err_msg=str(path))
+
+
+def test_batches_the_length_plan_cannot_hold_are_encoded_whole_and_counted(tmp_path, monkeypatch):
+    """A plan with room for no caption over 8 tokens (every shapes caption needs 9-17): each batch
+    falls back to one group at the longest length, trains, and is counted in the metrics."""
+    seen = []
+    make_step = small_clip.make_train_step
+
+    def recording_step(*a):
+        step = make_step(*a)
+        return lambda params, opt, id_groups, pixels, lr: (seen.append([g.shape for g in id_groups]),
+                                                          step(params, opt, id_groups, pixels, lr))[1]
+
+    monkeypatch.setattr(small_clip, "make_train_step", recording_step)
+    monkeypatch.setattr(small_clip, "plan_lengths", lambda needed, batch: LengthPlan((batch - 1, 1), (8, 24)))
+    metrics = _tiny_clip_run(tmp_path / "clip", None, steps=3)
+    assert seen == [[(16, 24)]] * 3
+    assert metrics["batches_over_the_plan"] == 3 and metrics["caption_lengths"] == "15 at 8, 1 at 24 tokens"
