@@ -1,10 +1,10 @@
 """CPU demo: 32 px text-to-image on the procedural shapes data, sized to learn on 2 CPU cores.
 
 A D+G iteration at batch 16 takes 0.34-1.3 s on the 2-core machines measured so far. With the
-README's 30-minute budget on a 2-core AMD EPYC (0.66 s per iteration) the small CLIP
-(config.clip.path = "") trains for 7 minutes on shapes drawn like the GAN's, then the GAN reaches
-step ~1900: generated images take the prompt's colour 100 % of the time and its shape 84 % (chance
-17 %; BENCHMARKS.md). Shapes sit in the center only, at 2.2x the default size.
+README's 30-minute budget on a 2-core AMD EPYC (0.59-0.66 s per iteration) the small CLIP
+(config.clip.path = "") trains for 6-7 minutes on shapes drawn like the GAN's, then the GAN reaches
+step 1900-2200: generated images take the prompt's colour 100 % of the time and its shape 84-87 %
+(chance 17 %; two runs, BENCHMARKS.md). Shapes sit in the center only, at 2.2x the default size.
 
 Run:  python train.py --config configs/demo.py --workdir runs/demo [--config.train.time_budget_minutes=30]
       (with the budget the run ends, checkpointed and sampled, within 30 minutes on any machine:
