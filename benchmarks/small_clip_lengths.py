@@ -19,7 +19,6 @@ import time
 
 import jax
 import numpy as np
-import optax
 
 from benchmarks._timing import call_seconds
 from gigagan_jax.config import default_config
@@ -28,7 +27,13 @@ from gigagan_jax.models.kernel_choice import cpu_model
 from gigagan_jax.pretrained.clip import init_params
 from gigagan_jax.pretrained.tokenize import ClipTokenizer
 from gigagan_jax.train.length_groups import LengthPlan, needed_lengths, plan_lengths
-from gigagan_jax.train.small_clip import SmallClipSpec, clip_config, compact_vocabulary, make_train_step
+from gigagan_jax.train.small_clip import (
+    SmallClipSpec,
+    clip_config,
+    compact_vocabulary,
+    make_optimizer,
+    make_train_step,
+)
 
 WORDS = ("a photo of the red small dog cat sitting on wooden table next to window with bright light in garden "
          "two people walking along busy street at night old house near river blue sky over mountains").split()
@@ -67,7 +72,7 @@ class Steps:
     def __init__(self, spec: SmallClipSpec, vocab_size: int):
         config = clip_config(spec, vocab_size)
         self.params = init_params(config, jax.random.key(0))
-        optimizer = optax.adamw(1.0, b2=0.98, weight_decay=0.1)
+        optimizer = make_optimizer(self.params)
         self.opt_state = optimizer.init(self.params)
         self.step = make_train_step(config, optimizer)
 
@@ -99,9 +104,10 @@ def main() -> None:
         vocab, compact_ids = compact_vocabulary(ids)
         compact = Steps(spec, len(vocab))
         rng = np.random.default_rng(1)
-        while len(groups := plan.split(needed[batch := rng.choice(len(ids), args.batch, replace=False)])) \
-                < len(plan.sizes):
-            pass  # a batch the plan holds (all but ~1e-4 of them)
+        batch = rng.choice(len(ids), args.batch, replace=False)
+        while len(plan.split(needed[batch])) < len(plan.sizes):  # a batch the plan holds (all but ~1e-4)
+            batch = rng.choice(len(ids), args.batch, replace=False)
+        groups = plan.split(needed[batch])
         forms = {}
         for form, parts, steps, table in (("padded", padded.split(needed[batch]), whole, ids),
                                           ("grouped", groups, whole, ids),

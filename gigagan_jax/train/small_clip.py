@@ -212,6 +212,11 @@ def lr_schedule(spec: SmallClipSpec, steps: int) -> optax.Schedule:
     return optax.warmup_cosine_decay_schedule(0.0, spec.lr, min(100, steps // 10 + 1), steps)
 
 
+def make_optimizer(params) -> optax.GradientTransformation:
+    """AdamW at learning rate 1 (`make_train_step` scales its updates), decaying every matrix."""
+    return optax.adamw(1.0, b2=0.98, weight_decay=WEIGHT_DECAY, mask=jax.tree.map(lambda p: p.ndim >= 2, params))
+
+
 def make_train_step(config: CLIPConfig, optimizer: optax.GradientTransformation):
     """step(params, opt_state, id_groups, pixels, lr): `optimizer` runs at learning rate 1 and its
     updates are scaled by `lr`, so the schedule is the host's and may change length mid-run.
@@ -316,8 +321,7 @@ def train_small_clip(config: ml_collections.ConfigDict, out: str, spec: SmallCli
     unused_decay = 1.0  # of the token rows no caption uses
     steps = spec.steps
     schedule = lr_schedule(spec, steps)
-    optimizer = optax.adamw(1.0, b2=0.98, weight_decay=WEIGHT_DECAY,
-                            mask=jax.tree.map(lambda p: p.ndim >= 2, params))
+    optimizer = make_optimizer(params)
     opt_state = optimizer.init(params)
     step = make_train_step(clip_config(spec, len(vocab)), optimizer)
     rng = np.random.default_rng(spec.seed + 1)
