@@ -112,8 +112,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, groups: int = 1) -> jax.Array:
 
 
 def conv2d_valid(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    if kernel.shape[:2] == (1, 1):  # a strided 1x1 conv: subsample, then a matmul (as conv2d)
-        return jnp.einsum("bhwi,io->bhwo", x[:, ::stride, ::stride], kernel[0, 0])
+    if kernel.shape[:2] == (1, 1):  # a strided 1x1 conv: subsample, then conv2d's matmul
+        return conv2d(x[:, ::stride, ::stride], kernel)
     return jax.lax.conv_general_dilated(
         x, kernel, window_strides=(stride, stride), padding="VALID",
         dimension_numbers=("NHWC", "HWIO", "NHWC"))

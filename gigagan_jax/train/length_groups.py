@@ -18,7 +18,7 @@ import itertools
 import numpy as np
 from scipy import stats
 
-CONTEXT_LENGTH = 77  # CLIP's
+from gigagan_jax.pretrained.tokenize import CONTEXT_LENGTH
 ROUND_TO = 8  # group lengths are multiples of this (or the context length): few distinct shapes
 MAX_GROUPS = 3
 # The chance, per batch, that its long captions overflow the plan's room for them.

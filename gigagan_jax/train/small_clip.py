@@ -43,7 +43,7 @@ from gigagan_jax.pretrained.clip import (
     load_clip,
     save_clip,
 )
-from gigagan_jax.pretrained.tokenize import ClipTokenizer
+from gigagan_jax.pretrained.tokenize import VOCAB_SIZE, ClipTokenizer
 from gigagan_jax.train.length_groups import needed_lengths, plan_lengths
 
 MAX_LOGIT_SCALE = float(np.log(100.0))  # CLIP clamps its temperature at 1/100
@@ -168,7 +168,7 @@ def _store_in_cache(out: str, cached: str) -> None:
             print(f"small CLIP: not cached ({e}); training goes on", flush=True)
 
 
-def clip_config(spec: SmallClipSpec, vocab_size: int = 49408) -> CLIPConfig:
+def clip_config(spec: SmallClipSpec, vocab_size: int = VOCAB_SIZE) -> CLIPConfig:
     """The saved CLIP's config (OpenAI's vocabulary); training's has `vocab_size` rows
     (`compact_vocabulary`)."""
     return CLIPConfig(
