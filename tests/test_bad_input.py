@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import small_models
 from forked_commands import CommandForks
 
 from gigagan_jax.tools import local_cluster
@@ -304,10 +305,12 @@ def test_a_forked_code_string_runs_in_its_folder_as_python_c_would(forks, tmp_pa
 
 @pytest.fixture(scope="module")
 def class_run(tmp_path_factory):
-    """A tiny class-conditional run (the 48 shape classes, 2 steps): needs no CLIP."""
+    """A tiny class-conditional run (the 48 shape classes, 2 steps, 8 px: the refusals read only
+    its config): needs no CLIP."""
     workdir = str(tmp_path_factory.mktemp("bad_input_class") / "run")
     proc = run_alone("train", ["--config", "configs/tiny.py", "--workdir", workdir, "--config.model.conditioning=class",
                                "--config.model.num_classes=48", "--config.model.g.cross_attn_resolutions=()",
+                               *small_models.CLI_ARGS,
                                "--config.train.num_steps=2", "--config.train.checkpoint_every=2"], timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return workdir

@@ -80,16 +80,18 @@ def test_a_repeated_caption_is_not_a_negative():
 def test_g_steps_clip_loss_is_zero_when_every_caption_is_the_same(tiny_clip):
     """Eight rows of one caption: each image has its caption and no negative, whatever it looks
     like (unmasked, it would be log 8: seven copies of the right caption counted as wrong)."""
+    from small_models import RESOLUTION, at_8px
+
     from gigagan_jax.config import load_config
     from gigagan_jax.models.build import build_discriminator, build_generator
     from gigagan_jax.train.step import GanSteps
 
-    config = load_config("configs/tiny.py")
+    config = at_8px(load_config("configs/tiny.py"))
     steps = GanSteps(config, build_generator(config), build_discriminator(config), clip=tiny_clip)
     state = jax.jit(steps.init_state)(jax.random.PRNGKey(0))
     b = 8
     _, _, text_embeds = tiny_clip.encode_text(tiny_clip.tokenize(["a red square"] * b))
-    batch = {"image": jnp.zeros((b, 16, 16, 3), jnp.uint8),
+    batch = {"image": jnp.zeros((b, RESOLUTION, RESOLUTION, 3), jnp.uint8),
              "text_features": jnp.broadcast_to(jax.random.normal(jax.random.PRNGKey(2), (1, 77, 32)), (b, 77, 32)),
              "eot_index": jnp.full((b,), 4, jnp.int32), "text_embeds": text_embeds}
     _, metrics = jax.jit(lambda s, p: steps.g_loss(s.g_params, batch, jax.random.PRNGKey(3), d_params=s.d_params,

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from small_models import RESOLUTION, at_8px
 
 from gigagan_jax.config import load_config
 from gigagan_jax.models.build import build_discriminator, build_generator
@@ -144,10 +145,10 @@ def test_text_transformer_adam_step_is_as_large_as_an_equalized_convs():
 
 
 def test_g_matching_weight_scales_only_gs_matching_term():
-    config = load_config("configs/tiny.py")
+    config = at_8px(load_config("configs/tiny.py"))
     assert config.loss.g_matching_weight == config.loss.matching_weight  # follows D's unless set
     b = 4
-    batch = {"image": jnp.zeros((b, 16, 16, 3), jnp.uint8),
+    batch = {"image": jnp.zeros((b, RESOLUTION, RESOLUTION, 3), jnp.uint8),
              "text_features": jax.random.normal(jax.random.PRNGKey(2), (b, 77, 32)),
              "eot_index": jnp.arange(b, dtype=jnp.int32) + 3}
     losses = {}

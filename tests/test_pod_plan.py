@@ -98,6 +98,10 @@ def test_the_train_state_is_split_evenly_over_the_devices(tiny_on_8):
     assert per_device <= 1.25 * total / 8  # measured: 1.17 x (small leaves no axis divides stay whole)
     assert all(p.state_bytes == per_device for p in plans)
     assert all(p.argument_bytes >= per_device for p in plans)
+    # What the compiled steps take per device (state, batch, key): under a quarter of what one
+    # device holds unsplit, so XLA kept the split the arguments came with.
+    unsplit = total + pod_plan.tree_bytes(inputs.batch)
+    assert all(p.argument_bytes <= unsplit / 4 for p in plans), [(p.name, p.argument_bytes, unsplit) for p in plans]
     large = [leaf for leaf in jax.tree_util.tree_leaves(inputs.state) if pod_plan.tree_bytes(leaf) >= 16 * 1024]
     assert large and all(pod_plan.tree_bytes_per_device(leaf) * 8 == pod_plan.tree_bytes(leaf) for leaf in large)
 

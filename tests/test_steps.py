@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from small_models import RESOLUTION, at_8px
 
 from gigagan_jax.config import load_config
 from gigagan_jax.losses import gan
@@ -17,16 +18,17 @@ from gigagan_jax.train.state import attention_mask, ema_beta, make_optimizers
 from gigagan_jax.train.step import GanSteps
 
 B = 8
+R = RESOLUTION  # the steps' mechanics, on the 8 px model
 
 
 @pytest.fixture(scope="module")
 def setup():
-    config = load_config("configs/tiny.py")
+    config = at_8px(load_config("configs/tiny.py"))
     generator, disc = build_generator(config), build_discriminator(config)
     steps = GanSteps(config, generator, disc)
     state = jax.jit(steps.init_state)(jax.random.PRNGKey(0))
     batch = {
-        "image": jax.random.randint(jax.random.PRNGKey(1), (B, 16, 16, 3), 0, 256).astype(jnp.uint8),
+        "image": jax.random.randint(jax.random.PRNGKey(1), (B, R, R, 3), 0, 256).astype(jnp.uint8),
         "text_features": jax.random.normal(jax.random.PRNGKey(2), (B, 77, 32)),
         "eot_index": jnp.arange(B, dtype=jnp.int32) + 3,
     }
@@ -176,7 +178,7 @@ def test_vision_aided_terms_train_their_heads_and_reach_g(tiny_clip):
     from gigagan_jax.models.vision_aided import VisionAidedHeads
     from gigagan_jax.train.state import vision_example_inputs
 
-    config = load_config("configs/tiny.py")
+    config = at_8px(load_config("configs/tiny.py"))
     config.loss.vision_aided_start = 0
     clip = load_clip(tiny_clip)
     generator, disc, heads = build_generator(config), build_discriminator(config), VisionAidedHeads(hidden=16)
@@ -184,7 +186,7 @@ def test_vision_aided_terms_train_their_heads_and_reach_g(tiny_clip):
     state = jax.jit(lambda k: steps.init_state(k, vision_inputs=vision_example_inputs(clip)))(jax.random.PRNGKey(0))
     ids = clip.tokenize(["a red circle", "a blue square"] * 4)
     feats, eot, embeds = clip.encode_text(ids)
-    batch = {"image": jnp.zeros((8, 16, 16, 3), jnp.uint8), "text_features": feats, "eot_index": eot,
+    batch = {"image": jnp.zeros((8, R, R, 3), jnp.uint8), "text_features": feats, "eot_index": eot,
              "text_embeds": embeds}
     d_state, d_metrics = jax.jit(functools.partial(steps.d_step, with_vision=True))(
         state, batch, jax.random.PRNGKey(1), clip.params)

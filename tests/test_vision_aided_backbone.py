@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from clip_fixtures import save_tiny_clip, save_with_unreadable_tower
+from small_models import RESOLUTION, at_8px
 
 from gigagan_jax.checkpoint import Checkpointer, CheckpointError
 from gigagan_jax.config import has_vision_backbone, load_config, needs_image_tower, validate_config
@@ -40,7 +41,7 @@ def backbone_dir(tmp_path_factory) -> str:
 
 
 def tiny_vision_config(clip_path: str, backbone: str):
-    config = load_config("configs/tiny.py")
+    config = at_8px(load_config("configs/tiny.py"))  # the backbone's wiring, on the 8 px model
     config.clip.path = clip_path
     config.loss.vision_aided_start = 0
     config.loss.vision_aided_clip_path = backbone
@@ -56,7 +57,7 @@ def setup(tiny_clip, backbone_dir):
     init = functools.partial(steps.init_state, vision_inputs=vision_example_inputs(clip, backbone))
     state = jax.jit(init)(jax.random.PRNGKey(0))
     feats, eot, embeds = clip.encode_text(clip.tokenize(["a red circle", "a blue square"] * (B // 2)))
-    images = jax.random.randint(jax.random.PRNGKey(1), (B, 16, 16, 3), 0, 256).astype(jnp.uint8)
+    images = jax.random.randint(jax.random.PRNGKey(1), (B, RESOLUTION, RESOLUTION, 3), 0, 256).astype(jnp.uint8)
     batch = {"image": images, "text_features": feats, "eot_index": eot, "text_embeds": embeds}
     return config, clip, backbone, steps, state, batch
 
