@@ -7,7 +7,7 @@ suite's -O0, 2-core AMD EPYC: to step 0 in 15.5 s against 25.5 s).
 
 RESOLUTION = 8
 D_INPUT_RESOLUTIONS = (4,)
-# The same as command-line overrides (train.py, sample.py).
+# The same as train.py's command-line overrides.
 CLI_ARGS = (f"--config.model.resolution={RESOLUTION}", f"--config.model.d.input_resolutions={D_INPUT_RESOLUTIONS}")
 
 
