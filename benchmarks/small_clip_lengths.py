@@ -26,7 +26,7 @@ from gigagan_jax.data import open_source
 from gigagan_jax.models.kernel_choice import cpu_model
 from gigagan_jax.pretrained.clip import init_params
 from gigagan_jax.pretrained.tokenize import ClipTokenizer
-from gigagan_jax.train.length_groups import LengthPlan, needed_lengths, plan_lengths
+from gigagan_jax.train.length_groups import LengthPlan, group_rows, needed_lengths, plan_lengths
 from gigagan_jax.train.small_clip import (
     SmallClipSpec,
     clip_config,
@@ -112,8 +112,7 @@ def main() -> None:
         for form, parts, steps, table in (("padded", padded.split(needed[batch]), whole, ids),
                                           ("grouped", groups, whole, ids),
                                           ("grouped + data's tokens", groups, compact, compact_ids)):
-            order = np.concatenate([g for g, _ in parts])
-            id_groups = tuple(table[batch[g], :n] for g, n in parts)
+            id_groups, order = group_rows(parts, table[batch])
             forms[form] = lambda steps=steps, id_groups=id_groups, order=order: steps.loss(id_groups, pixels[order])
         compile_s = {}
         for form, fn in forms.items():

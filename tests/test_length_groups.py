@@ -9,7 +9,7 @@ import pytest
 
 from gigagan_jax.pretrained.clip import init_params
 from gigagan_jax.pretrained.tokenize import ClipTokenizer
-from gigagan_jax.train.length_groups import LengthPlan, needed_lengths, plan_lengths
+from gigagan_jax.train.length_groups import LengthPlan, group_rows, needed_lengths, plan_lengths
 from gigagan_jax.train.small_clip import SmallClipSpec, clip_config, make_train_step
 
 EOT = 49407
@@ -86,8 +86,8 @@ def test_a_grouped_step_computes_what_the_padded_step_does(split):
     plan = LengthPlan(split, (16, 72) if len(split) == 2 else (8, 16, 72))
     groups = plan.split(needed)
     assert len(groups) == len(split)
-    order = np.concatenate([g for g, _ in groups])
-    grouped = step(params, optimizer.init(params), tuple(ids[g, :n] for g, n in groups), pixels[order], 1.0)
+    id_groups, order = group_rows(groups, ids)
+    grouped = step(params, optimizer.init(params), id_groups, pixels[order], 1.0)
     padded = step(params, optimizer.init(params), (ids,), pixels, 1.0)
     np.testing.assert_allclose(grouped[2], padded[2], rtol=1e-5)
     changes = [jax.tree.map(lambda new, old: np.asarray(new - old), out[0], params) for out in (grouped, padded)]

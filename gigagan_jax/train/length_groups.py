@@ -19,6 +19,7 @@ import numpy as np
 from scipy import stats
 
 from gigagan_jax.pretrained.tokenize import CONTEXT_LENGTH
+
 ROUND_TO = 8  # group lengths are multiples of this (or the context length): few distinct shapes
 MAX_GROUPS = 3
 # The chance, per batch, that its long captions overflow the plan's room for them.
@@ -65,6 +66,12 @@ class LengthPlan:
 
     def describe(self) -> str:
         return ", ".join(f"{s} at {n}" for s, n in zip(self.sizes, self.lengths)) + " tokens"
+
+
+def group_rows(groups: list[tuple[np.ndarray, int]], rows: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """A batch's token rows [B, 77] per group of `LengthPlan.split`, each cut to its group's
+    length (([B_g, L_g], ...)), and the batch positions in that order [B], for their images."""
+    return tuple(rows[g, :n] for g, n in groups), np.concatenate([g for g, _ in groups])
 
 
 def _room(batch: int, share_longer: float, overflow: float) -> int:

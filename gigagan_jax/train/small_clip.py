@@ -44,7 +44,7 @@ from gigagan_jax.pretrained.clip import (
     save_clip,
 )
 from gigagan_jax.pretrained.tokenize import VOCAB_SIZE, ClipTokenizer
-from gigagan_jax.train.length_groups import needed_lengths, plan_lengths
+from gigagan_jax.train.length_groups import group_rows, needed_lengths, plan_lengths
 
 MAX_LOGIT_SCALE = float(np.log(100.0))  # CLIP clamps its temperature at 1/100
 PACE_STEPS = 10  # steps timed after the first (which compiles) before the time left is estimated
@@ -365,8 +365,8 @@ def train_small_clip(config: ml_collections.ConfigDict, out: str, spec: SmallCli
         groups = lengths.split(needed[batch])
         if len(groups) < len(lengths.sizes):  # more long captions than the plan has room for
             whole_batches += 1
-        id_groups = tuple(ids[batch[g], :n] for g, n in groups)  # ([B_g, L_g], ...)
-        pixels = to_signed(images[batch[np.concatenate([g for g, _ in groups])]])  # [B, S, S, 3], their order
+        id_groups, order = group_rows(groups, ids[batch])  # ([B_g, L_g], ...), [B]
+        pixels = to_signed(images[batch[order]])  # [B, S, S, 3], in the groups' order
         lr = schedule(i)
         params, opt_state, loss = step(params, opt_state, id_groups, pixels, lr)
         unused_decay *= 1 - float(lr) * WEIGHT_DECAY
