@@ -41,6 +41,17 @@ def test_identical_sets_give_one_one():
     assert precision_recall(x, x.copy()) == (1.0, 1.0)
 
 
+def test_a_large_common_offset_changes_nothing():
+    """Features whose spread is ~1e-3 of their norm (a random Inception's): the expanded squared
+    distance's round-off would exceed the k-NN radii without the shift by the reals' mean."""
+    rng = np.random.default_rng(4)
+    real = rng.normal(size=(40, 256))
+    fake = np.concatenate([real[:20], rng.normal(size=(20, 256)) + 3.0])  # 20 copies, 20 far off
+    unshifted = precision_recall(real * 1e-3, fake * 1e-3)
+    assert unshifted[0] == 0.5  # the copies are inside, the others not
+    assert precision_recall(real * 1e-3 + 1.0, fake * 1e-3 + 1.0) == unshifted
+
+
 def test_far_apart_sets_give_zero_zero():
     rng = np.random.default_rng(1)
     real = rng.normal(size=(200, 32))

@@ -73,8 +73,16 @@ def coverage(queries, centres, radii, block: int = 1024) -> float:
 
 
 def precision_recall(real, fake, k: int = DEFAULT_K, block: int = 1024) -> tuple[float, float]:
-    """(precision, recall) of fake features [M, D] against real features [N, D]."""
-    real, fake = np.asarray(real, np.float32), np.asarray(fake, np.float32)
+    """(precision, recall) of fake features [M, D] against real features [N, D].
+
+    Both sets are first shifted by the reals' mean: distances do not change, but the round-off of
+    |a|^2 - 2ab + |b|^2 does. It scales with the features' squared norm, and features that share a
+    large common part (non-negative pool features; a random network's, which barely vary) would
+    otherwise have k-NN radii below it: a copy of a real sample then fell outside that sample's
+    own ball on one CPU and not another."""
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    centre = real.mean(axis=0)  # [D]
+    real, fake = (real - centre).astype(np.float32), (fake - centre).astype(np.float32)
     precision = coverage(fake, real, kth_neighbour_radii(real, k, block), block)
     recall = coverage(real, fake, kth_neighbour_radii(fake, k, block), block)
     return precision, recall
