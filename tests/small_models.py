@@ -10,6 +10,13 @@ D_INPUT_RESOLUTIONS = (4,)
 # The same as train.py's command-line overrides.
 CLI_ARGS = (f"--config.model.resolution={RESOLUTION}", f"--config.model.d.input_resolutions={D_INPUT_RESOLUTIONS}")
 
+# configs/upsampler_tiny.py chained after the 8 px model: 8 -> 16 px (encoder 8 -> 2 px, decoder
+# levels 4, 8, 16), D reading 16 and 8 px.
+UPSAMPLER_RESOLUTION = 2 * RESOLUTION
+UPSAMPLER_CLI_ARGS = (f"--config.model.resolution={UPSAMPLER_RESOLUTION}",
+                      f"--config.model.upsampler.input_resolution={RESOLUTION}",
+                      f"--config.model.d.input_resolutions=({RESOLUTION},)")
+
 
 def at_8px(config):
     """`config` (configs/tiny.py's model) set to 8 px, in place; returns it."""

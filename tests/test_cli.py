@@ -1,5 +1,8 @@
 """train.py and sample.py as a user runs them: a real run on one CPU device (a user's CPU
-machine; sharded runs are tests/test_train.py's and tests/test_multihost.py's), then clean failures."""
+machine; sharded runs are tests/test_train.py's and tests/test_multihost.py's), then clean failures.
+
+The runs are configs/tiny.py and configs/upsampler_tiny.py at tests/small_models.py's 8 px (and
+8 -> 16 px): what these tests check is the commands', not a level's."""
 
 import glob
 import json
@@ -15,6 +18,7 @@ import pytest
 from PIL import Image
 
 from forked_commands import CommandForks
+from small_models import CLI_ARGS, RESOLUTION, UPSAMPLER_CLI_ARGS, UPSAMPLER_RESOLUTION
 
 from gigagan_jax.tools import local_cluster
 from gigagan_jax.train.metrics import read_images, read_texts
@@ -52,7 +56,7 @@ def run(script, *args, timeout=900, devices=1, cwd=ROOT):
 def tiny_args(workdir, clip, *extra):
     return ["--config", "configs/tiny.py", "--workdir", workdir, f"--config.clip.path={clip}",
             "--config.train.num_steps=3", "--config.train.checkpoint_every=3", "--config.train.log_every=1",
-            *extra]
+            *CLI_ARGS, *extra]
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +90,8 @@ def test_train_writes_a_run_that_sample_reads(trained, tmp_path):
                                 "--prompt", "", "--n", "3", "--seed", "7", "--out", out)
         assert code == 0, err[-3000:]
         grids.append(np.asarray(Image.open(out)))
-    assert grids[0].shape == (2 * 17 - 1, 3 * 17 - 1, 3)  # 2 prompts x 3 seeds of 16 px, 1 px gaps
+    cell = RESOLUTION + 1  # 1 px gaps
+    assert grids[0].shape == (2 * cell - 1, 3 * cell - 1, 3)  # 2 prompts x 3 seeds
     np.testing.assert_array_equal(grids[0], grids[1])  # same seed -> identical bytes
 
 
@@ -157,7 +162,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_clip, tmp_path):
     assert os.path.exists(os.path.join(workdir, "checkpoints", str(stopped), "manifest.sha256.json"))
 
 
-def _tiles(path, rows, cols, size=16):
+def _tiles(path, rows, cols, size=RESOLUTION):
     grid = np.asarray(Image.open(path))
     return [[grid[r * (size + 1):r * (size + 1) + size, c * (size + 1):c * (size + 1) + size] for c in range(cols)]
             for r in range(rows)]
@@ -191,7 +196,7 @@ def test_sample_modes_files_and_prompt_edge_cases(trained, tmp_path):
                          "--prompt", "a blue square", "--frames", "5", "--out", str(tmp_path / "strip.png"),
                          "--gif", str(tmp_path / "anim.gif"))
     assert code == 0, err[-3000:]
-    assert Image.open(tmp_path / "strip.png").size == (5 * 17 - 1, 16)
+    assert Image.open(tmp_path / "strip.png").size == (5 * (RESOLUTION + 1) - 1, RESOLUTION)
     assert Image.open(tmp_path / "anim.gif").n_frames == 5
 
     code, out, err = run("sample.py", "--workdir", trained, "--prompts_file", str(tmp_path / "nope.txt"))
@@ -204,8 +209,9 @@ def test_sample_modes_files_and_prompt_edge_cases(trained, tmp_path):
 def test_prompt_mix_mode(trained, tmp_path):
     """[first prompt, second prompt, mix]; with every level from the first prompt the mix is
     that prompt's plain sample."""
+    levels = 2  # 4 and 8 px
     code, out, err = run("sample.py", "--workdir", trained, "--mode", "prompt_mix", "--prompt", "a red circle",
-                         "--prompt", "a blue square", "--seed", "3", "--crossover", "3",
+                         "--prompt", "a blue square", "--seed", "3", "--crossover", str(levels),
                          "--out", str(tmp_path / "pmix.png"))
     assert code == 0, err[-3000:]
     first, _, mixed = _tiles(tmp_path / "pmix.png", 1, 3)[0]
@@ -215,8 +221,8 @@ def test_prompt_mix_mode(trained, tmp_path):
     assert code == 0, err[-3000:]
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "red.png")), first)
     for args, message in ((["--prompt", "a"], "--mode prompt_mix needs exactly two prompts"),
-                          (["--prompt", "a", "--prompt", "b", "--crossover", "4"],
-                           "crossover must be a level in [0, 3], got 4")):
+                          (["--prompt", "a", "--prompt", "b", "--crossover", str(levels + 1)],
+                           f"crossover must be a level in [0, {levels}], got {levels + 1}")):
         code, out, err = run("sample.py", "--workdir", trained, "--mode", "prompt_mix", *args,
                              "--out", str(tmp_path / "bad.png"))
         assert code != 0 and err.strip().splitlines()[-1].startswith(f"error: {message}"), err[-2000:]
@@ -287,11 +293,11 @@ def test_export_samples_what_its_workdir_did_without_it(trained, tiny_clip, tmp_
 
 @pytest.fixture(scope="module")
 def trained_upsampler(tiny_clip, tmp_path_factory):
-    """configs/upsampler_tiny.py (16 -> 32 px) for 3 steps on the same tiny CLIP as `trained`."""
+    """configs/upsampler_tiny.py at 8 -> 16 px for 3 steps on the same tiny CLIP as `trained`."""
     workdir = str(tmp_path_factory.mktemp("cli_up") / "run")
     code, out, err = run("train.py", "--config", "configs/upsampler_tiny.py", "--workdir", workdir,
                          f"--config.clip.path={tiny_clip}", "--config.train.num_steps=3",
-                         "--config.train.checkpoint_every=3", "--config.train.log_every=1")
+                         "--config.train.checkpoint_every=3", "--config.train.log_every=1", *UPSAMPLER_CLI_ARGS)
     assert code == 0, err[-3000:]
     assert "upsampler perceptual loss: fallback" in out
     assert os.path.exists(os.path.join(workdir, "samples", "step_0000003.png"))
@@ -312,8 +318,9 @@ def test_base_then_upsampler_chain_is_deterministic(trained, trained_upsampler, 
         assert "upsampled by step 3" in out
         outs.append(np.asarray(Image.open(tmp_path / name)))
     np.testing.assert_array_equal(outs[0], outs[1])
-    assert outs[0].shape == (2 * 33 - 1, 2 * 33 - 1, 3)  # 2 prompts x 2 seeds of 32 px
-    assert np.asarray(Image.open(tmp_path / "a" / "p01-seed0006.png")).shape == (32, 32, 3)  # 2nd prompt, seed 6
+    up, cell = UPSAMPLER_RESOLUTION, UPSAMPLER_RESOLUTION + 1
+    assert outs[0].shape == (2 * cell - 1, 2 * cell - 1, 3)  # 2 prompts x 2 seeds
+    assert np.asarray(Image.open(tmp_path / "a" / "p01-seed0006.png")).shape == (up, up, 3)  # 2nd prompt, seed 6
 
     code, out, err = run("sample.py", "--workdir", trained, "--upsampler_workdir", trained, "--prompt", "a",
                          "--out", str(tmp_path / "bad.png"))
@@ -324,17 +331,18 @@ def test_upsample_images_folder(trained_upsampler, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     rng = np.random.default_rng(0)
-    for i, size in enumerate((16, 40, 23)):  # any size: centre-cropped and resized to 16 px
+    for i, size in enumerate((8, 40, 23)):  # any size: centre-cropped and resized to the input's 8 px
         Image.fromarray(rng.integers(0, 256, (size, size + 3 * i, 3), np.uint8)).save(folder / f"im{i}.png")
     (folder / "notes.txt").write_text("not an image")
     code, out, err = run("sample.py", "--workdir", trained_upsampler, "--upsample_images", str(folder),
                          "--prompt", "a red circle", "--out", str(tmp_path / "pairs.png"), "--outdir",
                          str(tmp_path / "up"))
     assert code == 0, err[-3000:]
-    assert np.asarray(Image.open(tmp_path / "pairs.png")).shape == (3 * 33 - 1, 2 * 33 - 1, 3)
+    up, cell = UPSAMPLER_RESOLUTION, UPSAMPLER_RESOLUTION + 1
+    assert np.asarray(Image.open(tmp_path / "pairs.png")).shape == (3 * cell - 1, 2 * cell - 1, 3)
     records = [json.loads(line) for line in open(tmp_path / "up" / "prompts.jsonl")]
     assert [r["source"] for r in records] == ["im0.png", "im1.png", "im2.png"]
-    assert all(np.asarray(Image.open(tmp_path / "up" / r["file"])).shape == (32, 32, 3) for r in records)
+    assert all(np.asarray(Image.open(tmp_path / "up" / r["file"])).shape == (up, up, 3) for r in records)
 
     code, out, err = run("sample.py", "--workdir", trained_upsampler, "--prompt", "a red circle")
     assert code != 0 and err.strip().splitlines()[-1].startswith(
