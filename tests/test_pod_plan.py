@@ -1,11 +1,13 @@
 """The pod plan (gigagan_jax/train/pod_plan.py): its readings of compiled programs, and the
-tiny config compiled for 8 simulated devices as FSDP should lay it out. Also the activation
-constraints it relies on, and rematerialisation (same numbers, recomputation handed to XLA)."""
+tiny config (at tests/small_models.py's 8 px) compiled for 8 simulated devices as FSDP should lay
+it out. Also the activation constraints it relies on, and rematerialisation (same numbers,
+recomputation handed to XLA)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from small_models import RESOLUTION, at_8px
 
 from gigagan_jax.config import load_config
 from gigagan_jax.models.build import build_discriminator, build_generator
@@ -81,8 +83,8 @@ def test_the_search_never_measures_below_the_smallest_batch(peak, expected):
 
 @pytest.fixture(scope="module")
 def tiny_on_8():
-    """configs/tiny.py's steps compiled for a 1 x 8 (data x fsdp) mesh, batch 8."""
-    config = load_config("configs/tiny.py")
+    """configs/tiny.py's steps at 8 px compiled for a 1 x 8 (data x fsdp) mesh, batch 8."""
+    config = at_8px(load_config("configs/tiny.py"))
     # What benchmarks/pod_plan.py plans with: simulated devices are not the machine that will run,
     # so the plan does not measure (auto's candidates under a split batch, bank and patches, both
     # keep this module's bounds; the grouped conv and per_sample gather activations).
@@ -95,7 +97,7 @@ def tiny_on_8():
 def test_the_train_state_is_split_evenly_over_the_devices(tiny_on_8):
     inputs, plans = tiny_on_8
     total, per_device = pod_plan.tree_bytes(inputs.state), pod_plan.tree_bytes_per_device(inputs.state)
-    assert per_device <= 1.25 * total / 8  # measured: 1.17 x (small leaves no axis divides stay whole)
+    assert per_device <= 1.25 * total / 8  # measured: 1.22 x (small leaves no axis divides stay whole)
     assert all(p.state_bytes == per_device for p in plans)
     assert all(p.argument_bytes >= per_device for p in plans)
     # What the compiled steps take per device (state, batch, key): under a quarter of what one
@@ -109,10 +111,11 @@ def test_the_train_state_is_split_evenly_over_the_devices(tiny_on_8):
 def test_the_compiled_steps_gather_weights_not_activations(tiny_on_8):
     """FSDP: each layer all-gathers its weights and the activations stay split over the batch.
     Left to sharding propagation, the weights' output-channel split spread into the activations
-    and the G step moved 31.7 MB per device, gathering a 2.4 MB activation; pinned to the batch
-    split (models.layers.split_over_batch) it moves 2.5 MB. Bound: every all-gather at most the
-    largest state leaf or the batch's text features (the matching loss compares every caption
-    with every other), and per step no more than 3 copies of G and D's params on the wire."""
+    and the G step (at 16 px) moved 31.7 MB per device, gathering a 2.4 MB activation; pinned to
+    the batch split (models.layers.split_over_batch) it moves 2.5 MB (1.7 MB at 8 px). Bound:
+    every all-gather at most the largest state leaf or the batch's text features (the matching
+    loss compares every caption with every other), and per step no more than 3 copies of G and
+    D's params on the wire."""
     inputs, plans = tiny_on_8
     params = pod_plan.tree_bytes((inputs.state.g_params, inputs.state.d_params))
     largest_leaf = max(pod_plan.tree_bytes(leaf) for leaf in jax.tree_util.tree_leaves(inputs.state))
@@ -140,12 +143,12 @@ def test_remat_blocks_gives_the_same_gradients_and_hands_xla_the_recomputation()
     """config.train.remat='blocks': the same parameter tree, the same gradients (noise included),
     and the lowered program carries jax.checkpoint's optimisation barriers for XLA to keep."""
     rng = np.random.default_rng(0)
-    batch = {"image": jnp.asarray(rng.integers(0, 256, (4, 16, 16, 3)), jnp.uint8),
+    batch = {"image": jnp.asarray(rng.integers(0, 256, (4, RESOLUTION, RESOLUTION, 3)), jnp.uint8),
              "text_features": jnp.asarray(rng.normal(size=(4, 77, 32)), jnp.float32),
              "eot_index": jnp.asarray([3, 5, 7, 9], jnp.int32)}
     grads, texts = {}, {}
     for remat in ("none", "blocks"):
-        config = load_config("configs/tiny.py")
+        config = at_8px(load_config("configs/tiny.py"))
         config.train.remat = remat
         steps = GanSteps(config, build_generator(config), build_discriminator(config))
         state = jax.jit(steps.init_state)(jax.random.PRNGKey(0))
