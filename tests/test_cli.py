@@ -90,8 +90,7 @@ def test_train_writes_a_run_that_sample_reads(trained, tmp_path):
                                 "--prompt", "", "--n", "3", "--seed", "7", "--out", out)
         assert code == 0, err[-3000:]
         grids.append(np.asarray(Image.open(out)))
-    cell = RESOLUTION + 1  # 1 px gaps
-    assert grids[0].shape == (2 * cell - 1, 3 * cell - 1, 3)  # 2 prompts x 3 seeds
+    assert grids[0].shape == _grid_shape(2, 3)  # 2 prompts x 3 seeds
     np.testing.assert_array_equal(grids[0], grids[1])  # same seed -> identical bytes
 
 
@@ -162,6 +161,11 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_clip, tmp_path):
     assert os.path.exists(os.path.join(workdir, "checkpoints", str(stopped), "manifest.sha256.json"))
 
 
+def _grid_shape(rows, cols, size=RESOLUTION):
+    """[H, W, 3] of a grid of rows x cols images of `size` px with 1 px gaps."""
+    return rows * (size + 1) - 1, cols * (size + 1) - 1, 3
+
+
 def _tiles(path, rows, cols, size=RESOLUTION):
     grid = np.asarray(Image.open(path))
     return [[grid[r * (size + 1):r * (size + 1) + size, c * (size + 1):c * (size + 1) + size] for c in range(cols)]
@@ -196,7 +200,7 @@ def test_sample_modes_files_and_prompt_edge_cases(trained, tmp_path):
                          "--prompt", "a blue square", "--frames", "5", "--out", str(tmp_path / "strip.png"),
                          "--gif", str(tmp_path / "anim.gif"))
     assert code == 0, err[-3000:]
-    assert Image.open(tmp_path / "strip.png").size == (5 * (RESOLUTION + 1) - 1, RESOLUTION)
+    assert Image.open(tmp_path / "strip.png").size[::-1] == _grid_shape(1, 5)[:2]
     assert Image.open(tmp_path / "anim.gif").n_frames == 5
 
     code, out, err = run("sample.py", "--workdir", trained, "--prompts_file", str(tmp_path / "nope.txt"))
@@ -209,7 +213,7 @@ def test_sample_modes_files_and_prompt_edge_cases(trained, tmp_path):
 def test_prompt_mix_mode(trained, tmp_path):
     """[first prompt, second prompt, mix]; with every level from the first prompt the mix is
     that prompt's plain sample."""
-    levels = 2  # 4 and 8 px
+    levels = int(np.log2(RESOLUTION)) - 1  # 4 px, 8 px, ... RESOLUTION
     code, out, err = run("sample.py", "--workdir", trained, "--mode", "prompt_mix", "--prompt", "a red circle",
                          "--prompt", "a blue square", "--seed", "3", "--crossover", str(levels),
                          "--out", str(tmp_path / "pmix.png"))
@@ -318,8 +322,8 @@ def test_base_then_upsampler_chain_is_deterministic(trained, trained_upsampler, 
         assert "upsampled by step 3" in out
         outs.append(np.asarray(Image.open(tmp_path / name)))
     np.testing.assert_array_equal(outs[0], outs[1])
-    up, cell = UPSAMPLER_RESOLUTION, UPSAMPLER_RESOLUTION + 1
-    assert outs[0].shape == (2 * cell - 1, 2 * cell - 1, 3)  # 2 prompts x 2 seeds
+    up = UPSAMPLER_RESOLUTION
+    assert outs[0].shape == _grid_shape(2, 2, up)  # 2 prompts x 2 seeds
     assert np.asarray(Image.open(tmp_path / "a" / "p01-seed0006.png")).shape == (up, up, 3)  # 2nd prompt, seed 6
 
     code, out, err = run("sample.py", "--workdir", trained, "--upsampler_workdir", trained, "--prompt", "a",
@@ -338,8 +342,8 @@ def test_upsample_images_folder(trained_upsampler, tmp_path):
                          "--prompt", "a red circle", "--out", str(tmp_path / "pairs.png"), "--outdir",
                          str(tmp_path / "up"))
     assert code == 0, err[-3000:]
-    up, cell = UPSAMPLER_RESOLUTION, UPSAMPLER_RESOLUTION + 1
-    assert np.asarray(Image.open(tmp_path / "pairs.png")).shape == (3 * cell - 1, 2 * cell - 1, 3)
+    up = UPSAMPLER_RESOLUTION
+    assert np.asarray(Image.open(tmp_path / "pairs.png")).shape == _grid_shape(3, 2, up)
     records = [json.loads(line) for line in open(tmp_path / "up" / "prompts.jsonl")]
     assert [r["source"] for r in records] == ["im0.png", "im1.png", "im2.png"]
     assert all(np.asarray(Image.open(tmp_path / "up" / r["file"])).shape == (up, up, 3) for r in records)
