@@ -34,9 +34,21 @@ def _text(spec: GeneratorSpec, seed: int, batch: int = 2):
     return feats, eot
 
 
-def _sample(generator, params, z, feats, eot, noise_seed=0, **kwargs):
-    fn = jax.jit(lambda p, z, f, e, k: generator.apply(p, z, f, e, rngs={"noise": k}, **kwargs))
-    return fn(params, z, feats, eot, jax.random.PRNGKey(noise_seed))
+@functools.partial(jax.jit, static_argnames=("generator", "noise_mode", "truncation_psi"))
+def _apply(generator, params, z, feats, eot, key, w_avg, noise_mode, truncation_psi):
+    return generator.apply(params, z, feats, eot, truncation_psi=truncation_psi, w_avg=w_avg, noise_mode=noise_mode,
+                           rngs={"noise": key})
+
+
+def _sample(generator, params, z, feats, eot, noise_seed=0, noise_mode="random", truncation_psi=1.0, w_avg=None):
+    """The generator's forward, compiled once per generator and mode for the whole file."""
+    return _apply(generator, params, z, feats, eot, jax.random.PRNGKey(noise_seed), w_avg, noise_mode, truncation_psi)
+
+
+@functools.partial(jax.jit, static_argnames=("generator",))
+def _synthesis(generator, params, ws, text):
+    """Synthesis alone (noise off) from w or per-level ws, compiled once per input structure."""
+    return generator.apply(params, ws, text, "none", method=Generator.synthesis)[-1]
 
 
 @pytest.mark.parametrize("name", ["tiny", "demo", "bench64"])
@@ -83,8 +95,8 @@ def test_cross_attention_reads_local_tokens():
     text = generator.apply(params, feats, eot, method=Generator.encode_text)
     w = generator.apply(params, z, text.t_global, method=Generator.mapping)
     moved = text.replace(t_local=text.t_local.at[:, 1].add(3.0))
-    img_a = generator.apply(params, w, text, "none", method=Generator.synthesis)[-1]
-    img_b = generator.apply(params, w, moved, "none", method=Generator.synthesis)[-1]
+    img_a = _synthesis(generator, params, w, text)
+    img_b = _synthesis(generator, params, w, moved)
     np.testing.assert_allclose(img_a, base[-1], rtol=1e-5, atol=1e-5)
     assert float(jnp.abs(img_a - img_b).mean()) > 1e-4
 
@@ -128,7 +140,7 @@ def test_truncation_and_style_mixing():
     w2 = generator.apply(params, -z, text.t_global, method=Generator.mapping)
     levels = len(spec.levels)
     ws1, ws2 = (jnp.repeat(w[:, None], levels, axis=1) for w in (w1, w2))
-    synth = lambda ws: generator.apply(params, ws, text, "none", method=Generator.synthesis)[-1]  # noqa: E731
+    synth = functools.partial(_synthesis, generator, params, text=text)
     np.testing.assert_array_equal(synth(style_mix(ws1, ws1, 2)), synth(ws1))
     np.testing.assert_array_equal(synth(style_mix(ws1, ws2, 0)), synth(ws2))
     mixed = synth(style_mix(ws1, ws2, 2))
@@ -147,7 +159,7 @@ def test_per_level_text_prompt_mixing():
     text_a = generator.apply(params, *_text(spec, 2), method=Generator.encode_text)
     text_b = generator.apply(params, *_text(spec, 3), method=Generator.encode_text)
     w = generator.apply(params, z, text_a.t_global, method=Generator.mapping)
-    synth = jax.jit(lambda text: generator.apply(params, w, text, "none", method=Generator.synthesis)[-1])
+    synth = functools.partial(_synthesis, generator, params, w)
     per_a, per_b = text_a.per_level(levels), text_b.per_level(levels)
     assert per_a.t_local.shape == (2, levels, spec.text_len - 1, spec.text_dim)
     assert per_a.t_mask.shape == (2, levels, spec.text_len - 1) and per_a.t_global.shape == (2, levels, spec.text_dim)
