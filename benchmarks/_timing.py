@@ -1,4 +1,4 @@
-"""Timing helpers shared by the speed benchmarks (the CPU name beside every figure: kernel_choice.cpu_model)."""
+"""Timing helpers shared by the speed benchmarks (the CPU name beside every figure: gigagan_jax.machine.cpu_model)."""
 
 import time
 

@@ -19,7 +19,7 @@ import re
 import sys
 import time
 
-from gigagan_jax.models.kernel_choice import cpu_model
+from gigagan_jax.machine import cpu_model
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,6 +43,7 @@ def main() -> None:
     import jax
 
     jax.config.update("jax_enable_compilation_cache", False)  # cold, whatever the user's setting
+    from gigagan_jax import cpu_convs
     from gigagan_jax.config import load_config, validate_config
     from gigagan_jax.train.pod_plan import abstract_step_inputs, step_functions
     from gigagan_jax.train.sharding import mesh_from_config
@@ -60,7 +61,7 @@ def main() -> None:
     executables = {"init": (jit_init(inputs.init, inputs.state_shardings), (inputs.key,)),
                    **{name: steps[name] for name in ("D step + R1", "G step", "D step")}}
     print(f"{args.config}: {cpu_model()}, {jax.device_count()} device(s), batch {b}, {r} px, "
-          f"kernel_impl {config.model.g.kernel_impl}, XLA flags {os.environ['XLA_FLAGS']!r}", flush=True)
+          f"kernel_impl {config.model.g.kernel_impl}, convs by {cpu_convs.choice()}, XLA flags {os.environ['XLA_FLAGS']!r}", flush=True)
     print(f"{'executable':<14} {'lower s':>8} {'compile s':>10} {'kernels':>8}")
     seconds = {}
     for name, (jitted, example) in executables.items():

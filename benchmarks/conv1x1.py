@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks._timing import median_seconds
-from gigagan_jax.models.kernel_choice import cpu_model
+from gigagan_jax import cpu_convs
+from gigagan_jax.machine import cpu_model
 
 SHAPES = ((64, 64, 64, 3), (8, 64, 64, 3), (64, 32, 64, 3), (8, 64, 64, 64), (8, 32, 64, 64), (24, 16, 64, 64))
 
@@ -49,8 +50,8 @@ def main() -> None:
         kernel, styles = jax.random.normal(keys[1], (cin, cout)), jax.random.normal(keys[2], (b, cin))
         row = f"{f'[{b}, {r}, {r}, {cin}] -> {cout}':<26}"
         for form in forms.values():
-            forward = jax.jit(form)
-            backward = jax.jit(jax.grad(lambda *a, form=form: jnp.sum(jnp.sin(form(*a))), argnums=(0, 1, 2)))
+            forward = cpu_convs.jit(form)
+            backward = cpu_convs.jit(jax.grad(lambda *a, form=form: jnp.sum(jnp.sin(form(*a))), argnums=(0, 1, 2)))
             row += f"{1e3 * median_seconds(lambda: forward(x, kernel, styles), args.repeats):>16.2f}"
             row += f"{1e3 * median_seconds(lambda: backward(x, kernel, styles), args.repeats):>20.2f}"
         print(row, flush=True)

@@ -35,11 +35,12 @@ from flax.core import meta
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from benchmarks._timing import matmul_peak, median_seconds
+from gigagan_jax import cpu_convs
 from gigagan_jax.config import has_vision_backbone, load_config, validate_config
 from gigagan_jax.generate.sample import generate, generate_and_upsample, seeds_to_z
 from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.models.generator import Generator, init_generator
-from gigagan_jax.models.kernel_choice import cpu_model
+from gigagan_jax.machine import cpu_model
 from gigagan_jax.pretrained.clip import Clip, expected_shapes, init_params, openai_config
 from gigagan_jax.train import pod_plan
 from gigagan_jax.train.sharding import make_mesh, replicated
@@ -165,8 +166,8 @@ def bench_section(shapes: Shapes, report: dict) -> dict:
     condition = (condition["text_features"], condition["eot_index"])
 
     def jitted(steps):
-        return {"D step": jax.jit(steps.d_step), "D step + R1": jax.jit(functools.partial(steps.d_step, with_r1=True)),
-                "G step": jax.jit(steps.g_step)}
+        return {"D step": cpu_convs.jit(steps.d_step), "D step + R1": cpu_convs.jit(functools.partial(steps.d_step, with_r1=True)),
+                "G step": cpu_convs.jit(steps.g_step)}
 
     run = jitted(steps)
     seconds = {name: median_seconds(lambda: fn(state, batch, rng), shapes.repeats) for name, fn in run.items()}
@@ -195,7 +196,7 @@ def kernel_impls_section(shapes: Shapes) -> dict:
         spec = steps.generator.spec
         state = jit_init(steps.init_state)(jax.random.PRNGKey(0)) if state is None else state
         batch, n = text_batch(spec, config.train.batch_size), shapes.sample_batch
-        g_step = jax.jit(steps.g_step)
+        g_step = cpu_convs.jit(steps.g_step)
         cond = text_batch(spec, n)
         z = seeds_to_z(range(n), spec.z_dim)
         out[impl] = {
@@ -218,7 +219,7 @@ def chain_section(shapes: Shapes) -> dict:
     g_params = meta.unbox(jax.jit(functools.partial(init_generator, generator))(jax.random.PRNGKey(0)))["params"]
     u_params = meta.unbox(jax.jit(functools.partial(init_generator, upsampler))(jax.random.PRNGKey(1)))["params"]
 
-    @jax.jit
+    @cpu_convs.jit
     def prompt_to_image(clip_params, g_params, u_params, ids, z, z_up):
         features, eot, _ = clip.encode_text(ids, params=clip_params)
         condition = {"text_features": features, "eot_index": eot}

@@ -16,8 +16,10 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks._timing import median_seconds
+from gigagan_jax import cpu_convs
 from gigagan_jax.config import load_config, validate_config
 from gigagan_jax.generate.sample import generate
+from gigagan_jax.machine import compiler_flags, cpu_model
 from gigagan_jax.models import kernel_choice
 from gigagan_jax.models.build import build_discriminator, build_generator, kernel_probe
 from gigagan_jax.train.state import jit_init
@@ -46,7 +48,7 @@ def main() -> None:
         batch = {"image": jax.random.randint(jax.random.PRNGKey(1), (b, r, r, 3), 0, 256).astype(jnp.uint8),
                  "text_features": jax.random.normal(jax.random.PRNGKey(2), (b, spec.text_len, spec.text_encoder_dim)),
                  "eot_index": jnp.full((b,), 8, jnp.int32)}
-        d_step, g_step, key = jax.jit(steps.d_step), jax.jit(steps.g_step), jax.random.PRNGKey(3)
+        d_step, g_step, key = cpu_convs.jit(steps.d_step), cpu_convs.jit(steps.g_step), jax.random.PRNGKey(3)
 
         def d_and_g():
             s, _ = d_step(state, batch, key)
@@ -59,8 +61,8 @@ def main() -> None:
         whole["sample"][impl] = median_seconds(lambda: generate(steps.generator, state.g_ema, z, feats, eot),
                                                args.repeats)
 
-    print(f"{kernel_choice.cpu_model()}, {jax.default_backend()}, {args.config}: batch {b}, {r} px, "
-          f"sampling {n}; XLA_FLAGS={kernel_choice.compiler_flags()!r}")
+    print(f"{cpu_model()}, {jax.default_backend()}, {args.config}: batch {b}, {r} px, "
+          f"sampling {n}; XLA_FLAGS={compiler_flags()!r}")
     for objective, p in probes.items():
         what = "D step + G step" if objective == "train" else f"sample {n}"
         print(f"\n{objective}: probe = level {p.layers[0][0]} px x {p.layers[0][1]} ch, batch {p.batch}")

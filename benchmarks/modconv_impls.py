@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax.core import meta
 
 from benchmarks._timing import median_seconds
+from gigagan_jax import cpu_convs
 from gigagan_jax.models.layers import MODCONV_IMPLS, AdaptiveModulatedConv
 
 
@@ -35,9 +36,9 @@ def main():
         for impl in impls:
             layer = AdaptiveModulatedConv(args.channels, 3, args.num_kernels, impl=impl)
             params = meta.unbox(jax.jit(layer.init)(jax.random.PRNGKey(2), x, w))
-            fwd = jax.jit(layer.apply)
+            fwd = cpu_convs.jit(layer.apply)
             loss = functools.partial(_sum_of_squares, layer)
-            fwd_bwd = jax.jit(jax.grad(loss, argnums=(0, 1)))
+            fwd_bwd = cpu_convs.jit(jax.grad(loss, argnums=(0, 1)))
             row += [median_seconds(lambda: fwd(params, x, w), args.repeats),
                     median_seconds(lambda: fwd_bwd(params, x, w), args.repeats)]
         print(f"{res:>3}  " + "  ".join(f"{t * 1e3:>13.2f}" for t in row))

@@ -21,7 +21,7 @@ import sys
 import tempfile
 
 from gigagan_jax.config import load_config
-from gigagan_jax.models.kernel_choice import cpu_model
+from gigagan_jax.machine import cpu_model
 from gigagan_jax.tools import local_cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

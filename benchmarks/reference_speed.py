@@ -27,8 +27,9 @@ import jax
 
 from benchmarks._timing import call_seconds
 from benchmarks.step_speed import build_bench
+from gigagan_jax import cpu_convs
 from gigagan_jax.config import load_config
-from gigagan_jax.models.kernel_choice import compiler_flags, cpu_model
+from gigagan_jax.machine import compiler_flags, cpu_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -99,7 +100,8 @@ def main() -> int:
         reference.close()
     info = reference.info
     print(f"{cpu_model()}; XLA: {jax.device_count()} CPU device, flags {compiler_flags()!r}, "
-          f"kernel_impl {bench.steps.generator.spec.kernel_impl} (sampling {bench.sampler.spec.kernel_impl}); "
+          f"kernel_impl {bench.steps.generator.spec.kernel_impl} (sampling {bench.sampler.spec.kernel_impl}), "
+          f"convs by {cpu_convs.choice()}; "
           f"PyTorch {info['torch']} with {info['threads']} threads, gigagan-pytorch {info['gigagan_pytorch']} "
           f"(trained params G {info['trained_params']['G']:,}, D {info['trained_params']['D']:,})")
     count = lambda tree: sum(x.size for x in jax.tree.leaves(tree))  # noqa: E731

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from flax.core import meta
 
 from benchmarks._timing import median_seconds
+from gigagan_jax import cpu_convs
 from gigagan_jax.config import load_config, validate_config
 from gigagan_jax.pretrained.clip import Clip, init_params, load_clip
 from gigagan_jax.models.build import build_generator
@@ -54,12 +55,12 @@ def main() -> None:
         raise SystemExit(f"error: the CLIP's tokens are {clip.text_dim} wide, the config wants "
                          f"config.model.text_encoder_dim={spec.text_encoder_dim}")
 
-    @jax.jit
+    @cpu_convs.jit
     def mapping_synthesis(params, z, text):
         w = generator.apply({"params": params}, z, text.t_global, method=Generator.mapping)
         return jnp.clip(generator.apply({"params": params}, w, text, "none", method=Generator.synthesis)[-1], -1, 1)
 
-    @jax.jit
+    @cpu_convs.jit
     def clip_and_g(clip_params, params, z, ids):
         feats, eot, _ = clip.encode_text(ids, params=clip_params)
         return generate(generator, params, z, feats, eot)

@@ -23,7 +23,7 @@ import numpy as np
 from benchmarks._timing import call_seconds
 from gigagan_jax.config import default_config
 from gigagan_jax.data import open_source
-from gigagan_jax.models.kernel_choice import cpu_model
+from gigagan_jax.machine import cpu_model
 from gigagan_jax.pretrained.clip import init_params
 from gigagan_jax.pretrained.tokenize import ClipTokenizer
 from gigagan_jax.train.length_groups import LengthPlan, group_rows, needed_lengths, plan_lengths

@@ -22,10 +22,11 @@ import jax.numpy as jnp
 import ml_collections
 
 from benchmarks._timing import matmul_peak, median_seconds
+from gigagan_jax import cpu_convs
 from gigagan_jax.config import load_config, validate_config
 from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.models.generator import Generator
-from gigagan_jax.models.kernel_choice import cpu_model
+from gigagan_jax.machine import cpu_model
 from gigagan_jax.generate.sample import generate
 from gigagan_jax.train.pod_plan import flops_of
 from gigagan_jax.train.state import TrainState, jit_init
@@ -61,9 +62,9 @@ def build_bench(config: ml_collections.ConfigDict, sample_batch: int) -> Bench:
         "eot_index": jnp.full((b,), 8, jnp.int32),
     }
     rng = jax.random.PRNGKey(3)
-    d_plain = jax.jit(steps.d_step)
-    d_r1 = jax.jit(functools.partial(steps.d_step, with_r1=True))
-    g_step = jax.jit(steps.g_step)
+    d_plain = cpu_convs.jit(steps.d_step)
+    d_r1 = cpu_convs.jit(functools.partial(steps.d_step, with_r1=True))
+    g_step = cpu_convs.jit(steps.g_step)
 
     def d_and_g(d_fn):
         s, _ = d_fn(state, batch, rng)
@@ -99,7 +100,7 @@ def main() -> None:
     spec, n = bench.steps.generator.spec, args.sample_batch
     results = {name: median_seconds(call, args.repeats) for name, call in bench.calls.items()}
     peak = matmul_peak(args.matmul, args.repeats)["float32"] * 1e3  # GFLOP/s
-    print(f"{cpu_model()}: f32 matmul peak {peak:.1f} GFLOP/s ({args.matmul}^3 under XLA)")
+    print(f"{cpu_model()}: f32 matmul peak {peak:.1f} GFLOP/s ({args.matmul}^3 under XLA); convs by {cpu_convs.choice()}")
     print(f"backend={jax.default_backend()} devices={jax.device_count()} batch={config.train.batch_size} "
           f"resolution={config.model.resolution} kernel_impl={spec.kernel_impl} "
           f"(sampling: {bench.sampler.spec.kernel_impl}) repeats={args.repeats}")

@@ -10,8 +10,9 @@
     WORKDIR/summary.json             the last training run's summary
 
 Outside any run, `user_cache_dir` holds what runs share on one machine: compiled executables
-(`xla/`), small CLIPs keyed by their data and recipe (`small_clip/<key>/`) and the adaptive conv
-implementation measured fastest per shape (`kernel_impl/`).
+(`xla/`), small CLIPs keyed by their data and recipe (`small_clip/<key>/`), the adaptive conv
+implementation measured fastest per shape (`kernel_impl/`) and the CPU conv library measured
+fastest (`cpu_convs/`).
 
 WORKDIR may be a local folder or a bucket URL (`gs://bucket/run`, also s3://, az://): a pod's
 hosts share no disk, but they share a bucket. Every file the project writes there goes through

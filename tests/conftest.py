@@ -13,6 +13,11 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+# XLA:CPU's default conv library (YNNPACK) for every test: the suite's compile times and numbers
+# then do not hang on a per-machine measurement (gigagan_jax.cpu_convs; tests/test_cpu_convs.py
+# measures and applies both).
+os.environ.setdefault("GIGAGAN_JAX_CPU_CONVS", "ynnpack")
+
 # Compiled executables persist across the tests' train/sample subprocesses of one session.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), "gigagan_jax_test_xla_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")

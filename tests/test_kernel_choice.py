@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import pytest
 from flax.core import meta
 
+from gigagan_jax import cpu_convs
 from gigagan_jax.checkpoint import abstract_with_shardings
 from gigagan_jax.config import load_config
 from gigagan_jax.models import kernel_choice
@@ -46,6 +47,9 @@ def test_the_probe_is_the_top_level_within_its_bounds():
     assert p.layers == ((32, kernel_choice.PROBE_MAX_CHANNELS),) and p.batch == 8 and p.num_devices == 64
     assert Probe.of([8, 16], [32, 32], 6, 2, "float32", "sample", 4).batch == 1  # 6 // 4 per device
     assert Probe.of([64, 128], [64, 32], 4, 2, "float32", "train", 1).layers == ((64, 64),)  # none within 32 px
+    levels, channels = [4, 8, 16, 32, 64, 128], [64] * 6
+    assert Probe.of(levels, channels, 8, 4, "float32", "sample", 1).layers == ((64, 64),)  # forward only: up to 64 px
+    assert Probe.of(levels, channels, 8, 4, "float32", "train", 1).layers == ((32, 64),)
     assert probe().layers == ((16, 32),) and probe(batch=100).batch == kernel_choice.PROBE_MAX_BATCH
     with pytest.raises(ValueError, match="objective must be one of"):
         probe(objective="infer")
@@ -56,7 +60,7 @@ def test_a_configs_probe_is_its_generators_top_level():
     assert kernel_probe(tiny, "train", 1) == Probe(8, ((16, 32),), tiny.model.g.num_kernels, "float32", "train", 1)
     up = load_config("configs/upsampler_512.py")  # decoder levels above its 64 px input's bottom
     p = kernel_probe(up, "sample", 8)
-    assert p.layers[0][0] == max(r for r in generator_levels(up) if r <= 32) and p.layers[0][1] <= 256
+    assert p.layers[0][0] == max(r for r in generator_levels(up) if r <= 64) and p.layers[0][1] <= 256
     assert p.batch == min(8, up.train.batch_size // 8) and p.dtype == up.model.dtype == "bfloat16"
 
 
@@ -95,7 +99,7 @@ def test_the_fastest_is_chosen_measured_once_and_cached_per_machine_and_shape(ca
     (record_file,) = cache.iterdir()
     record = json.loads(record_file.read_text())
     assert record["choice"] == "patches" and record["seconds"] == FAKE_SECONDS
-    assert record["machine"]["cpu"] == kernel_choice.cpu_model() and record["probe"]["batch"] == 8
+    assert record["machine"] == kernel_choice.measured_on() and record["probe"]["batch"] == 8
 
     assert choose(probe(num_devices=8), measure) == "patches" and measure.calls[-1][1] == probe(num_devices=8).candidates
     choose(probe(objective="sample"), measure)
@@ -108,6 +112,9 @@ def test_the_fastest_is_chosen_measured_once_and_cached_per_machine_and_shape(ca
     monkeypatch.setenv("XLA_FLAGS", flags + " --xla_cpu_enable_fast_math=false")
     choose(probe(), measure)
     assert len(measure.calls) == 5  # other compiler flags: another machine for this purpose
+    monkeypatch.setenv(cpu_convs.ENV, "xla" if cpu_convs.choice() == "ynnpack" else "ynnpack")
+    choose(probe(), measure)
+    assert len(measure.calls) == 6  # the probe compiled for the other conv library (gigagan_jax.cpu_convs)
 
 
 def test_a_damaged_or_stale_cache_file_is_measured_again(cache):
@@ -118,7 +125,7 @@ def test_a_damaged_or_stale_cache_file_is_measured_again(cache):
     assert choose(probe(), measure) == "patches" and len(measure.calls) == 2
     assert json.loads(record_file.read_text())["choice"] == "patches"  # replaced
     record_file.write_text(json.dumps({"choice": "per_sample"}))  # not a candidate over 8 devices...
-    path = kernel_choice.cache_path(probe(num_devices=8), kernel_choice.machine())
+    path = kernel_choice.cache_path(probe(num_devices=8), kernel_choice.measured_on())
     os.replace(record_file, path)  # ...where it sits
     assert choose(probe(num_devices=8), measure) == "patches" and len(measure.calls) == 3
 
@@ -129,7 +136,7 @@ def test_the_first_choice_written_is_every_process_s(cache):
     other_process = {"choice": "bank", "seconds": {}}
 
     def measure_while_another_writes(p, impls):
-        path = kernel_choice.cache_path(p, kernel_choice.machine())
+        path = kernel_choice.cache_path(p, kernel_choice.measured_on())
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
             json.dump(other_process, f)

@@ -1,6 +1,8 @@
 """The package's layers import only downward, and no module imports itself back through others.
 
-    config, workdir, pixels, hosts     foundations: import nothing of the package
+    config, workdir, pixels, hosts,    foundations: import nothing of the package
+    machine
+    cpu_convs                          XLA:CPU's conv library measured per machine (foundations only)
     pretrained, checkpoint             frozen third-party networks (+ the CLIP tokenizer); Orbax + sha256
     data                               datasets (+ the path layer); stores captions as CLIP tokens
     models                             GigaGAN's own networks (+ the measured kernel choice's cache)
@@ -22,20 +24,23 @@ import pytest
 
 PACKAGE = "gigagan_jax"
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGE)
-FOUNDATIONS = {"config", "workdir", "pixels", "hosts"}
+FOUNDATIONS = {"config", "workdir", "pixels", "hosts", "machine"}
 MAY_IMPORT = {
     "config": set(),
     "workdir": set(),
     "pixels": set(),
     "hosts": set(),
+    "machine": set(),
+    "cpu_convs": FOUNDATIONS,
     "data": {"config", "pixels", "workdir", "pretrained"},
-    "pretrained": {"config", "pixels"},
+    "pretrained": {"config", "pixels", "cpu_convs"},
     "checkpoint": {"config", "hosts", "workdir"},
-    "models": {"config", "pixels", "workdir", "hosts"},  # kernel_choice: a per-machine cache, one choice for all hosts
-    "losses": FOUNDATIONS | {"models", "pretrained"},
-    "generate": FOUNDATIONS | {"checkpoint", "pretrained", "models"},
-    "train": FOUNDATIONS | {"checkpoint", "data", "pretrained", "models", "losses", "generate"},
-    "eval": FOUNDATIONS | {"checkpoint", "data", "pretrained", "models", "generate"},
+    # kernel_choice: a per-machine cache, one choice for all hosts
+    "models": {"config", "pixels", "workdir", "hosts", "machine", "cpu_convs"},
+    "losses": FOUNDATIONS | {"models", "pretrained", "cpu_convs"},
+    "generate": FOUNDATIONS | {"checkpoint", "pretrained", "models", "cpu_convs"},
+    "train": FOUNDATIONS | {"checkpoint", "data", "pretrained", "models", "losses", "generate", "cpu_convs"},
+    "eval": FOUNDATIONS | {"checkpoint", "data", "pretrained", "models", "generate", "cpu_convs"},
 }
 CLI_LAYERS = {"cli", "commands", "tools", "export", "demo", "demo_page"}
 

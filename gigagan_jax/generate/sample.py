@@ -21,6 +21,7 @@ import numpy as np
 import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from gigagan_jax import cpu_convs
 from gigagan_jax.generate.restore import TrainedGenerator
 from gigagan_jax.models.generator import Generator
 from gigagan_jax.pixels import quantize, to_signed
@@ -43,7 +44,7 @@ def _noise_rngs(noise_mode: str, noise_seeds) -> dict:
     return {"noise": jax.random.fold_in(jax.random.PRNGKey(NOISE_ROOT_SEED), noise_seeds[0])}
 
 
-@functools.partial(jax.jit, static_argnames=("generator", "truncation_psi", "noise_mode"))
+@functools.partial(cpu_convs.jit, static_argnames=("generator", "truncation_psi", "noise_mode"))
 def generate(generator: Generator, params, z, text_features=None, eot_index=None, labels=None,
              truncation_psi=1.0, w_avg=None, noise_mode="const", noise_seeds=None):
     """Final-resolution images [B, R, R, 3] in [-1, 1] (clipped). `noise_seeds` [B]: the images'
@@ -54,7 +55,7 @@ def generate(generator: Generator, params, z, text_features=None, eot_index=None
     return jnp.clip(pyramid[-1], -1.0, 1.0)
 
 
-@functools.partial(jax.jit, static_argnames=("upsampler", "truncation_psi", "noise_mode"))
+@functools.partial(cpu_convs.jit, static_argnames=("upsampler", "truncation_psi", "noise_mode"))
 def upsample(upsampler, params, z, lowres, text_features=None, eot_index=None, labels=None,
              truncation_psi=1.0, w_avg=None, noise_mode="const", noise_seeds=None):
     """Low-res images [B, r, r, 3] in [-1, 1] -> the upsampler's output [B, R, R, 3] (clipped)."""
@@ -65,7 +66,7 @@ def upsample(upsampler, params, z, lowres, text_features=None, eot_index=None, l
     return jnp.clip(pyramid[-1], -1.0, 1.0)
 
 
-@functools.partial(jax.jit, static_argnames=("generator", "upsampler", "truncation_psi", "noise_mode"))
+@functools.partial(cpu_convs.jit, static_argnames=("generator", "upsampler", "truncation_psi", "noise_mode"))
 def generate_and_upsample(generator: Generator, g_params, upsampler, u_params, z, z_up, g_condition: dict,
                           u_condition: dict, truncation_psi=1.0, w_avg=None, noise_mode="const", noise_seeds=None):
     """Base model -> upsampler in one executable: (base images [B, r, r, 3], upsampled [B, R, R, 3]).

@@ -4,9 +4,10 @@ Which of the four equal computations (layers.AdaptiveModulatedConv) wins depends
 the CPU, the compiler flags and the layer's shape: a fixed table tuned on one 2-core machine lost
 to PyTorch on another (BENCHMARKS.md). So the first build of a shape on a machine times each
 candidate on the generator's own top layers, at its per-device batch, and caches the winner in
-`$GIGAGAN_JAX_CACHE/kernel_impl/` under a key naming the machine, the software and the shape;
-every later build there reads the file. All implementations share one parameter tree, so a model
-trained with one is restored and sampled with another.
+`$GIGAGAN_JAX_CACHE/kernel_impl/` under a key naming the machine, the software, who runs its
+convolutions (gigagan_jax.cpu_convs) and the shape; every later build there reads the file. All
+implementations share one parameter tree, so a model trained with one is restored and sampled
+with another.
 """
 
 from __future__ import annotations
@@ -14,35 +15,34 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import importlib.metadata
 import json
 import os
-import platform
-import re
 import statistics
-import sys
-import tempfile
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax.core import meta
 
+from gigagan_jax import cpu_convs
 from gigagan_jax.hosts import main_host_int
+from gigagan_jax.machine import machine, read_choice, write_choice
 from gigagan_jax.models.layers import MODCONV_IMPLS, AdaptiveModulatedConv
 from gigagan_jax.workdir import user_cache_dir
 
 CACHE_NAME = "kernel_impl"
-CACHE_FORMAT = 3  # bump when what is measured changes: older choices are measured again
+CACHE_FORMAT = 4  # bump when what is measured changes: older choices are measured again
 # train: forward + backward (the G/D steps); sample: forward only; shapes: nothing will run (parameter
 # shapes, abstract plans), which every implementation gives alike: no measurement.
 OBJECTIVES = ("train", "sample", "shapes")
-# The probe's bounds keep a first measurement to seconds on a CPU whatever the config: larger layers
-# ranked the candidates alike (BENCHMARKS.md's 4-64 px table), while the grouped conv's backward
-# alone takes seconds per call at 64 px on a CPU.
-PROBE_MAX_RESOLUTION = 32
+# The probe's bounds keep a first measurement to seconds on a CPU whatever the config: the grouped
+# conv's backward alone takes seconds per call at 64 px. Sampling's forward-only probe reaches
+# 64 px: on a 2-core AVX2 EPYC grouped and per_sample tied at 32 px (15.5 against 15.6 ms, batch 8)
+# while per_sample won by 20-25 % at 64 px, and sampling 64 images at 64 px took 1.41 s with it
+# against 1.64 s with grouped (BENCHMARKS.md).
+PROBE_MAX_RESOLUTION = {"train": 32, "sample": 64, "shapes": 32}
 PROBE_MAX_CHANNELS = 256
 PROBE_MAX_BATCH = 8
 PROBE_LAYERS = 1  # the generator's top level (up to the cap): most of its FLOPs
@@ -82,7 +82,7 @@ class Probe:
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         pairs = [(r, min(c, PROBE_MAX_CHANNELS)) for r, c in zip(levels, channels)]  # lowest resolution first
-        top = ([p for p in pairs if p[0] <= PROBE_MAX_RESOLUTION] or pairs[:1])[-PROBE_LAYERS:]
+        top = ([p for p in pairs if p[0] <= PROBE_MAX_RESOLUTION[objective]] or pairs[:1])[-PROBE_LAYERS:]
         per_device = max(1, min(PROBE_MAX_BATCH, batch // max(num_devices, 1)))
         return cls(per_device, tuple(top), num_kernels, dtype, objective, num_devices)
 
@@ -93,32 +93,9 @@ class Probe:
         return tuple(i for i in MODCONV_IMPLS if self.num_devices == 1 or i not in BATCH_WHOLE_IMPLS)
 
 
-def machine() -> dict:
-    """What a measured choice depends on besides the shape: backend, device, CPU, software, flags."""
-    device = jax.devices()[0]
-    return {"backend": jax.default_backend(), "device_kind": device.device_kind, "cpu": cpu_model(),
-            "threads": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "jax": jax.__version__, "jaxlib": importlib.metadata.version("jaxlib"),
-            "xla_flags": compiler_flags(), "python": sys.version.split()[0]}
-
-
-def compiler_flags() -> str:
-    """XLA_FLAGS without the simulated device count, which changes no generated code."""
-    return " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
-                    if not f.startswith("--xla_force_host_platform_device_count"))
-
-
-def cpu_model() -> str:
-    """'<model name> x<logical cores>' (Linux /proc/cpuinfo, else `platform`): machines of one kind
-    differ ~3x in speed, so every measurement names the one it was made on."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            names = re.findall(r"^model name\s*:\s*(.+)$", f.read(), re.M)
-        if names:
-            return f"{names[0]} x{len(names)}"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+def measured_on() -> dict:
+    """The machine, and who runs its convolutions (cpu_convs): the probe is compiled as the model is."""
+    return {**machine(), "cpu_convs": cpu_convs.choice()}
 
 
 def cache_path(probe: Probe, machine_key: dict) -> str:
@@ -145,14 +122,14 @@ def measure(probe: Probe, impls: Sequence[str]) -> dict:
 def choose(probe: Probe, measure_fn: Measure = measure, log: Callable[[str], None] = print) -> str:
     """The candidate measured fastest for `probe` on this machine: read from the cache, or measured
     now and cached. On several hosts, process 0's choice is everyone's (one program for all)."""
-    impls, machine_key = probe.candidates, machine()
+    impls, machine_key = probe.candidates, measured_on()
     path = cache_path(probe, machine_key)
-    choice = _read_choice(path, impls)
+    choice = read_choice(path, impls)
     if choice is None:
         t0 = time.perf_counter()
         seconds = measure_fn(probe, impls)
-        choice = _write_choice(path, {"probe": dataclasses.asdict(probe), "machine": machine_key, "seconds": seconds,
-                                      "choice": min(seconds, key=seconds.get)}, impls)
+        choice = write_choice(path, {"format": CACHE_FORMAT, "probe": dataclasses.asdict(probe), "machine": machine_key,
+                                     "seconds": seconds, "choice": min(seconds, key=seconds.get)}, impls)
         times = ", ".join(f"{i} {s * 1e3:.2f} ms" for i, s in sorted(seconds.items(), key=lambda kv: kv[1]))
         log(f"kernel_impl auto -> {choice}: measured for {probe.objective} at batch {probe.batch}, "
             f"levels {[r for r, _ in probe.layers]} ({times}) in {time.perf_counter() - t0:.1f} s; cached in {path}")
@@ -166,40 +143,6 @@ def resolve(impl: str, probe: Probe, **kwargs) -> str:
     if probe.objective == "shapes" or not probe.layers:  # no adaptive conv will run
         return probe.candidates[0]
     return choose(probe, **kwargs)
-
-
-def _read_choice(path: str, impls: Sequence[str]) -> Optional[str]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            choice = json.load(f).get("choice")
-    except (OSError, ValueError, AttributeError):
-        return None  # absent or damaged: measured again
-    return choice if choice in impls else None
-
-
-def _write_choice(path: str, record: dict, impls: Sequence[str]) -> str:
-    """Cache `record` (its "choice", and what it was measured on) and return the choice every
-    process on this machine will use: the first one written wins (processes measuring at once may
-    rank close candidates differently, and two runs
-    compared bit for bit must run one program). A damaged file is replaced. A cache that cannot be
-    written costs only a measurement next time."""
-    record = {"format": CACHE_FORMAT, **record, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=1)
-        try:
-            os.link(tmp, path)  # fails when another process wrote first
-        except FileExistsError:
-            if _read_choice(path, impls) is None:
-                os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    except OSError:
-        return record["choice"]
-    return _read_choice(path, impls) or record["choice"]
 
 
 def _timed(call: Callable[[], object]) -> float:
@@ -225,5 +168,5 @@ def _probe_call(probe: Probe, impl: str) -> Callable[[], object]:
         return sum(jnp.sum(jnp.square(layer.apply(p, x, w).astype(jnp.float32)))
                    for layer, (p, x) in zip(layers, inputs))
 
-    fn = jax.jit(loss if probe.objective == "sample" else jax.grad(loss))
+    fn = jax.jit(loss if probe.objective == "sample" else jax.grad(loss), compiler_options=cpu_convs.compiler_options())
     return functools.partial(fn.lower(inputs, w).compile(), inputs, w)

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from gigagan_jax import cpu_convs
 from gigagan_jax.pretrained.weights_file import read_weights
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -260,7 +261,7 @@ def variables_from_state_dict(state: dict[str, np.ndarray],
     return unflatten_dict(flat)
 
 
-@functools.partial(jax.jit, static_argnames="resize_inside")
+@functools.partial(cpu_convs.jit, static_argnames="resize_inside")
 def _forward(variables: Variables, images, resize_inside: bool = True):
     return FIDInceptionV3(resize_inside).apply(variables, images)  # [B, 2048]
 

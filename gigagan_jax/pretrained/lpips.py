@@ -23,6 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from gigagan_jax import cpu_convs
+
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 CONVERT_COMMAND = ("python -m gigagan_jax.tools.convert_lpips --vgg16 vgg16-397923af.pth "
                    "--lin vgg.pth --out lpips_vgg.npz")
@@ -145,7 +147,7 @@ def load_lpips(path: str | None) -> Params:
         return params_from_arrays({k: data[k] for k in data.files}, path)
 
 
-@jax.jit
+@cpu_convs.jit
 def lpips_distance(params: Params, x, y) -> jax.Array:
     """LPIPS-VGG distance of [-1, 1] images x, y [B, H, W, 3] -> [B] float32. The weights are
     frozen (stop_gradient); gradients flow to x and y."""

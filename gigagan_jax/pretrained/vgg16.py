@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from gigagan_jax import cpu_convs
 from gigagan_jax.pretrained.convert_lpips import torchvision_indices
 from gigagan_jax.pretrained.lpips import VGG16_URL, VGG16Taps
 from gigagan_jax.pretrained.weights_file import read_weights
@@ -127,7 +128,7 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
     return read_weights(path, CONVERT_COMMAND)
 
 
-@jax.jit
+@cpu_convs.jit
 def _forward(params: Params, images):
     return VGG16FC2().apply({"params": params}, images)  # [B, 4096]
 

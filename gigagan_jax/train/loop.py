@@ -19,6 +19,7 @@ import jax
 import ml_collections
 from tqdm import tqdm
 
+from gigagan_jax import cpu_convs
 from gigagan_jax.checkpoint import Checkpointer, abstract_with_shardings, check_same_clip
 from gigagan_jax.config import uses_vision_aided, validate_config
 from gigagan_jax.data import open_source
@@ -138,7 +139,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # One executable per (R1, vision-aided) combination.
     def jit_step(fn):
-        return jax.jit(traced_on(mesh, fn), donate_argnums=0, out_shardings=(state_shardings, rep))
+        return jax.jit(traced_on(mesh, fn), donate_argnums=0, out_shardings=(state_shardings, rep),
+                       compiler_options=cpu_convs.compiler_options())
 
     d_steps = {(r1, vis): jit_step(functools.partial(steps.d_step, with_r1=r1, with_vision=vis))
                for r1 in (False, True) for vis in (False, True)}

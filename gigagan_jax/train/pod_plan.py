@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from gigagan_jax import cpu_convs
 from gigagan_jax.checkpoint import abstract_with_shardings
 from gigagan_jax.config import uses_vision_aided
 from gigagan_jax.models.build import build_discriminator, build_generator
@@ -218,7 +219,8 @@ def step_functions(inputs: StepInputs, mesh, with_vision: Optional[bool] = None)
     frozen = inputs.frozen
 
     def jit_step(fn):
-        return jax.jit(traced_on(mesh, fn), donate_argnums=0, out_shardings=(inputs.state_shardings, rep))
+        return jax.jit(traced_on(mesh, fn), donate_argnums=0, out_shardings=(inputs.state_shardings, rep),
+                       compiler_options=cpu_convs.compiler_options())
 
     d_args = (inputs.state, inputs.batch, inputs.key, frozen["clip_params"], frozen["vision_clip_params"])
     g_args = (inputs.state, inputs.batch, inputs.key, frozen["clip_params"], frozen["perceptual_params"],
