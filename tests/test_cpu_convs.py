@@ -82,9 +82,13 @@ def test_jit_compiles_with_the_choice_and_both_give_the_same_numbers(measured, m
     assert "__ynn_fusion" in later.lower(x, w).compile().as_text()
 
 
-def test_the_measurement_times_both_choices():
+def test_the_measurement_times_both_choices(monkeypatch):
     seconds = cpu_convs.measure()
     assert set(seconds) == set(cpu_convs.CHOICES) and all(0 < s < 60 for s in seconds.values())
+    monkeypatch.setitem(cpu_convs.CHOICES, "xla", {"xla_cpu_no_such_option": ""})  # a jaxlib without it
+    monkeypatch.setattr(cpu_convs, "PROBES", cpu_convs.PROBES[:1])
+    seconds = cpu_convs.measure()
+    assert seconds["xla"] == float("inf") and 0 < seconds["ynnpack"] < 60
 
 
 def test_the_wrapper_takes_jits_arguments_as_decorator_and_call():
