@@ -61,7 +61,8 @@ def main() -> None:
     executables = {"init": (jit_init(inputs.init, inputs.state_shardings), (inputs.key,)),
                    **{name: steps[name] for name in ("D step + R1", "G step", "D step")}}
     print(f"{args.config}: {cpu_model()}, {jax.device_count()} device(s), batch {b}, {r} px, "
-          f"kernel_impl {config.model.g.kernel_impl}, convs by {cpu_convs.choice()}, XLA flags {os.environ['XLA_FLAGS']!r}", flush=True)
+          f"kernel_impl {config.model.g.kernel_impl}, convs by {cpu_convs.choice()}, "
+          f"XLA flags {os.environ['XLA_FLAGS']!r}", flush=True)
     print(f"{'executable':<14} {'lower s':>8} {'compile s':>10} {'kernels':>8}")
     seconds = {}
     for name, (jitted, example) in executables.items():

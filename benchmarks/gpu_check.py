@@ -166,7 +166,8 @@ def bench_section(shapes: Shapes, report: dict) -> dict:
     condition = (condition["text_features"], condition["eot_index"])
 
     def jitted(steps):
-        return {"D step": cpu_convs.jit(steps.d_step), "D step + R1": cpu_convs.jit(functools.partial(steps.d_step, with_r1=True)),
+        return {"D step": cpu_convs.jit(steps.d_step),
+                "D step + R1": cpu_convs.jit(functools.partial(steps.d_step, with_r1=True)),
                 "G step": cpu_convs.jit(steps.g_step)}
 
     run = jitted(steps)

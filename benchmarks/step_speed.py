@@ -100,7 +100,8 @@ def main() -> None:
     spec, n = bench.steps.generator.spec, args.sample_batch
     results = {name: median_seconds(call, args.repeats) for name, call in bench.calls.items()}
     peak = matmul_peak(args.matmul, args.repeats)["float32"] * 1e3  # GFLOP/s
-    print(f"{cpu_model()}: f32 matmul peak {peak:.1f} GFLOP/s ({args.matmul}^3 under XLA); convs by {cpu_convs.choice()}")
+    print(f"{cpu_model()}: f32 matmul peak {peak:.1f} GFLOP/s ({args.matmul}^3 under XLA); "
+          f"convs by {cpu_convs.choice()}")
     print(f"backend={jax.default_backend()} devices={jax.device_count()} batch={config.train.batch_size} "
           f"resolution={config.model.resolution} kernel_impl={spec.kernel_impl} "
           f"(sampling: {bench.sampler.spec.kernel_impl}) repeats={args.repeats}")

@@ -62,8 +62,9 @@ def choice(measure_fn: Optional[Callable[[], dict]] = None, log: Callable[[str],
             seconds = (measure_fn or measure)()
             chosen = write_choice(path, {"format": CACHE_FORMAT, "machine": key, "probes": PROBES,
                                          "seconds": seconds, "choice": min(seconds, key=seconds.get)}, names)
-            log(f"cpu convs -> {chosen}: " + ", ".join(f"{n} {s * 1e3:.1f} ms" for n, s in seconds.items())
-                + f" (3x3 convs {[p[:3] for p in PROBES]}) measured in {time.perf_counter() - t0:.1f} s; cached in {path}")
+            times = ", ".join(f"{n} {s * 1e3:.1f} ms" for n, s in seconds.items())
+            log(f"cpu convs -> {chosen}: {times} (3x3 convs {[p[:3] for p in PROBES]}) measured in "
+                f"{time.perf_counter() - t0:.1f} s; cached in {path}")
         _decided[path] = names[main_host_int(names.index(chosen))]
     return _decided[path]
 
