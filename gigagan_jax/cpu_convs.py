@@ -12,8 +12,6 @@ first program compiled times a few convolutions both ways and caches the faster 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import os
 import statistics
 import time
@@ -24,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gigagan_jax.hosts import main_host_int
-from gigagan_jax.machine import machine, read_choice, write_choice
+from gigagan_jax.machine import choice_file, machine, read_choice, timed, write_choice
 from gigagan_jax.workdir import user_cache_dir
 
 # Each choice's XLA compile options. "ynnpack": XLA:CPU's default; "xla": no YNNPACK fusions.
@@ -51,9 +49,7 @@ def choice(measure_fn: Optional[Callable[[], dict]] = None, log: Callable[[str],
     if jax.default_backend() != "cpu":
         return "ynnpack"
     key = machine()
-    path = os.path.join(user_cache_dir(CACHE_NAME), hashlib.sha256(
-        json.dumps({"format": CACHE_FORMAT, "machine": key, "probes": PROBES}, sort_keys=True).encode()
-    ).hexdigest()[:20] + ".json")
+    path = choice_file(user_cache_dir(CACHE_NAME), {"format": CACHE_FORMAT, "machine": key, "probes": PROBES})
     if path not in _decided:
         names = tuple(CHOICES)
         chosen = read_choice(path, names)
@@ -124,13 +120,7 @@ def measure() -> dict:
         times = {name: [] for name in calls}
         for _ in range(REPEATS):
             for name, call in calls.items():
-                times[name].append(_timed(call, *args))
+                times[name].append(timed(functools.partial(call, *args)))
         for name in calls:
             seconds[name] += statistics.median(times[name])
     return seconds
-
-
-def _timed(compiled, *args) -> float:
-    t0 = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    return time.perf_counter() - t0

@@ -8,6 +8,7 @@ vector instructions, the software and the compiler flags.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -16,7 +17,7 @@ import re
 import sys
 import tempfile
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import jax
 
@@ -72,6 +73,19 @@ def describe_cpuinfo(cpuinfo: str) -> Optional[str]:
     flags = set(flag_lines[0].split()) if flag_lines else set()
     isa = next((label for label, present in VECTOR_ISAS if present(flags)), None)
     return f"{names[0].strip()} x{len(names)}" + (f", {isa}" if isa else "")
+
+
+def timed(call: Callable[[], object]) -> float:
+    """Wall seconds of one call of `call()`, waited for."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(call())
+    return time.perf_counter() - t0
+
+
+def choice_file(folder: str, key: dict) -> str:
+    """The cache file in `folder` of a choice measured for `key` (the machine, what was measured)."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return os.path.join(folder, digest + ".json")
 
 
 def read_choice(path: str, choices: Sequence[str]) -> Optional[str]:

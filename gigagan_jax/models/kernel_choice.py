@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
-import os
 import statistics
 import time
 from typing import Callable, Sequence
@@ -28,7 +25,7 @@ from flax.core import meta
 
 from gigagan_jax import cpu_convs
 from gigagan_jax.hosts import main_host_int
-from gigagan_jax.machine import machine, read_choice, write_choice
+from gigagan_jax.machine import choice_file, machine, read_choice, timed, write_choice
 from gigagan_jax.models.layers import MODCONV_IMPLS, AdaptiveModulatedConv
 from gigagan_jax.workdir import user_cache_dir
 
@@ -99,9 +96,8 @@ def measured_on() -> dict:
 
 
 def cache_path(probe: Probe, machine_key: dict) -> str:
-    key = json.dumps({"format": CACHE_FORMAT, "machine": machine_key, "probe": dataclasses.asdict(probe)},
-                     sort_keys=True)
-    return os.path.join(user_cache_dir(CACHE_NAME), hashlib.sha256(key.encode()).hexdigest()[:20] + ".json")
+    return choice_file(user_cache_dir(CACHE_NAME),
+                       {"format": CACHE_FORMAT, "machine": machine_key, "probe": dataclasses.asdict(probe)})
 
 
 def measure(probe: Probe, impls: Sequence[str]) -> dict:
@@ -110,12 +106,12 @@ def measure(probe: Probe, impls: Sequence[str]) -> dict:
     for impl in sorted(impls, key=MEASURE_ORDER.index):
         call = _probe_call(probe, impl)  # compiled
         jax.block_until_ready(call())  # a fresh executable's first run also allocates and warms up
-        first = _timed(call)
+        first = timed(call)
         if seconds and first > DROP_FACTOR * min(seconds.values()):
             seconds[impl] = first  # clearly out of the running: not worth its repeats
             continue
         repeats = max(REPEATS, min(MAX_REPEATS, int(REPEAT_SECONDS / max(first, 1e-6))))  # fast calls are noisy
-        seconds[impl] = statistics.median([first] + [_timed(call) for _ in range(repeats - 1)])
+        seconds[impl] = statistics.median([first] + [timed(call) for _ in range(repeats - 1)])
     return seconds
 
 
@@ -143,12 +139,6 @@ def resolve(impl: str, probe: Probe, **kwargs) -> str:
     if probe.objective == "shapes" or not probe.layers:  # no adaptive conv will run
         return probe.candidates[0]
     return choose(probe, **kwargs)
-
-
-def _timed(call: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    jax.block_until_ready(call())
-    return time.perf_counter() - t0
 
 
 def _probe_call(probe: Probe, impl: str) -> Callable[[], object]:
