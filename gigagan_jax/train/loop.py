@@ -19,7 +19,6 @@ import jax
 import ml_collections
 from tqdm import tqdm
 
-from gigagan_jax import cpu_convs
 from gigagan_jax.checkpoint import Checkpointer, abstract_with_shardings, check_same_clip
 from gigagan_jax.config import uses_vision_aided, validate_config
 from gigagan_jax.data import open_source
@@ -35,9 +34,9 @@ from gigagan_jax.train.caption_bank import caption_bank
 from gigagan_jax.train.frozen_clip import provide_clip, provide_vision_backbone
 from gigagan_jax.train.metrics import MetricsLog, open_writer
 from gigagan_jax.train.samples import SampleGrid
-from gigagan_jax.train.sharding import mesh_from_config, param_shardings, replicated, traced_on
+from gigagan_jax.train.sharding import mesh_from_config, param_shardings, replicated
 from gigagan_jax.train.state import jit_init, vision_example_inputs
-from gigagan_jax.train.step import GanSteps
+from gigagan_jax.train.step import GanSteps, jit_step
 from gigagan_jax.train.stop import StopSignal
 from gigagan_jax.train.wandb_run import open_wandb_run
 from gigagan_jax.workdir import checkpoint_dir, make_dirs, summary_path, tensorboard_dir, write_text
@@ -138,13 +137,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
             print(f"resumed from {checkpointer.step_dir(latest)}", flush=True)
 
     # One executable per (R1, vision-aided) combination.
-    def jit_step(fn):
-        return jax.jit(traced_on(mesh, fn), donate_argnums=0, out_shardings=(state_shardings, rep),
-                       compiler_options=cpu_convs.compiler_options())
-
-    d_steps = {(r1, vis): jit_step(functools.partial(steps.d_step, with_r1=r1, with_vision=vis))
+    d_steps = {(r1, vis): jit_step(functools.partial(steps.d_step, with_r1=r1, with_vision=vis), mesh, state_shardings)
                for r1 in (False, True) for vis in (False, True)}
-    g_steps = {vis: jit_step(functools.partial(steps.g_step, with_vision=vis)) for vis in (False, True)}
+    g_steps = {vis: jit_step(functools.partial(steps.g_step, with_vision=vis), mesh, state_shardings)
+               for vis in (False, True)}
     log = MetricsLog(open_writer(tensorboard_dir(workdir), main), config.train.nonfinite == "stop",
                      kept_in=checkpoint_dir(workdir), wandb_run=open_wandb_run(config, workdir, main))
     samples = SampleGrid(config, generator, clip, pipeline.source, workdir, mesh, log)  # every host samples

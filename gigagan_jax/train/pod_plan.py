@@ -28,15 +28,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from gigagan_jax import cpu_convs
 from gigagan_jax.checkpoint import abstract_with_shardings
 from gigagan_jax.config import uses_vision_aided
 from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.models.vision_aided import VisionAidedHeads
 from gigagan_jax.pretrained.lpips import expected_params as lpips_shapes
-from gigagan_jax.train.sharding import batch_sharding, param_shardings, replicated, traced_on
+from gigagan_jax.train.sharding import batch_sharding, param_shardings, replicated
 from gigagan_jax.train.state import vision_example_inputs
-from gigagan_jax.train.step import GanSteps
+from gigagan_jax.train.step import GanSteps, jit_step
 
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
 _DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4, "u32": 4,
@@ -214,21 +213,20 @@ def step_functions(inputs: StepInputs, mesh, with_vision: Optional[bool] = None)
     """{name in STEP_NAMES: (jitted step, its abstract arguments)}, jitted as the training loop
     jits them (state donated, outputs laid out as the state's shardings). `with_vision`: the
     vision-aided terms (default: whenever the config trains them)."""
-    steps, rep = inputs.steps, replicated(mesh)
+    steps = inputs.steps
     vision = steps.vision_heads is not None if with_vision is None else with_vision
     frozen = inputs.frozen
 
-    def jit_step(fn):
-        return jax.jit(traced_on(mesh, fn), donate_argnums=0, out_shardings=(inputs.state_shardings, rep),
-                       compiler_options=cpu_convs.compiler_options())
+    def jit(step):  # as the loop compiles its steps
+        return jit_step(step, mesh, inputs.state_shardings)
 
     d_args = (inputs.state, inputs.batch, inputs.key, frozen["clip_params"], frozen["vision_clip_params"])
     g_args = (inputs.state, inputs.batch, inputs.key, frozen["clip_params"], frozen["perceptual_params"],
               frozen["vision_clip_params"])
     return {
-        "D step + R1": (jit_step(functools.partial(steps.d_step, with_r1=True, with_vision=vision)), d_args),
-        "D step": (jit_step(functools.partial(steps.d_step, with_vision=vision)), d_args),
-        "G step": (jit_step(functools.partial(steps.g_step, with_vision=vision)), g_args),
+        "D step + R1": (jit(functools.partial(steps.d_step, with_r1=True, with_vision=vision)), d_args),
+        "D step": (jit(functools.partial(steps.d_step, with_vision=vision)), d_args),
+        "G step": (jit(functools.partial(steps.g_step, with_vision=vision)), g_args),
     }
 
 

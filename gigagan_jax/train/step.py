@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from gigagan_jax import cpu_convs
 from gigagan_jax.data.degrade import degrade, lowres_input
 from gigagan_jax.losses import gan
 from gigagan_jax.losses.clip_loss import clip_contrastive_loss, close_caption_pairs
@@ -39,10 +40,20 @@ from gigagan_jax.models.generator import Generator
 from gigagan_jax.models.upsampler import UpsamplerSpec
 from gigagan_jax.models.vision_aided import VisionAidedHeads
 from gigagan_jax.pixels import to_signed
+from gigagan_jax.train.sharding import replicated, traced_on
 from gigagan_jax.train.state import TrainState, ema_beta, init_train_state, make_optimizers
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
+
+
+def jit_step(step, mesh, state_shardings):
+    """`step` (a `GanSteps.d_step`/`g_step` with its switches bound) jitted as training runs it:
+    traced on `mesh`, the state donated and kept on `state_shardings`, the metrics replicated, the
+    convs by the machine's measured library. The loop and the pod plan both compile through here,
+    so the plan reads the very program a run executes."""
+    return jax.jit(traced_on(mesh, step), donate_argnums=0, out_shardings=(state_shardings, replicated(mesh)),
+                   compiler_options=cpu_convs.compiler_options())
 
 
 class GanSteps:
