@@ -204,8 +204,9 @@ def test_a_finished_async_save_gets_its_manifest_before_the_next_save(tmp_path):
 
 
 def test_the_init_compiled_for_one_run_gives_the_optimised_compiles_numbers():
-    """jit_init hands XLA the run-once options (no backend optimisations): XLA accepts them, the
-    sharding is kept, and the random draws equal an optimised compile's to rounding."""
+    """jit_init hands XLA the run-once options (no backend optimisations; on CPU, XLA:CPU's
+    fast-compile preset too): XLA accepts them, the sharding is kept, and the random draws equal
+    an optimised compile's to rounding."""
     def init(key):  # random draws through the same paths as the init: normal, scaled, summed
         a, b = jax.random.normal(key, (2, 64, 64))
         return {"w": jnp.tanh(a @ b) * 0.5 + 1.0, "b": jnp.zeros((64,))}
