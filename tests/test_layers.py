@@ -9,7 +9,7 @@ import pytest
 from flax.core import meta
 
 from gigagan_jax.models.layers import (MODCONV_IMPLS, AdaptiveModulatedConv, EqualizedConv, EqualizedDense,
-                                      KernelSelection, conv2d, conv2d_valid)
+                                      KernelSelection, add_bias, conv2d, conv2d_valid, lrelu)
 from gigagan_jax.models.resample import downsample2d, upsample2d
 
 
@@ -103,6 +103,27 @@ def test_1x1_convs_are_matmuls_equal_to_the_convolution():
         assert "convolution" not in text and "dot_general" in text
     three = jax.random.normal(jax.random.PRNGKey(2), (3, 3, 5, 7))  # a 3x3 kernel stays a convolution
     assert "convolution" in jax.jit(conv2d).lower(x, three).as_text()
+
+
+def test_bias_gradient_is_a_matmul_with_the_derivatives_of_a_plain_add():
+    """add_bias's own gradient (a dot with ones, not a reduce) equals autodiff's of `y + bias`, to
+    first and second order: R1 differentiates D's gradient again."""
+    y = jax.random.normal(jax.random.PRNGKey(0), (3, 5, 6, 4))
+    bias = jax.random.normal(jax.random.PRNGKey(1), (4,))
+
+    def loss(add):
+        return lambda y, b: jnp.sum(jnp.sin(lrelu(add(y, b))) ** 2)
+
+    plain, ours = loss(jnp.add), loss(add_bias)
+    np.testing.assert_array_equal(add_bias(y, bias), y + bias)
+    for got, want in zip(jax.grad(ours, argnums=(0, 1))(y, bias), jax.grad(plain, argnums=(0, 1))(y, bias)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    r1 = lambda f: jax.grad(lambda b: jnp.sum(jax.grad(f)(y, b) ** 2))(bias)  # d/db |d loss/dy|^2
+    np.testing.assert_allclose(r1(ours), r1(plain), rtol=1e-5, atol=1e-5)
+    backward = jax.jit(lambda dy: jax.vjp(add_bias, y, bias)[1](dy)).lower(y).as_text()
+    assert "dot_general" in backward and "reduce" not in backward
+    low = jax.grad(lambda b: jnp.sum(add_bias(y.astype(jnp.bfloat16), b).astype(jnp.float32)))(bias.astype(jnp.bfloat16))
+    assert low.dtype == jnp.bfloat16 and np.all(np.asarray(low, np.float32) == 3 * 5 * 6)
 
 
 @pytest.mark.parametrize("up", [False, True])

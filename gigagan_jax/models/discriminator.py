@@ -38,8 +38,8 @@ import jax.numpy as jnp
 
 from gigagan_jax.config import level_resolutions
 from gigagan_jax.models.attention import L2SelfAttention
-from gigagan_jax.models.layers import (AdaptiveModulatedConv, EqualizedConv, EqualizedDense, lrelu, rematerialised,
-                                       residual_down, split_over_batch)
+from gigagan_jax.models.layers import (AdaptiveModulatedConv, EqualizedConv, EqualizedDense, add_bias, lrelu,
+                                       rematerialised, residual_down, split_over_batch)
 from gigagan_jax.pixels import area_downsample, resize_to
 from gigagan_jax.models.text import TextTransformer
 
@@ -133,7 +133,7 @@ class PredictionHead(nn.Module):
             h = AdaptiveModulatedConv(c, kernel_size=1, impl="bank", dtype=self.dtype, name=f"psi{k}")(h, t_d)
             bias = self.param(f"psi{k}_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("conv_out",)),
                               (c,), jnp.float32)
-            h = lrelu(h + bias.astype(h.dtype))
+            h = lrelu(add_bias(h, bias.astype(h.dtype)))
         psi = AdaptiveModulatedConv(1, kernel_size=1, demodulate=False, impl="bank", dtype=self.dtype,
                                     name=f"psi{self.layers - 1}")(h, t_d)
         skip = EqualizedConv(1, kernel_size=1, dtype=self.dtype, name="skip")(f)

@@ -61,6 +61,28 @@ def lrelu(x: jax.Array) -> jax.Array:
     return jax.nn.leaky_relu(x, 0.2) * LRELU_GAIN
 
 
+@jax.custom_vjp
+def add_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
+    """y [..., C] + bias [C] (of y's dtype). Its gradient sums dy over every other axis as a
+    matmul with a vector of ones: XLA:CPU runs that column reduction 2-5x faster than its own
+    reduce (at [16, 64, 64, 64]: 2.2 against 5.1 ms), and the D and G steps take one per biased
+    layer (BENCHMARKS.md, "Bias gradients as matmuls")."""
+    return y + bias
+
+
+def _add_bias_fwd(y, bias):
+    return y + bias, None
+
+
+def _add_bias_bwd(_, dy):  # dy [..., C]
+    rows = dy.reshape(-1, dy.shape[-1])  # [N, C]
+    db = jnp.dot(jnp.ones((rows.shape[0],), rows.dtype), rows, preferred_element_type=jnp.float32)
+    return dy, db.astype(dy.dtype)  # [C]
+
+
+add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
+
+
 def normalize_2nd_moment(x: jax.Array, axis: int = -1, eps: float = 1e-8) -> jax.Array:
     return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=axis, keepdims=True) + eps)
 
@@ -91,7 +113,7 @@ class EqualizedDense(nn.Module):
         if self.use_bias:
             bias = _param(self, "bias", nn.initializers.constant(self.bias_init / self.lr_mult),
                           (self.features,), (self.axes[1],))
-            y = y + (bias * self.lr_mult).astype(self.dtype)
+            y = add_bias(y, (bias * self.lr_mult).astype(self.dtype))
         if self.activation == "lrelu":
             y = lrelu(y)
         elif self.activation is not None:
@@ -202,7 +224,7 @@ class EqualizedConv(nn.Module):
             y = conv2d(x, kernel)
         if self.use_bias:
             bias = _param(self, "bias", nn.initializers.zeros, (self.features,), ("conv_out",))
-            y = y + bias.astype(self.dtype)
+            y = add_bias(y, bias.astype(self.dtype))
         if self.activation == "lrelu":
             y = lrelu(y)
         return y
@@ -343,7 +365,7 @@ class SynthesisLayer(nn.Module):
             if noise_mode != "none":
                 y = y + (noise * strength).astype(y.dtype)
         bias = _param(self, "bias", nn.initializers.zeros, (self.features,), ("conv_out",))
-        return lrelu(y + bias.astype(y.dtype))
+        return lrelu(add_bias(y, bias.astype(y.dtype)))
 
 
 class ToRGB(nn.Module):
@@ -358,4 +380,4 @@ class ToRGB(nn.Module):
         y = AdaptiveModulatedConv(self.channels, 1, 1, demodulate=False, impl="bank",
                                   dtype=self.dtype, kernel_init=self.kernel_init, name="conv")(x, w)
         bias = _param(self, "bias", nn.initializers.zeros, (self.channels,), (None,))
-        return (y + bias.astype(y.dtype)).astype(jnp.float32)
+        return add_bias(y, bias.astype(y.dtype)).astype(jnp.float32)
