@@ -52,8 +52,7 @@ def jit_step(step, mesh, state_shardings):
     traced on `mesh`, the state donated and kept on `state_shardings`, the metrics replicated, the
     convs by the machine's measured library. The loop and the pod plan both compile through here,
     so the plan reads the very program a run executes."""
-    return jax.jit(traced_on(mesh, step), donate_argnums=0, out_shardings=(state_shardings, replicated(mesh)),
-                   compiler_options=cpu_convs.compiler_options())
+    return cpu_convs.jit(traced_on(mesh, step), donate_argnums=0, out_shardings=(state_shardings, replicated(mesh)))
 
 
 class GanSteps:
