@@ -115,10 +115,37 @@ def test_stacked_batches_give_the_logits_of_separate_calls():
     assert float(jnp.abs(both[0][(16, 1)] - both[1][(16, 1)]).max()) > 1e-3  # two different batches
 
 
-def test_stacking_keeps_each_sample_s_rows_together():
-    """Sample b's k rows are adjacent, so a batch-sharded array is split among devices as before."""
+def test_stacking_on_one_device_concatenates_the_batches():
+    """No mesh: the k batches one after another, so the stack and its backward are copies, not
+    transposes; unstacking gives each batch back."""
     a, b = jnp.arange(4.0), 10 + jnp.arange(4.0)
-    np.testing.assert_array_equal(stack_batches([a, b]), [0, 10, 1, 11, 2, 12, 3, 13])
+    np.testing.assert_array_equal(stack_batches([a, b]), [0, 1, 2, 3, 10, 11, 12, 13])
     back = unstack_batches(stack_batches([{"x": a}, {"x": b}]), 2)
     np.testing.assert_array_equal(back[0]["x"], a)
     np.testing.assert_array_equal(back[1]["x"], b)
+
+
+def test_stacking_over_a_mesh_keeps_each_device_s_rows_on_it():
+    """Under a mesh that splits the batch in 8, device i's block of the stack is its own rows of
+    each batch: nothing crosses devices (no collective in the compiled program) and the result
+    stays split over the batch."""
+    from gigagan_jax.train.sharding import make_mesh, traced_on
+
+    mesh = make_mesh((2, 4), ("data", "fsdp"))
+    rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(("data", "fsdp")))
+    a = jax.device_put(jnp.arange(16.0).reshape(16, 1), rows)  # 2 rows per device
+    b = jax.device_put(100 + jnp.arange(16.0).reshape(16, 1), rows)
+    stacked_fn = jax.jit(traced_on(mesh, lambda a, b: stack_batches([a, b])))
+    stacked = stacked_fn(a, b)
+    np.testing.assert_array_equal(stacked[:8, 0], [0, 1, 100, 101, 2, 3, 102, 103])
+    for shard in stacked.addressable_shards:  # each device: its rows of a, then of b
+        i = shard.index[0].start // 4
+        assert shard.data.shape == (4, 1)
+        np.testing.assert_array_equal(shard.data[:, 0], [2 * i, 2 * i + 1, 100 + 2 * i, 101 + 2 * i])
+    hlo = stacked_fn.lower(a, b).compile().as_text()
+    assert not any(op in hlo for op in ("all-to-all", "all-gather", "collective-permute", "all-reduce")), hlo
+    back = jax.jit(traced_on(mesh, lambda x: unstack_batches(x, 2)))(stacked)
+    np.testing.assert_array_equal(back[0], a)
+    np.testing.assert_array_equal(back[1], b)
+    odd = jax.jit(traced_on(mesh, lambda x, y: stack_batches([x, y])))(jnp.arange(6.0), 10 + jnp.arange(6.0))
+    np.testing.assert_array_equal(odd, [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15])  # 6 rows do not split in 8

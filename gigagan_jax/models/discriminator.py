@@ -38,8 +38,8 @@ import jax.numpy as jnp
 
 from gigagan_jax.config import level_resolutions
 from gigagan_jax.models.attention import L2SelfAttention
-from gigagan_jax.models.layers import (AdaptiveModulatedConv, EqualizedConv, EqualizedDense, add_bias, lrelu,
-                                       rematerialised, residual_down, split_over_batch)
+from gigagan_jax.models.layers import (AdaptiveModulatedConv, EqualizedConv, EqualizedDense, add_bias, batch_shards,
+                                       lrelu, rematerialised, residual_down, split_over_batch)
 from gigagan_jax.pixels import area_downsample, resize_to
 from gigagan_jax.models.text import TextTransformer
 
@@ -225,19 +225,32 @@ class Discriminator(nn.Module):
 
 
 def stack_batches(trees: list):
-    """k pytrees of [B, ...] arrays -> one of [B*k, ...], sample b's k rows adjacent: a batch
-    sharded over devices stays where it is (row blocks of a concatenation would move)."""
+    """k pytrees of [B, ...] arrays -> one of [B*k, ...], device-major: each of the d row blocks
+    the batch is split into over the mesh (`models.layers.batch_shards`) holds its own rows of all
+    k batches, so nothing moves between devices, and within a block (or on one device, d = 1)
+    the k batches are concatenated. Interleaving each sample's k rows instead made the stack and
+    its backward whole-activation transposes (BENCHMARKS.md, "Device-major stacking")."""
     if len(trees) == 1:
         return trees[0]
-    return jax.tree_util.tree_map(lambda *xs: einops.rearrange(jnp.stack(xs, axis=1), "b k ... -> (b k) ..."),
-                                  *trees)
+
+    def stack(*xs):  # k x [B, ...]
+        d = batch_shards(xs[0].shape[0])
+        blocks = jnp.stack([einops.rearrange(x, "(d b) ... -> d b ...", d=d) for x in xs], axis=1)
+        return einops.rearrange(blocks, "d k b ... -> (d k b) ...")  # [B*k, ...]
+
+    return jax.tree_util.tree_map(stack, *trees)
 
 
 def unstack_batches(tree, k: int) -> list:
     """The inverse of `stack_batches`: k pytrees of [B, ...] arrays."""
     if k == 1:
         return [tree]
-    split = jax.tree_util.tree_map(lambda x: einops.rearrange(x, "(b k) ... -> k b ...", k=k), tree)
+
+    def unstack(x):  # [B*k, ...] -> [k, B, ...]
+        d = batch_shards(x.shape[0] // k)
+        return einops.rearrange(x, "(d k b) ... -> k (d b) ...", d=d, k=k)
+
+    split = jax.tree_util.tree_map(unstack, tree)
     return [jax.tree_util.tree_map(lambda x: x[i], split) for i in range(k)]
 
 

@@ -39,12 +39,21 @@ def split_over_batch(x: jax.Array) -> jax.Array:
     reshards them with all-reduces and all-to-alls. Pinning activations to the batch split at
     block boundaries makes each layer all-gather its weights instead, which is what FSDP means.
     The identity outside a mesh context, or when the batch does not divide over it."""
-    mesh = jax.sharding.get_abstract_mesh()
-    axes = tuple(a for a in BATCH_MESH_AXES if a in mesh.axis_names)
-    if mesh.empty or not axes or x.shape[0] % math.prod(mesh.shape[a] for a in axes):
+    if batch_shards(x.shape[0]) == 1:
         return x
+    axes = tuple(a for a in BATCH_MESH_AXES if a in jax.sharding.get_abstract_mesh().axis_names)
     spec = jax.sharding.PartitionSpec(axes, *([None] * (x.ndim - 1)))
     return jax.lax.with_sharding_constraint(x, spec)
+
+
+def batch_shards(batch: int) -> int:
+    """How many row blocks a batch of `batch` rows is split into over the abstract mesh in
+    context (the product of its batch axes); 1 outside a mesh, or when the batch does not divide."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return 1
+    shards = math.prod(mesh.shape[a] for a in BATCH_MESH_AXES if a in mesh.axis_names)
+    return shards if batch % shards == 0 else 1
 
 
 def rematerialised(module_cls: type[nn.Module], remat: str, static_argnums: tuple[int, ...] = ()) -> type[nn.Module]:
