@@ -96,6 +96,17 @@ def normalize_2nd_moment(x: jax.Array, axis: int = -1, eps: float = 1e-8) -> jax
     return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=axis, keepdims=True) + eps)
 
 
+def matmul_last_axis(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """x [..., I] @ kernel [I, O], written as one 2-D matmul over the flattened leading axes.
+
+    Its weight gradient is then the 2-D x^T dy, which XLA:CPU runs on dy as it lies. Written on
+    3- or 4-D operands (`jnp.dot`, an einsum), XLA:CPU transposed the whole output gradient
+    first: at D's 64 px from_rgb a 77 ms copy of [65536, 64] for a [3, 64] gradient
+    (BENCHMARKS.md, "Dense layers as 2-D matmuls")."""
+    rows = x.reshape(-1, x.shape[-1])  # [N, I]
+    return jnp.dot(rows, kernel).reshape(x.shape[:-1] + kernel.shape[-1:])  # [..., O]
+
+
 def _param(module: nn.Module, name: str, init_fn, shape: Tuple[int, ...], axes: Tuple[Optional[str], ...]):
     return module.param(name, nn.with_logical_partitioning(init_fn, axes), shape, jnp.float32)
 
@@ -118,7 +129,7 @@ class EqualizedDense(nn.Module):
         kernel = _param(self, "kernel", nn.initializers.normal(self.init_std / self.lr_mult),
                         (fan_in, self.features), self.axes)
         scale = self.lr_mult / math.sqrt(fan_in)
-        y = jnp.dot(x.astype(self.dtype), (kernel * scale).astype(self.dtype))
+        y = matmul_last_axis(x.astype(self.dtype), (kernel * scale).astype(self.dtype))
         if self.use_bias:
             bias = _param(self, "bias", nn.initializers.constant(self.bias_init / self.lr_mult),
                           (self.features,), (self.axes[1],))
@@ -135,7 +146,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, groups: int = 1) -> jax.Array:
     kernel is a matmul over channels, written as one: XLA:CPU runs it 1.5-2.5x faster than
     the same 1x1 convolution (BENCHMARKS.md, "1x1 convolutions as matmuls")."""
     if kernel.shape[:2] == (1, 1) and groups == 1:
-        return jnp.einsum("bhwi,io->bhwo", x, kernel[0, 0])
+        return matmul_last_axis(x, kernel[0, 0])
     pad = kernel.shape[0] // 2
     return jax.lax.conv_general_dilated(
         x, kernel, window_strides=(1, 1), padding=[(pad, pad), (pad, pad)],
