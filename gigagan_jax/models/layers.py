@@ -39,9 +39,9 @@ def split_over_batch(x: jax.Array) -> jax.Array:
     reshards them with all-reduces and all-to-alls. Pinning activations to the batch split at
     block boundaries makes each layer all-gather its weights instead, which is what FSDP means.
     The identity outside a mesh context, or when the batch does not divide over it."""
-    if batch_shards(x.shape[0]) == 1:
+    axes, size = _batch_axes()
+    if not axes or x.shape[0] % size:
         return x
-    axes = tuple(a for a in BATCH_MESH_AXES if a in jax.sharding.get_abstract_mesh().axis_names)
     spec = jax.sharding.PartitionSpec(axes, *([None] * (x.ndim - 1)))
     return jax.lax.with_sharding_constraint(x, spec)
 
@@ -49,11 +49,17 @@ def split_over_batch(x: jax.Array) -> jax.Array:
 def batch_shards(batch: int) -> int:
     """How many row blocks a batch of `batch` rows is split into over the abstract mesh in
     context (the product of its batch axes); 1 outside a mesh, or when the batch does not divide."""
+    _, size = _batch_axes()
+    return size if batch % size == 0 else 1
+
+
+def _batch_axes() -> tuple[tuple[str, ...], int]:
+    """The batch axes of the abstract mesh in context and the product of their sizes ((), 1 outside a mesh)."""
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty:
-        return 1
-    shards = math.prod(mesh.shape[a] for a in BATCH_MESH_AXES if a in mesh.axis_names)
-    return shards if batch % shards == 0 else 1
+        return (), 1
+    axes = tuple(a for a in BATCH_MESH_AXES if a in mesh.axis_names)
+    return axes, math.prod(mesh.shape[a] for a in axes)
 
 
 def rematerialised(module_cls: type[nn.Module], remat: str, static_argnums: tuple[int, ...] = ()) -> type[nn.Module]:
