@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax.core import meta
 
-from gigagan_jax.models.attention import CrossAttention, L2SelfAttention, l2_logits
+from gigagan_jax.models.attention import (CrossAttention, L2SelfAttention, attend, attend_l2, l2_logit_scale,
+                                          l2_logits, self_logit)
 from gigagan_jax.models.text import split_at_eot
 
 
@@ -16,6 +17,30 @@ def test_l2_logits_are_minus_scaled_squared_distances():
     expected = -np.sum((np.asarray(q)[:, :, :, None] - np.asarray(k)[:, :, None]) ** 2, -1) * 0.1
     np.testing.assert_allclose(l2_logits(q, k, 0.1), expected, rtol=1e-5, atol=1e-5)
 
+
+@pytest.mark.parametrize("token_scale", [1.0, 1e-3, 30.0, 1e3])
+def test_l2_attention_without_a_row_maximum_matches_softmax_in_value_and_gradient(token_scale):
+    """attend_l2 skips softmax's max subtraction and normalises after the value matmul. At token
+    scale 30 every other token's logit is below -100 (exp underflows to 0 but the own logit
+    keeps the row finite); at 1e3 rounding in qq - 2qk + kk leaves logits slightly above 0."""
+    heads, n, d = 2, 24, 16
+    q = token_scale * jax.random.normal(jax.random.PRNGKey(0), (2, heads, n, d))
+    context = jnp.concatenate([q, token_scale * jax.random.normal(jax.random.PRNGKey(1), (2, heads, 1, d))], 2)
+    v = jax.random.normal(jax.random.PRNGKey(2), (2, heads, n + 1, d))
+    scale = l2_logit_scale(d, 4 * d)
+    logits = self_logit(l2_logits(q, context, scale), d, scale)  # [2, H, N, N + 1]: a style token as the last key
+    if token_scale == 30.0:
+        assert float(jnp.max(jnp.where(jnp.eye(n, n + 1, dtype=bool), -jnp.inf, logits))) < -100
+    dy = jax.random.normal(jax.random.PRNGKey(3), (2, heads, n, d))
+    ref, ref_vjp = jax.vjp(attend, logits, v)
+    out, out_vjp = jax.vjp(attend_l2, logits, v)
+    assert bool(jnp.all(jnp.isfinite(out)))
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    for got, want in zip(out_vjp(dy), ref_vjp(dy)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    out_bf16 = attend_l2(logits, v.astype(jnp.bfloat16))
+    assert out_bf16.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(out_bf16, np.float32), ref, atol=3e-2)
 
 
 def test_l2_logits_of_bf16_tokens_are_float32_distances_without_cancellation():
