@@ -93,15 +93,13 @@ def test_a_1x1_modulated_conv_matches_numpy_reference(impl, num_kernels, size, f
 
 
 def test_1x1_convs_are_matmuls_equal_to_the_convolution():
-    """conv2d / conv2d_valid write a 1x1 kernel as a dot (XLA:CPU runs the conv 1.5-18x slower)."""
+    """conv2d writes a 1x1 kernel as a dot (XLA:CPU runs the conv 1.5-18x slower)."""
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 9, 5))
     kernel = jax.random.normal(jax.random.PRNGKey(1), (1, 1, 5, 7))
-    for fn, args, stride in ((conv2d, (x, kernel), 1), (conv2d_valid, (x, kernel, 2), 2)):
-        want = jax.lax.conv_general_dilated(x, kernel, (stride, stride), "VALID",
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        np.testing.assert_allclose(fn(*args), want, rtol=1e-5, atol=1e-5)
-        text = jax.jit(fn, static_argnums=(2,) if stride > 1 else ()).lower(*args).as_text()
-        assert "convolution" not in text and "dot_general" in text
+    want = jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(conv2d(x, kernel), want, rtol=1e-5, atol=1e-5)
+    text = jax.jit(conv2d).lower(x, kernel).as_text()
+    assert "convolution" not in text and "dot_general" in text
     three = jax.random.normal(jax.random.PRNGKey(2), (3, 3, 5, 7))  # a 3x3 kernel stays a convolution
     assert "convolution" in jax.jit(conv2d).lower(x, three).as_text()
 
@@ -245,6 +243,20 @@ def _upfirdn_reference(x, up, down, pad0, pad1, gain):
         for j in range(4):
             out += z[:, i:i + out_h, j:j + out_h] * f[3 - i, 3 - j]
     return out[:, ::down, ::down]
+
+
+def test_strided_1x1_down_conv_blurs_only_the_pixels_it_keeps():
+    """D's skip (a 1x1 conv-down) blurs at stride 2 directly: the values of blurring every pixel
+    and subsampling (StyleGAN2's form, the numpy reference here), with no full-resolution blur
+    in the compiled program."""
+    x = jax.random.normal(jax.random.PRNGKey(13), (2, 16, 16, 4))
+    conv = EqualizedConv(8, kernel_size=1, down=True, use_bias=False)
+    params = _init(conv, x)
+    kernel = np.asarray(params["params"]["kernel"]).reshape(4, 8) / 2.0  # equalized lr: 1 / sqrt(fan_in 4)
+    want = _upfirdn_reference(np.asarray(x, np.float64), 1, 2, 1, 1, 1.0) @ kernel
+    np.testing.assert_allclose(conv.apply(params, x), want, rtol=1e-5, atol=1e-5)
+    text = jax.jit(conv.apply).lower(params, x).as_text()
+    assert "x15x" not in text and "15x15" not in text  # no full-resolution blur (18 padded - 3 = 15 rows)
 
 
 def test_fir_resampling_matches_a_numpy_upfirdn_reference():

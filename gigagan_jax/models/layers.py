@@ -160,8 +160,6 @@ def conv2d(x: jax.Array, kernel: jax.Array, groups: int = 1) -> jax.Array:
 
 
 def conv2d_valid(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    if kernel.shape[:2] == (1, 1):  # a strided 1x1 conv: subsample, then conv2d's matmul
-        return conv2d(x[:, ::stride, ::stride], kernel)
     return jax.lax.conv_general_dilated(
         x, kernel, window_strides=(stride, stride), padding="VALID",
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -247,7 +245,11 @@ class EqualizedConv(nn.Module):
             # StyleGAN2's conv-down: blur with enough padding that a VALID stride-2 k x k conv
             # gives exactly H/2, so the low-pass happens before the subsampling.
             p = len(DEFAULT_FILTER) - 2 + k - 1
-            y = conv2d_valid(blur2d(x, ((p + 1) // 2, p // 2)), kernel, stride=2)
+            pad = ((p + 1) // 2, p // 2)
+            if k == 1:  # a strided 1x1 conv (D's skip) reads every other blurred pixel: blur only those
+                y = conv2d(blur2d(x, pad, stride=2), kernel)
+            else:
+                y = conv2d_valid(blur2d(x, pad), kernel, stride=2)
         else:
             y = conv2d(x, kernel)
         if self.use_bias:
