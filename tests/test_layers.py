@@ -4,6 +4,7 @@ import math
 import re
 
 import jax
+from jax.test_util import check_grads
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from flax.core import meta
 
 from gigagan_jax.models.layers import (MODCONV_IMPLS, AdaptiveModulatedConv, EqualizedConv, EqualizedDense,
                                       KernelSelection, add_bias, conv2d, conv2d_valid, lrelu, matmul_last_axis)
-from gigagan_jax.models.resample import downsample2d, upsample2d
+from gigagan_jax.models.resample import blur2d, downsample2d, upsample2d
 
 
 def _init(module, *args):
@@ -257,6 +258,23 @@ def test_strided_1x1_down_conv_blurs_only_the_pixels_it_keeps():
     np.testing.assert_allclose(conv.apply(params, x), want, rtol=1e-5, atol=1e-5)
     text = jax.jit(conv.apply).lower(params, x).as_text()
     assert "x15x" not in text and "15x15" not in text  # no full-resolution blur (18 padded - 3 = 15 rows)
+
+
+@pytest.mark.parametrize("name", ["blur", "blur_stride2", "down", "up"])
+def test_fir_gradients_are_the_adjoint_filters_to_second_order(name):
+    """The FIRs' hand-written input gradient (`resample._fir_bwd`): the adjoint of the filter
+    (<dy, F x> = <F^T dy, x>), correct to second order (R1 differentiates D's gradient), and one
+    pad of dy per axis where autodiff's transpose of the slices padded dy once per tap."""
+    fn = {"blur": lambda x: blur2d(x, (2, 1)), "blur_stride2": lambda x: blur2d(x, (1, 1), stride=2),
+          "down": downsample2d, "up": upsample2d}[name]
+    x = jax.random.normal(jax.random.PRNGKey(14), (2, 9, 10, 3))
+    y, vjp = jax.vjp(fn, x)
+    dy = jax.random.normal(jax.random.PRNGKey(15), y.shape)
+    (dx,) = vjp(dy)
+    np.testing.assert_allclose(float(jnp.vdot(dy, y)), float(jnp.vdot(dx, x)), rtol=1e-5)
+    check_grads(lambda x: jnp.sum(fn(x) ** 3), (x,), order=2, modes=["rev"], atol=1e-2, rtol=1e-2)
+    pads = [e for e in jax.make_jaxpr(vjp)(dy).eqns if e.primitive.name == "pad"]
+    assert len(pads) == (3 if name == "up" else 2)  # autodiff's: 8 (9 for "up", whose zero insertion is a pad)
 
 
 def test_fir_resampling_matches_a_numpy_upfirdn_reference():

@@ -6,6 +6,7 @@ generator does not alias; the filter is a constant, not a parameter.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import jax
@@ -15,27 +16,50 @@ import numpy as np
 DEFAULT_FILTER = (1.0, 3.0, 3.0, 1.0)
 
 
-def _taps(taps: Sequence[float], gain: float) -> np.ndarray:
+def _taps(taps: Sequence[float], gain: float) -> tuple[float, ...]:
+    """The filter normalised to sum to `gain`, as float32 values (a hashable tuple)."""
     f = np.asarray(taps, dtype=np.float64)
-    return (f / f.sum() * gain).astype(np.float32)  # [k]
+    return tuple(float(v) for v in (f / f.sum() * gain).astype(np.float32))
 
 
-def _fir(x: jax.Array, taps: np.ndarray, axis: int, stride: int) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _fir(x: jax.Array, taps: tuple[float, ...], axis: int, stride: int) -> jax.Array:
     """VALID 1-D filtering of x along `axis` as a sum of k strided slices (cross-correlation with
     the flipped taps). Separable and elementwise: XLA runs this far faster than a depthwise
-    (feature_group_count = C) convolution, which took most of the sampling time on CPU."""
+    (feature_group_count = C) convolution, which took most of the sampling time on CPU.
+
+    Its input gradient is the same kind of FIR (`_fir_bwd`). Autodiff's own transposes each
+    slice into a zero-padded copy of the output gradient: in D's backward pass XLA wrote those k
+    copies out one by one, where the forward pass is one fused loop (BENCHMARKS.md, "The FIR's
+    gradient as a FIR")."""
     k = len(taps)
     out_len = (x.shape[axis] - k) // stride + 1
-    flipped = taps[::-1]
     total = None
-    for j in range(k):
+    for j, tap in enumerate(reversed(taps)):
         # A Python float is weakly typed, so a bf16 x stays bf16 (a numpy scalar would promote it).
-        part = jax.lax.slice_in_dim(x, j, j + (out_len - 1) * stride + 1, stride, axis) * float(flipped[j])
+        part = jax.lax.slice_in_dim(x, j, j + (out_len - 1) * stride + 1, stride, axis) * tap
         total = part if total is None else total + part
     return total
 
 
-def _fir_2d(x: jax.Array, taps: np.ndarray, stride: int) -> jax.Array:
+def _fir_fwd(x, taps, axis, stride):
+    return _fir(x, taps, axis, stride), x.shape[axis]  # the residual is the input's length, a Python int
+
+
+def _fir_bwd(taps, axis, stride, in_len, dy):
+    """dx[m] = sum over (i, j) with stride * i + j = m of dy[i] * flipped[j]: dy dilated by the
+    stride, zero-padded by k - 1 in front (and to the input's length behind), then filtered with
+    the taps reversed. One pad and one FIR, which XLA fuses into a single loop."""
+    k, out_len = len(taps), dy.shape[axis]
+    config = [(0, 0, 0)] * dy.ndim
+    config[axis] = (k - 1, in_len - (out_len - 1) * stride - 1, stride - 1)  # (low, high, interior)
+    return (_fir(jax.lax.pad(dy, jnp.zeros((), dy.dtype), config), taps[::-1], axis, 1),)
+
+
+_fir.defvjp(_fir_fwd, _fir_bwd)
+
+
+def _fir_2d(x: jax.Array, taps: tuple[float, ...], stride: int) -> jax.Array:
     """Separable FIR over H and W of [B, H, W, C]."""
     return _fir(_fir(x, taps, 1, stride), taps, 2, stride)
 
