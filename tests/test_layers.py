@@ -11,7 +11,7 @@ import pytest
 from flax.core import meta
 
 from gigagan_jax.models.layers import (MODCONV_IMPLS, AdaptiveModulatedConv, EqualizedConv, EqualizedDense,
-                                      KernelSelection, add_bias, conv2d, conv2d_valid, lrelu, matmul_last_axis)
+                                      KernelSelection, add_bias, conv2d, lrelu, matmul_last_axis)
 from gigagan_jax.models.resample import blur2d, downsample2d, upsample2d
 
 
