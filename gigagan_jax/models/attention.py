@@ -92,7 +92,7 @@ def attend_l2(logits: jax.Array, v: jax.Array) -> jax.Array:
       largest term lies in [exp(own logit), 1]: exp neither overflows nor underflows a whole row.
     - The row sums divide the mixed values [Nq, d], not the weights [Nq, Nk], so neither the
       forward nor the backward pass reduces or rescales the weights a second time.
-    D's self-attention steps ran 3.5 % faster (BENCHMARKS.md, "L2 attention's softmax").
+    The bench64 D step ran 3.5 % faster (BENCHMARKS.md, "L2 attention's softmax").
 
     logits [B, H, Nq, Nk] (keys 0..Nq-1 being the queries), v [B, H, Nk, d] -> [B, H, Nq, d]
     """
