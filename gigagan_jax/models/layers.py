@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from gigagan_jax.config import NOISE_MODES, REMAT_MODES
-from gigagan_jax.models.resample import DEFAULT_FILTER, blur2d, upsample2d
+from gigagan_jax.models.resample import DEFAULT_FILTER, blur2d, downsample2d, upsample2d
 
 Dtype = Any
 LRELU_GAIN = math.sqrt(2.0)
@@ -244,12 +244,11 @@ class EqualizedConv(nn.Module):
         if self.down:
             # StyleGAN2's conv-down: blur with enough padding that a VALID stride-2 k x k conv
             # gives exactly H/2, so the low-pass happens before the subsampling.
-            p = len(DEFAULT_FILTER) - 2 + k - 1
-            pad = ((p + 1) // 2, p // 2)
-            if k == 1:  # a strided 1x1 conv (D's skip) reads every other blurred pixel: blur only those
-                y = conv2d(blur2d(x, pad, stride=2), kernel)
+            if k == 1:  # a strided 1x1 conv (D's skip) reads every other blurred pixel: downsample2d's
+                y = conv2d(downsample2d(x), kernel)
             else:
-                y = conv2d_valid(blur2d(x, pad), kernel, stride=2)
+                p = len(DEFAULT_FILTER) - 2 + k - 1
+                y = conv2d_valid(blur2d(x, ((p + 1) // 2, p // 2)), kernel, stride=2)
         else:
             y = conv2d(x, kernel)
         if self.use_bias:

@@ -77,11 +77,10 @@ def upsample2d(x: jax.Array, taps: Sequence[float] = DEFAULT_FILTER, factor: int
     return _fir_2d(x, _taps(taps, factor), stride=1)  # gain factor per axis = factor**2 in 2-D
 
 
-def blur2d(x: jax.Array, pad: tuple[int, int], taps: Sequence[float] = DEFAULT_FILTER, stride: int = 1) -> jax.Array:
-    """Low-pass [B, H, W, C] with `pad` = (before, after) zero padding on both spatial axes,
-    keeping every `stride`-th output (the same values as blurring all, then subsampling)."""
+def blur2d(x: jax.Array, pad: tuple[int, int], taps: Sequence[float] = DEFAULT_FILTER) -> jax.Array:
+    """Low-pass [B, H, W, C] with `pad` = (before, after) zero padding on both spatial axes."""
     x = jnp.pad(x, [(0, 0), pad, pad, (0, 0)])
-    return _fir_2d(x, _taps(taps, 1.0), stride=stride)
+    return _fir_2d(x, _taps(taps, 1.0), stride=1)
 
 
 def downsample2d(x: jax.Array, taps: Sequence[float] = DEFAULT_FILTER, factor: int = 2) -> jax.Array:
