@@ -11,7 +11,7 @@ from flax.core import meta
 from jax.test_util import check_grads
 
 from gigagan_jax.models.layers import (MODCONV_IMPLS, AdaptiveModulatedConv, EqualizedConv, EqualizedDense,
-                                      KernelSelection, add_bias, conv2d, lrelu, matmul_last_axis)
+                                      KernelSelection, add_bias, conv2d, conv2d_stride2, lrelu, matmul_last_axis)
 from gigagan_jax.models.resample import blur2d, downsample2d, upsample2d
 
 
@@ -258,6 +258,44 @@ def test_strided_1x1_down_conv_blurs_only_the_pixels_it_keeps():
     np.testing.assert_allclose(conv.apply(params, x), want, rtol=1e-5, atol=1e-5)
     text = jax.jit(conv.apply).lower(params, x).as_text()
     assert "x15x" not in text and "15x15" not in text  # no full-resolution blur (18 padded - 3 = 15 rows)
+
+
+@pytest.mark.parametrize("k,size", [(3, (9, 10)), (3, (10, 9)), (1, (7, 8)), (2, (8, 8)), (4, (11, 12)), (5, (9, 9))])
+def test_strided_conv_input_gradient_by_phase_equals_autodiffs(k, size):
+    """`conv2d_stride2`'s input gradient, four stride-1 convs of dy (one per pixel parity), is
+    autodiff's to rounding for every kernel size and odd or even input, correct to second order
+    (R1 differentiates it), and its program multiplies no zeros inserted into dy (autodiff's
+    input gradient is a convolution over dy dilated by 2: lhs_dilate)."""
+    x = jax.random.normal(jax.random.PRNGKey(16), (2, *size, 3))
+    kernel = jax.random.normal(jax.random.PRNGKey(17), (k, k, 3, 4))
+
+    def plain(x, kernel):
+        return jax.lax.conv_general_dilated(x, kernel, (2, 2), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    y, vjp = jax.vjp(conv2d_stride2, x, kernel)
+    want, want_vjp = jax.vjp(plain, x, kernel)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+    dy = jax.random.normal(jax.random.PRNGKey(18), y.shape)
+    for got, ref in zip(vjp(dy), want_vjp(dy)):
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
+    check_grads(conv2d_stride2, (x, kernel), order=2, modes=["rev"], atol=2e-2, rtol=2e-2)
+    assert (2, 2) not in _conv_input_dilations(vjp, dy)
+    assert (2, 2) in _conv_input_dilations(want_vjp, dy)
+
+
+def _conv_input_dilations(fn, *args) -> set:
+    """lhs_dilation of every convolution in fn's jaxpr, nested jaxprs included."""
+    found = set()
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "conv_general_dilated":
+                found.add(tuple(eqn.params["lhs_dilation"]))
+            for sub in jax.core.jaxprs_in_params(eqn.params):
+                walk(sub)
+
+    walk(jax.make_jaxpr(fn)(*args).jaxpr)
+    return found
 
 
 @pytest.mark.parametrize("name", ["blur", "down", "up"])

@@ -159,10 +159,65 @@ def conv2d(x: jax.Array, kernel: jax.Array, groups: int = 1) -> jax.Array:
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
 
 
-def conv2d_valid(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+def _conv_valid(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
+    """VALID NHWC convolution with an HWIO kernel; a 1x1 stride-1 kernel as a matmul (as `conv2d`)."""
+    if kernel.shape[:2] == (1, 1) and stride == 1:
+        return matmul_last_axis(x, kernel[0, 0])
     return jax.lax.conv_general_dilated(
         x, kernel, window_strides=(stride, stride), padding="VALID",
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@jax.custom_vjp
+def conv2d_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """VALID stride-2 NHWC convolution with a k x k HWIO kernel (StyleGAN2's conv-down).
+
+    Its input gradient is taken per output phase. Autodiff writes it as one convolution over dy
+    dilated with zeros, and XLA:CPU multiplies those zeros too: 4x the useful work, 2-3x the
+    forward's time. Each pixel parity (r, s) of dx instead sees only the taps kernel[r::2, s::2],
+    so dx is four small stride-1 convs of dy, interleaved (`_stride2_input_grad`). The kernel
+    gradient stays XLA's (taken per phase it was slower: BENCHMARKS.md)."""
+    return _conv_valid(x, kernel, stride=2)
+
+
+def _conv2d_stride2_fwd(x, kernel):
+    return _conv_valid(x, kernel, stride=2), (x, kernel)
+
+
+def _conv2d_stride2_bwd(residuals, dy):  # dy [B, M, M', Cout]
+    x, kernel = residuals
+    dkernel = jax.vjp(lambda k: _conv_valid(x, k, stride=2), kernel)[1](dy)[0]
+    return _stride2_input_grad(dy, kernel, x.shape[1:3]).astype(x.dtype), dkernel
+
+
+conv2d_stride2.defvjp(_conv2d_stride2_fwd, _conv2d_stride2_bwd)
+
+
+def _stride2_input_grad(dy: jax.Array, kernel: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """dx [B, H, W, Cin] of y = conv2d_stride2(x, kernel) for x of spatial `size`, from dy [B, M, M', Cout].
+
+    y[i] = sum_a x[2i + a] k[a], so dx[2m + r] = sum_t dy[m - t] k[r + 2t] (per axis): for parity r
+    a stride-1 VALID conv of dy, padded by T_r - 1 in front, with the taps k[r::2] reversed."""
+    k, cin = kernel.shape[0], kernel.shape[2]
+    b, m_h, m_w, _ = dy.shape
+    counts = [[(n - r + 1) // 2 for r in range(2)] for n in size]  # dx rows (columns) of each parity
+    phases = []
+    for r in range(2):
+        row = []
+        for s in range(2):
+            taps = jnp.swapaxes(kernel[r::2, s::2][::-1, ::-1], 2, 3)  # [T_r, T_s, Cout, Cin]
+            t_r, t_s = taps.shape[:2]
+            n_r, n_s = counts[0][r], counts[1][s]
+            if t_r == 0 or t_s == 0:  # k = 1: no tap has parity 1
+                row.append(jnp.zeros((b, n_r, n_s, cin), dy.dtype))
+                continue
+            dyp = jnp.pad(dy, [(0, 0), (t_r - 1, n_r - m_h), (t_s - 1, n_s - m_w), (0, 0)])
+            row.append(_conv_valid(dyp, taps.astype(dy.dtype)))  # [B, n_r, n_s, Cin]
+        phases.append(row)
+    h2, w2 = counts[0][0], counts[1][0]  # parity 0 has the most
+    padded = [[jnp.pad(p, [(0, 0), (0, h2 - p.shape[1]), (0, w2 - p.shape[2]), (0, 0)]) for p in row] for row in phases]
+    dx = einops.rearrange(jnp.stack([jnp.stack(row) for row in padded]), "r s b m n c -> b (m r) (n s) c")
+    return dx[:, :size[0], :size[1]]  # [B, H, W, Cin]
 
 
 def _conv_each(x: jax.Array, kernels: jax.Array) -> jax.Array:
@@ -248,7 +303,7 @@ class EqualizedConv(nn.Module):
                 y = conv2d(downsample2d(x), kernel)
             else:
                 p = len(DEFAULT_FILTER) - 2 + k - 1
-                y = conv2d_valid(blur2d(x, ((p + 1) // 2, p // 2)), kernel, stride=2)
+                y = conv2d_stride2(blur2d(x, ((p + 1) // 2, p // 2)), kernel)
         else:
             y = conv2d(x, kernel)
         if self.use_bias:
