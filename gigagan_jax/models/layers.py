@@ -198,7 +198,7 @@ def _stride2_input_grad(dy: jax.Array, kernel: jax.Array, size: tuple[int, int])
 
     y[i] = sum_a x[2i + a] k[a], so dx[2m + r] = sum_t dy[m - t] k[r + 2t] (per axis): for parity r
     a stride-1 VALID conv of dy, padded by T_r - 1 in front, with the taps k[r::2] reversed."""
-    k, cin = kernel.shape[0], kernel.shape[2]
+    cin = kernel.shape[2]
     b, m_h, m_w, _ = dy.shape
     counts = [[(n - r + 1) // 2 for r in range(2)] for n in size]  # dx rows (columns) of each parity
     phases = []
