@@ -172,8 +172,8 @@ def _conv_valid(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
 def conv2d_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """VALID stride-2 NHWC convolution with a k x k HWIO kernel (StyleGAN2's conv-down).
 
-    Its input gradient is taken per output phase. Autodiff writes it as one convolution over dy
-    dilated with zeros, and XLA:CPU multiplies those zeros too: 4x the useful work, 2-3x the
+    Its input gradient is taken per pixel parity of x. Autodiff writes it as one convolution over
+    dy dilated with zeros, and XLA:CPU multiplies those zeros too: 4x the useful work, 2-3x the
     forward's time. Each pixel parity (r, s) of dx instead sees only the taps kernel[r::2, s::2],
     so dx is four small stride-1 convs of dy, interleaved (`_stride2_input_grad`). The kernel
     gradient stays XLA's (taken per phase it was slower: BENCHMARKS.md)."""
