@@ -186,7 +186,7 @@ def _conv2d_stride2_fwd(x, kernel):
 
 def _conv2d_stride2_bwd(residuals, dy):  # dy [B, M, M', Cout]
     x, kernel = residuals
-    dkernel = jax.vjp(lambda k: _conv_valid(x, k, stride=2), kernel)[1](dy)[0]
+    dkernel, = jax.linear_transpose(lambda k: _conv_valid(x, k, stride=2), kernel)(dy)  # no forward conv traced
     return _stride2_input_grad(dy, kernel, x.shape[1:3]).astype(x.dtype), dkernel
 
 
