@@ -9,6 +9,7 @@ Every parameter carries logical axis names; `gigagan_jax.train.sharding` maps th
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from typing import Any, Callable, Optional, Tuple
@@ -19,7 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from gigagan_jax.config import NOISE_MODES, REMAT_MODES
-from gigagan_jax.models.resample import DEFAULT_FILTER, blur2d, downsample2d, upsample2d
+from gigagan_jax.models.resample import DEFAULT_FILTER, blur2d, downsample2d
+from gigagan_jax.models.upsampled_conv import upsampled_conv
 
 Dtype = Any
 LRELU_GAIN = math.sqrt(2.0)
@@ -147,15 +149,23 @@ class EqualizedDense(nn.Module):
         return y
 
 
-def conv2d(x: jax.Array, kernel: jax.Array, groups: int = 1) -> jax.Array:
-    """SAME-padded stride-1 NHWC convolution with an HWIO kernel (odd kernel sizes). A 1x1
-    kernel is a matmul over channels, written as one: XLA:CPU runs it 1.5-2.5x faster than
-    the same 1x1 convolution (BENCHMARKS.md, "1x1 convolutions as matmuls")."""
-    if kernel.shape[:2] == (1, 1) and groups == 1:
+Padding = Optional[Tuple[Tuple[int, int], Tuple[int, int]]]  # ((top, bottom), (left, right)); None: SAME
+
+
+def _same(padding: Padding, k: int) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """`padding`, or SAME's for an odd k x k kernel."""
+    return padding or ((k // 2, k // 2), (k // 2, k // 2))
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, padding: Padding = None, groups: int = 1) -> jax.Array:
+    """Stride-1 NHWC convolution with an HWIO kernel, SAME-padded (odd kernel sizes) unless
+    `padding` says otherwise. A 1x1 SAME kernel is a matmul over channels, written as one:
+    XLA:CPU runs it 1.5-2.5x faster than the same 1x1 convolution (BENCHMARKS.md, "1x1
+    convolutions as matmuls")."""
+    if kernel.shape[:2] == (1, 1) and groups == 1 and padding is None:
         return matmul_last_axis(x, kernel[0, 0])
-    pad = kernel.shape[0] // 2
     return jax.lax.conv_general_dilated(
-        x, kernel, window_strides=(1, 1), padding=[(pad, pad), (pad, pad)],
+        x, kernel, window_strides=(1, 1), padding=_same(padding, kernel.shape[0]),
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
 
 
@@ -220,34 +230,39 @@ def _stride2_input_grad(dy: jax.Array, kernel: jax.Array, size: tuple[int, int])
     return dx[:, :size[0], :size[1]]  # [B, H, W, Cin]
 
 
-def _conv_each(x: jax.Array, kernels: jax.Array) -> jax.Array:
+def _conv_each(x: jax.Array, kernels: jax.Array, padding: Padding) -> jax.Array:
     """x [B, H, W, Cin] with kernels [B, k, k, Cin, Cout]: B plain convs in sequence."""
-    return jax.lax.map(lambda xk: conv2d(xk[0][None], xk[1])[0], (x, kernels))  # [B, H, W, Cout]
+    return jax.lax.map(lambda xk: conv2d(xk[0][None], xk[1], padding)[0], (x, kernels))  # [B, H', W', Cout]
 
 
-@jax.custom_vjp
-def per_sample_conv2d(x: jax.Array, kernels: jax.Array) -> jax.Array:
-    """SAME conv of each sample with its own kernel [B, k, k, Cin, Cout] (odd k).
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def per_sample_conv2d(x: jax.Array, kernels: jax.Array, padding: Padding = None) -> jax.Array:
+    """Conv of each sample with its own kernel [B, k, k, Cin, Cout]: SAME (odd k) unless `padding`
+    says otherwise.
 
     Forward and input gradient are B plain convs (the input gradient uses the flipped,
     transposed kernels); the kernel gradient is k*k batched matmuls, one per kernel tap.
     XLA:CPU's own derivative of the sequence of convs (through `lax.map`) is 10-20x slower.
     """
-    return _conv_each(x, kernels)
+    return _conv_each(x, kernels, padding)
 
 
-def _per_sample_conv2d_fwd(x, kernels):
-    return _conv_each(x, kernels), (x, kernels)
+def _per_sample_conv2d_fwd(x, kernels, padding):
+    return _conv_each(x, kernels, padding), (x, kernels)
 
 
-def _per_sample_conv2d_bwd(residuals, dy):  # dy [B, H, W, Cout]
+def _per_sample_conv2d_bwd(padding, residuals, dy):  # dy [B, H', W', Cout]
     x, kernels = residuals
+    k = kernels.shape[1]
     flipped = einops.rearrange(kernels[:, ::-1, ::-1], "b x y i o -> b x y o i")
-    dx = _conv_each(dy, flipped)  # [B, H, W, Cin]
-    return dx, _per_sample_kernel_grad(x, dy, kernels.shape[1])
+    # The transpose of a stride-1 conv padded (lo, hi) is the flipped conv padded (k-1-lo, k-1-hi).
+    (top, bottom), (left, right) = _same(padding, k)
+    transposed = None if padding is None else ((k - 1 - top, k - 1 - bottom), (k - 1 - left, k - 1 - right))
+    dx = _conv_each(dy, flipped, transposed)  # [B, H, W, Cin]
+    return dx, _per_sample_kernel_grad(x, dy, k, padding)
 
 
-def _per_sample_kernel_grad(x: jax.Array, dy: jax.Array, k: int) -> jax.Array:
+def _per_sample_kernel_grad(x: jax.Array, dy: jax.Array, k: int, padding: Padding) -> jax.Array:
     """dK[b, i, j] = shifted(x_b, i, j)^T dy_b for every tap: [B, k, k, Cin, Cout].
 
     One matmul per tap over a shifted view of the padded input, not one over im2col(x): it
@@ -256,26 +271,26 @@ def _per_sample_kernel_grad(x: jax.Array, dy: jax.Array, k: int) -> jax.Array:
     view^T dy: XLA:CPU's batched matmul wants its left operand's contracted axis minor, so it
     transposes dy once for all taps instead of every view (at [8, 64, 64, 64], 76 against 96 ms).
     """
-    taps = [jnp.einsum("bhwo,bhwc->boc", dy, view) for view in shifted_views(x, k)]  # k*k x [B, Cout, Cin]
+    taps = [jnp.einsum("bhwo,bhwc->boc", dy, view) for view in shifted_views(x, k, padding)]  # k*k x [B, Cout, Cin]
     return einops.rearrange(jnp.stack(taps, axis=1), "b (i j) o c -> b i j c o", i=k)
 
 
 per_sample_conv2d.defvjp(_per_sample_conv2d_fwd, _per_sample_conv2d_bwd)
 
 
-def shifted_views(x: jax.Array, k: int) -> list[jax.Array]:
-    """[B, H, W, C] -> k*k arrays [B, H, W, C]: the SAME-padded input shifted by each kernel
-    tap (dy, dx), in the row-major order of an HWIO kernel's (x, y) axes."""
-    h, w = x.shape[1:3]
-    p = k // 2
-    xp = jnp.pad(x, [(0, 0), (p, p), (p, p), (0, 0)])
+def shifted_views(x: jax.Array, k: int, padding: Padding = None) -> list[jax.Array]:
+    """[B, H, W, C] -> k*k arrays [B, H', W', C] (H' = H for SAME): the padded input shifted by
+    each kernel tap (dy, dx), in the row-major order of an HWIO kernel's (x, y) axes."""
+    (top, bottom), (left, right) = _same(padding, k)
+    xp = jnp.pad(x, [(0, 0), (top, bottom), (left, right), (0, 0)])
+    h, w = xp.shape[1] - k + 1, xp.shape[2] - k + 1
     return [xp[:, dy:dy + h, dx:dx + w] for dy in range(k) for dx in range(k)]
 
 
-def im2col(x: jax.Array, k: int) -> jax.Array:
-    """[B, H, W, C] -> [B, H, W, k*k*C]: the SAME-padded k x k neighbourhood of every pixel,
-    ordered (dy, dx, channel) like a flattened HWIO kernel."""
-    return jnp.concatenate(shifted_views(x, k), axis=-1)
+def im2col(x: jax.Array, k: int, padding: Padding = None) -> jax.Array:
+    """[B, H, W, C] -> [B, H', W', k*k*C]: the padded (SAME unless `padding` says otherwise) k x k
+    neighbourhood of every output pixel, ordered (dy, dx, channel) like a flattened HWIO kernel."""
+    return jnp.concatenate(shifted_views(x, k, padding), axis=-1)
 
 
 class EqualizedConv(nn.Module):
@@ -375,8 +390,11 @@ class AdaptiveModulatedConv(nn.Module):
         bank = _param(self, "kernel", self.kernel_init, (n, k, k, cin, self.features),
                       ("conv_kernels", None, None, "conv_in", "conv_out"))
         bank = bank / math.sqrt(k * k * cin)  # [N, k, k, Cin, Cout]
-        if self.up:
-            x = upsample2d(x)
+        if self.up and k != 3:
+            raise ValueError(f"an upsampling modulated conv takes a 3x3 kernel, got {k}x{k}")
+
+        def convolve(conv, x, kernel):  # conv(x, kernel, padding): SAME, or of x upsampled 2x ([B, 2H, 2W, C])
+            return upsampled_conv(x, kernel, conv) if self.up else conv(x, kernel, None)
 
         def demod_factor(mixed):  # [B, k, k, Cin, Cout] -> [B, Cout]
             return jax.lax.rsqrt(jnp.sum(jnp.square(mixed), axis=(1, 2, 3)) + DEMOD_EPS)
@@ -392,7 +410,7 @@ class AdaptiveModulatedConv(nn.Module):
         if bank_form:
             xm = (x * styles[:, None, None, :]).astype(self.dtype)  # [B, H, W, Cin]
             kernel = einops.rearrange(bank, "n x y i o -> x y i (n o)").astype(self.dtype)
-            y = conv2d(xm, kernel)  # [B, H, W, N*Cout]
+            y = convolve(conv2d, xm, kernel)  # [B, H, W, N*Cout]
             if n > 1:
                 y = einops.rearrange(y, "b h w (n o) -> b h w n o", n=n)
                 y = jnp.einsum("bhwno,bn->bhwo", y, a.astype(self.dtype))
@@ -404,16 +422,23 @@ class AdaptiveModulatedConv(nn.Module):
             kernel = kernel * demod_factor(kernel)[:, None, None, None, :]
         kernel, x = split_over_batch(kernel.astype(self.dtype)), x.astype(self.dtype)  # per sample, like x
         if k == 1:  # to RGB over 64 images at 64 px, forward: 3.7 ms, against 67 ms as a 1x1 conv
-            y = jnp.einsum("bhwc,bco->bhwo", x, kernel[:, 0, 0])
-        elif self.impl == "patches":
-            y = jnp.einsum("bhwc,bco->bhwo", im2col(x, k), einops.rearrange(kernel, "b x y i o -> b (x y i) o"))
-        elif self.impl == "grouped":
-            xg = einops.rearrange(x, "b h w c -> 1 h w (b c)")
-            y = conv2d(xg, einops.rearrange(kernel, "b x y i o -> x y i (b o)"), groups=b)  # [1, H, W, B*Cout]
-            y = einops.rearrange(y, "1 h w (b o) -> b h w o", b=b)
-        else:
-            y = per_sample_conv2d(x, kernel)
-        return y
+            return jnp.einsum("bhwc,bco->bhwo", x, kernel[:, 0, 0])
+        return convolve({"patches": _patches_conv, "grouped": _grouped_conv, "per_sample": per_sample_conv2d}[self.impl],
+                        x, kernel)
+
+
+def _patches_conv(x: jax.Array, kernels: jax.Array, padding: Padding) -> jax.Array:
+    """Each sample's kernel [B, k, k, Cin, Cout] as one batched matmul over im2col(x)."""
+    k = kernels.shape[1]
+    return jnp.einsum("bhwc,bco->bhwo", im2col(x, k, padding), einops.rearrange(kernels, "b x y i o -> b (x y i) o"))
+
+
+def _grouped_conv(x: jax.Array, kernels: jax.Array, padding: Padding) -> jax.Array:
+    """Each sample's kernel [B, k, k, Cin, Cout] as one grouped conv, the batch folded into channels."""
+    b = x.shape[0]
+    xg = einops.rearrange(x, "b h w c -> 1 h w (b c)")
+    y = conv2d(xg, einops.rearrange(kernels, "b x y i o -> x y i (b o)"), padding, groups=b)  # [1, H', W', B*Cout]
+    return einops.rearrange(y, "1 h w (b o) -> b h w o", b=b)
 
 
 class SynthesisLayer(nn.Module):

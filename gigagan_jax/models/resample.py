@@ -64,17 +64,35 @@ def _fir_2d(x: jax.Array, taps: tuple[float, ...], stride: int) -> jax.Array:
     return _fir(_fir(x, taps, 1, stride), taps, 2, stride)
 
 
+def _zero_insertion(k: int, factor: int, margin: int = 0) -> tuple[int, int, int]:
+    """lax.pad's (low, high, interior) along an axis that upsample2d's k-tap low-pass then filters
+    VALID: interior padding inserts factor-1 zeros between samples; the trailing factor-1 zeros,
+    the filter's border padding and `margin` more for its spill past each end go to the ends."""
+    p = k - factor
+    return (p + 1) // 2 + factor - 1 + margin, p // 2 + factor - 1 + margin, factor - 1
+
+
 def upsample2d(x: jax.Array, taps: Sequence[float] = DEFAULT_FILTER, factor: int = 2) -> jax.Array:
     """[B, H, W, C] -> [B, factor*H, factor*W, C]: zero-insertion, then low-pass with gain factor**2."""
-    k = len(taps)
-    p = k - factor
-    pad0, pad1 = (p + 1) // 2 + factor - 1, p // 2
-    zero = jnp.zeros((), x.dtype)
-    # Interior padding inserts factor-1 zeros between samples; the trailing factor-1 zeros and
-    # the filter's border padding go to the ends.
-    x = jax.lax.pad(x, zero, [(0, 0, 0), (pad0, pad1 + factor - 1, factor - 1),
-                              (pad0, pad1 + factor - 1, factor - 1), (0, 0, 0)])
+    axis = _zero_insertion(len(taps), factor)
+    x = jax.lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), axis, axis, (0, 0, 0)])
     return _fir_2d(x, _taps(taps, factor), stride=1)  # gain factor per axis = factor**2 in 2-D
+
+
+def upsample_axis(x: jax.Array, axis: int, taps: Sequence[float] = DEFAULT_FILTER, factor: int = 2,
+                  margin: int = 0) -> jax.Array:
+    """upsample2d along one axis: n -> factor*n samples, or factor*n + 2*margin keeping `margin`
+    samples of the low-pass's spill past each end (what upsample2d crops off)."""
+    config = [(0, 0, 0)] * x.ndim
+    config[axis] = _zero_insertion(len(taps), factor, margin)
+    return _fir(jax.lax.pad(x, jnp.zeros((), x.dtype), config), _taps(taps, factor), axis, 1)
+
+
+def upsample_lowpass(v: jax.Array, taps: Sequence[float] = DEFAULT_FILTER, factor: int = 2) -> jax.Array:
+    """upsample2d's low-pass alone, over an image `v` [B, factor*H + k - 1, factor*W + k - 1, C]
+    that is already zero-inserted (or a linear function of such an image), padded as upsample2d
+    pads it: (k - factor + 1) // 2 + factor - 1 samples in front. VALID: [B, factor*H, factor*W, C]."""
+    return _fir_2d(v, _taps(taps, factor), stride=1)
 
 
 def blur2d(x: jax.Array, pad: tuple[int, int], taps: Sequence[float] = DEFAULT_FILTER) -> jax.Array:

@@ -119,8 +119,9 @@ class UpBlock(nn.Module):
         if self.resolution in s.cross_attn_resolutions and text is not None:
             y = CrossAttention(s.attn_heads, s.attn_head_dim, s.attn_residual_gain, dtype=dtype,
                                name="cross_attn")(y, text.t_local, text.t_mask)
-        shortcut = EqualizedConv(self.features, kernel_size=1, use_bias=False, dtype=dtype,
-                                 name="shortcut", **shortcut_kwargs)(upsample2d(x))
+        # A 1x1 conv commutes with upsample2d exactly (borders too), so it runs at the lower resolution.
+        shortcut = upsample2d(EqualizedConv(self.features, kernel_size=1, use_bias=False, dtype=dtype,
+                                            name="shortcut", **shortcut_kwargs)(x))
         y = (y + shortcut) * SKIP_GAIN
         rgb = ToRGB(dtype=dtype, kernel_init=nn.initializers.zeros, name="to_rgb")(y, w)
         return split_over_batch(y), split_over_batch(rgb)  # [B, r, r, C], [B, r, r, 3]
