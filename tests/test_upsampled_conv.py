@@ -14,7 +14,7 @@ from gigagan_jax.models import upsampled_conv as upsampled_conv_module
 from gigagan_jax.models.upsampled_conv import upsampled_conv
 
 PER_SAMPLE_CONVS = {"per_sample": per_sample_conv2d, "patches": _patches_conv, "grouped": _grouped_conv}
-SIZES = [(4, 4), (3, 5), (1, 1), (2, 7)]  # odd, one-pixel and non-square images: the border terms' cases
+SIZES = [(3, 5), (1, 1)]  # odd and non-square, and one pixel (every output an edge): the border terms' cases
 
 
 def _reference(x, kernel):
