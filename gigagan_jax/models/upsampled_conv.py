@@ -12,7 +12,7 @@ uses (layers.AdaptiveModulatedConv's `impl`), per-sample kernels or a shared ban
 
 The two orders differ only at the border: conv3x3 zero-pads upsample2d's output, cropped to 2H x
 2W, while the low-pass after the conv also carries the one pixel of upsampled image past each
-edge. That ring's share of the edge outputs is subtracted (`_border_terms`), so the result equals
+edge. That ring's share of the edge outputs is subtracted (`_subtract_border_terms`), so the result equals
 conv3x3(upsample2d(x)) up to rounding (tests/test_upsampled_conv.py).
 """
 
@@ -78,8 +78,8 @@ def _subtract_border_terms(y: jax.Array, x: jax.Array, kernel: jax.Array) -> jax
     edge_rows = jnp.concatenate([x[:, :1], x[:, -1:]], axis=1)  # [B, 2, W, Cin]
     edge_cols = einops.rearrange(jnp.concatenate([x[:, :, :1], x[:, :, -1:]], axis=2), "b h s c -> b s h c")
     rows = upsample_axis(edge_rows, 2, margin=1) * spill  # [B, 2, 2W+2, Cin]: rows -1 and 2H, columns -1 .. 2W
-    cols = jnp.pad(upsample_axis(edge_cols, 2) * spill, [(0, 0), (0, 0), (1, 1), (0, 0)])  # [B, 2, 2H+2, Cin]:
-    # columns -1 and 2W, rows -1 .. 2H with the corners (the row strips') zero.
+    # [B, 2, 2H+2, Cin]: columns -1 and 2W, rows -1 .. 2H with the corners (the row strips') zero.
+    cols = jnp.pad(upsample_axis(edge_cols, 2) * spill, [(0, 0), (0, 0), (1, 1), (0, 0)])
     # A strip reaches the outputs beside it through the kernel's taps on that side.
     row_terms = _strip_conv(rows, kernel[..., ::2, :, :, :])  # [B, 2, 2W, C]: output rows 0 and 2H-1
     col_terms = _strip_conv(cols, einops.rearrange(kernel[..., :, ::2, :, :], "... t s i o -> ... s t i o"))
