@@ -7,13 +7,11 @@ import numpy as np
 import pytest
 from flax.core import meta
 
-from gigagan_jax.models.layers import (MODCONV_IMPLS, AdaptiveModulatedConv, _grouped_conv, _patches_conv, conv2d,
-                                       per_sample_conv2d)
+from gigagan_jax.models.layers import MODCONV_IMPLS, PER_SAMPLE_CONVS, AdaptiveModulatedConv, conv2d
 from gigagan_jax.models.resample import upsample2d
 from gigagan_jax.models import upsampled_conv as upsampled_conv_module
 from gigagan_jax.models.upsampled_conv import upsampled_conv
 
-PER_SAMPLE_CONVS = {"per_sample": per_sample_conv2d, "patches": _patches_conv, "grouped": _grouped_conv}
 SIZES = [(3, 5), (1, 1)]  # odd and non-square, and one pixel (every output an edge): the border terms' cases
 
 

@@ -423,8 +423,7 @@ class AdaptiveModulatedConv(nn.Module):
         kernel, x = split_over_batch(kernel.astype(self.dtype)), x.astype(self.dtype)  # per sample, like x
         if k == 1:  # to RGB over 64 images at 64 px, forward: 3.7 ms, against 67 ms as a 1x1 conv
             return jnp.einsum("bhwc,bco->bhwo", x, kernel[:, 0, 0])
-        return convolve({"patches": _patches_conv, "grouped": _grouped_conv, "per_sample": per_sample_conv2d}[self.impl],
-                        x, kernel)
+        return convolve(PER_SAMPLE_CONVS[self.impl], x, kernel)
 
 
 def _patches_conv(x: jax.Array, kernels: jax.Array, padding: Padding) -> jax.Array:
@@ -439,6 +438,10 @@ def _grouped_conv(x: jax.Array, kernels: jax.Array, padding: Padding) -> jax.Arr
     xg = einops.rearrange(x, "b h w c -> 1 h w (b c)")
     y = conv2d(xg, einops.rearrange(kernels, "b x y i o -> x y i (b o)"), padding, groups=b)  # [1, H', W', B*Cout]
     return einops.rearrange(y, "1 h w (b o) -> b h w o", b=b)
+
+
+# The impls that apply each sample's own kernel: conv(x, kernels [B, k, k, Cin, Cout], padding).
+PER_SAMPLE_CONVS = {"patches": _patches_conv, "grouped": _grouped_conv, "per_sample": per_sample_conv2d}
 
 
 class SynthesisLayer(nn.Module):

@@ -75,8 +75,7 @@ def _zero_insertion(k: int, factor: int, margin: int = 0) -> tuple[int, int, int
 def upsample2d(x: jax.Array, taps: Sequence[float] = DEFAULT_FILTER, factor: int = 2) -> jax.Array:
     """[B, H, W, C] -> [B, factor*H, factor*W, C]: zero-insertion, then low-pass with gain factor**2."""
     axis = _zero_insertion(len(taps), factor)
-    x = jax.lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), axis, axis, (0, 0, 0)])
-    return _fir_2d(x, _taps(taps, factor), stride=1)  # gain factor per axis = factor**2 in 2-D
+    return upsample_lowpass(jax.lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), axis, axis, (0, 0, 0)]), taps, factor)
 
 
 def upsample_axis(x: jax.Array, axis: int, taps: Sequence[float] = DEFAULT_FILTER, factor: int = 2,
@@ -92,7 +91,7 @@ def upsample_lowpass(v: jax.Array, taps: Sequence[float] = DEFAULT_FILTER, facto
     """upsample2d's low-pass alone, over an image `v` [B, factor*H + k - 1, factor*W + k - 1, C]
     that is already zero-inserted (or a linear function of such an image), padded as upsample2d
     pads it: (k - factor + 1) // 2 + factor - 1 samples in front. VALID: [B, factor*H, factor*W, C]."""
-    return _fir_2d(v, _taps(taps, factor), stride=1)
+    return _fir_2d(v, _taps(taps, factor), stride=1)  # gain factor per axis = factor**2 in 2-D
 
 
 def blur2d(x: jax.Array, pad: tuple[int, int], taps: Sequence[float] = DEFAULT_FILTER) -> jax.Array:
