@@ -4,7 +4,10 @@
     python sample.py --workdir runs/demo --prompt "a red circle" --n 8 --out grid.png
 """
 
-from gigagan_jax.commands.sample import run
-
 if __name__ == "__main__":
+    from gigagan_jax.host_memory import restart_with_hugepages
+
+    restart_with_hugepages()  # before the command's imports (seconds), which a restart would repeat
+    from gigagan_jax.commands.sample import run
+
     run()

@@ -28,6 +28,7 @@ import jax
 from benchmarks._timing import call_seconds
 from benchmarks.step_speed import build_bench
 from gigagan_jax import cpu_convs
+from gigagan_jax.host_memory import restart_with_hugepages
 from gigagan_jax.config import load_config
 from gigagan_jax.machine import compiler_flags, cpu_model
 
@@ -68,6 +69,7 @@ class Reference:
 
 
 def main() -> int:
+    restart_with_hugepages()  # timed as the commands run (gigagan_jax/host_memory.py)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/bench64.py")
     parser.add_argument("--rounds", type=int, default=5)

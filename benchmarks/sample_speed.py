@@ -22,6 +22,7 @@ from flax.core import meta
 
 from benchmarks._timing import median_seconds
 from gigagan_jax import cpu_convs
+from gigagan_jax.host_memory import restart_with_hugepages
 from gigagan_jax.config import load_config, validate_config
 from gigagan_jax.pretrained.clip import Clip, init_params, load_clip
 from gigagan_jax.models.build import build_generator
@@ -38,6 +39,7 @@ def random_clip(text_width: int) -> Clip:
 
 
 def main() -> None:
+    restart_with_hugepages()  # timed as the commands run (gigagan_jax/host_memory.py)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/demo.py")
     parser.add_argument("--clip", default=None, help="CLIP folder (default: config.clip.path, else a random one)")

@@ -23,6 +23,7 @@ import ml_collections
 
 from benchmarks._timing import matmul_peak, median_seconds
 from gigagan_jax import cpu_convs
+from gigagan_jax.host_memory import restart_with_hugepages
 from gigagan_jax.config import load_config, validate_config
 from gigagan_jax.models.build import build_discriminator, build_generator
 from gigagan_jax.models.generator import Generator
@@ -86,6 +87,7 @@ def build_bench(config: ml_collections.ConfigDict, sample_batch: int) -> Bench:
 
 
 def main() -> None:
+    restart_with_hugepages()  # timed as the commands run (gigagan_jax/host_memory.py)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/bench64.py")
     parser.add_argument("--repeats", type=int, default=10)

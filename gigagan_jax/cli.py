@@ -18,6 +18,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from gigagan_jax.config import validate_config
+from gigagan_jax.host_memory import restart_with_hugepages
 from gigagan_jax.hosts import ClusterError, join_cluster
 from gigagan_jax.workdir import blocking_file, folder_problem, is_url, user_cache_dir
 
@@ -123,6 +124,7 @@ def parse_seeds(text: str, max_seed: int) -> list[int]:
 def run_command(main, doc: str) -> None:
     """`app.run(main)` with the one-line flag errors of `parse_flags`; `doc` (the command module's
     docstring) is what --help prints, also when an installed entry point is the main module."""
+    restart_with_hugepages()  # a no-op after train.py's or sample.py's own, earlier call
     sys.modules["__main__"].__doc__ = doc
     app.run(main, flags_parser=parse_flags)
 

@@ -26,6 +26,13 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ["GIGAGAN_JAX_CACHE"] = os.path.join(
     os.environ.get("TMPDIR", "/tmp"), f"gigagan_jax_test_cache_{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}")
 
+# The commands' huge-page malloc (gigagan_jax.host_memory) for the xdist workers and the tests'
+# subprocesses, which start after this: they run as a user's command would, and never restart.
+from gigagan_jax.host_memory import glibc_version, hugepage_tunables, thp_mode  # noqa: E402
+
+_tunables = hugepage_tunables(os.environ, thp_mode(), glibc_version())
+if _tunables:
+    os.environ["GLIBC_TUNABLES"] = _tunables
 
 import pytest  # noqa: E402  (after the environment above is set)
 

@@ -1,7 +1,7 @@
 """The package's layers import only downward, and no module imports itself back through others.
 
     config, workdir, pixels, hosts,    foundations: import nothing of the package
-    machine
+    machine, host_memory
     cpu_convs                          XLA:CPU's conv library measured per machine (foundations only)
     pretrained, checkpoint             frozen third-party networks (+ the CLIP tokenizer); Orbax + sha256
     data                               datasets (+ the path layer); stores captions as CLIP tokens
@@ -24,13 +24,14 @@ import pytest
 
 PACKAGE = "gigagan_jax"
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGE)
-FOUNDATIONS = {"config", "workdir", "pixels", "hosts", "machine"}
+FOUNDATIONS = {"config", "workdir", "pixels", "hosts", "machine", "host_memory"}
 MAY_IMPORT = {
     "config": set(),
     "workdir": set(),
     "pixels": set(),
     "hosts": set(),
     "machine": set(),
+    "host_memory": set(),
     "cpu_convs": FOUNDATIONS,
     "data": {"config", "pixels", "workdir", "pretrained"},
     "pretrained": {"config", "pixels", "cpu_convs"},
