@@ -68,5 +68,6 @@ def restart_with_hugepages(argv: Optional[Sequence[str]] = None,
     if tunables is None:
         return
     argv = list(sys.orig_argv if argv is None else argv)
-    sys.stdout.flush(), sys.stderr.flush()  # what was printed before the restart is not lost with it
+    for stream in (sys.stdout, sys.stderr):  # what was printed before the restart is not lost with it
+        stream.flush()
     execve(sys.executable, [sys.executable, *argv[1:]], {**os.environ, "GLIBC_TUNABLES": tunables})
