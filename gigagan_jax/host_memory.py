@@ -57,14 +57,18 @@ def hugepage_tunables(environ: Mapping[str, str], mode: Optional[str],
     return f"{current}:{TUNABLE}=1" if current else f"{TUNABLE}=1"
 
 
+def tunables_for_this_process() -> Optional[str]:
+    """hugepage_tunables for this process's environment, kernel and C library (None off Linux:
+    there is no THP mode to read)."""
+    return hugepage_tunables(os.environ, thp_mode(), glibc_version())
+
+
 def restart_with_hugepages(argv: Optional[Sequence[str]] = None,
                            execve: Callable[[str, list, dict], None] = os.execve) -> None:
     """Replace this process by the same command with huge pages advised, where that changes
     anything (hugepage_tunables); else return. Call it first thing in a command, before its
     imports take seconds: what ran before the restart runs again."""
-    if not sys.platform.startswith("linux"):
-        return
-    tunables = hugepage_tunables(os.environ, thp_mode(), glibc_version())
+    tunables = tunables_for_this_process()
     if tunables is None:
         return
     argv = list(sys.orig_argv if argv is None else argv)

@@ -28,9 +28,9 @@ os.environ["GIGAGAN_JAX_CACHE"] = os.path.join(
 
 # The commands' huge-page malloc (gigagan_jax.host_memory) for the xdist workers and the tests'
 # subprocesses, which start after this: they run as a user's command would, and never restart.
-from gigagan_jax.host_memory import glibc_version, hugepage_tunables, thp_mode  # noqa: E402
+from gigagan_jax.host_memory import tunables_for_this_process  # noqa: E402
 
-_tunables = hugepage_tunables(os.environ, thp_mode(), glibc_version())
+_tunables = tunables_for_this_process()
 if _tunables:
     os.environ["GLIBC_TUNABLES"] = _tunables
 

@@ -40,7 +40,6 @@ def test_the_kernel_mode_is_the_bracketed_word(tmp_path):
 
 
 def test_restart_runs_the_same_command_with_the_tunable(monkeypatch):
-    monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setattr(host_memory, "thp_mode", lambda: "madvise")
     monkeypatch.setattr(host_memory, "glibc_version", lambda: GLIBC)
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
@@ -73,8 +72,7 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(not (sys.platform.startswith("linux") and thp_mode() == "madvise"
-                         and (host_memory.glibc_version() or (0, 0)) >= host_memory.MIN_GLIBC),
+@pytest.mark.skipif(hugepage_tunables({}, thp_mode(), host_memory.glibc_version()) is None,
                     reason="needs Linux, glibc >= 2.35 and transparent huge pages in madvise mode")
 def test_a_restarted_process_faults_its_buffers_in_huge_pages(tmp_path):
     script = tmp_path / "child.py"
