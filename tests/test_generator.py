@@ -284,6 +284,9 @@ def test_noise_modes_of_a_synthesis_layer():
     assert float(jnp.abs(random0 - run("random", key=1)[0][0]).mean()) > 0.05
     with pytest.raises(ValueError, match="noise_mode must be one of"):
         run("fixed")
+    assert draw_noise(None, "random", 2, [(4, 1)], enabled=False) == [None]  # no noise inputs: no rng read
+    with pytest.raises(ValueError, match="noise_mode must be one of"):
+        draw_noise(None, "fixed", 2, [(4, 1)], enabled=False)
     layer = SynthesisLayer(8, 2, impl="grouped")
     with pytest.raises(ValueError, match=r"noise must have shape \[B or 1, 8, 8, 1\]"):
         layer.init(jax.random.PRNGKey(0), x, w, jnp.zeros((2, 4, 4, 1)))

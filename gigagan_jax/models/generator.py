@@ -144,8 +144,8 @@ class SynthesisNetwork(nn.Module):
                            (4, 4, s.channels[0]), jnp.float32)
         x = split_over_batch(jnp.broadcast_to(const.astype(s.compute_dtype), (ws.shape[0],) + const.shape))  # [B, 4, 4, C]
         img, pyramid = None, []
-        noise = draw_noise(self, noise_mode if s.use_noise else "none", ws.shape[0],
-                           [(res, s.convs_per_level) for res in s.levels])
+        noise = draw_noise(self, noise_mode, ws.shape[0], [(res, s.convs_per_level) for res in s.levels],
+                           enabled=s.use_noise)
         block = rematerialised(SynthesisBlock, s.remat)
         for i, (res, ch) in enumerate(zip(s.levels, s.channels)):
             level_text = None if text is None else text.at_level(i)

@@ -446,17 +446,18 @@ PER_SAMPLE_CONVS = {"patches": _patches_conv, "grouped": _grouped_conv, "per_sam
 CONST_NOISE_SEED = 0x636F6E73  # the key of noise_mode="const"'s maps: the same in every run
 
 
-def draw_noise(module: nn.Module, noise_mode: str, batch: int,
-               level_shapes: Sequence[Tuple[int, int]]) -> list[Optional[jax.Array]]:
+def draw_noise(module: nn.Module, noise_mode: str, batch: int, level_shapes: Sequence[Tuple[int, int]],
+               enabled: bool = True) -> list[Optional[jax.Array]]:
     """Every synthesis layer's noise map in one draw: per level (r px, n layers) a map
     [B, n, r, r, 1] ("random", from `module`'s 'noise' rng), [1, n, r, r, 1] ("const": one map
-    per layer, shared by every sample and run), or None ("none").
+    per layer, shared by every sample and run), or None ("none", or not `enabled`: a model
+    without noise inputs, which needs no 'noise' rng).
 
     One draw, not one per layer: XLA compiles each shape's threefry as a kernel of its own, ~0.3 s
     apiece on a 2-core CPU, and a network drew six to a dozen (BENCHMARKS.md, "One noise draw")."""
     if noise_mode not in NOISE_MODES:
         raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-    if noise_mode == "none":
+    if noise_mode == "none" or not enabled:
         return [None] * len(level_shapes)
     sizes = [n * r * r for r, n in level_shapes]
     if noise_mode == "random":

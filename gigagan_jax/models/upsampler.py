@@ -144,8 +144,8 @@ class UpsamplerSynthesis(nn.Module):
             x = down(ch, dtype=dtype, name=f"down{i}")(x)
             skips[x.shape[1]] = x
         pyramid = []
-        noise = draw_noise(self, noise_mode if s.use_noise else "none", ws.shape[0],
-                           [(res, s.convs_per_level) for res in s.levels])
+        noise = draw_noise(self, noise_mode, ws.shape[0], [(res, s.convs_per_level) for res in s.levels],
+                           enabled=s.use_noise)
         block = rematerialised(UpBlock, s.remat)
         for i, (res, ch) in enumerate(zip(s.levels, s.channels)):
             level_text = None if text is None else text.at_level(i)  # per-level text: prompt mixing
