@@ -453,8 +453,8 @@ def draw_noise(module: nn.Module, noise_mode: str, batch: int, level_shapes: Seq
     per layer, shared by every sample and run), or None ("none", or not `enabled`: a model
     without noise inputs, which needs no 'noise' rng).
 
-    One draw, not one per layer: XLA compiles each shape's threefry as a kernel of its own, ~0.3 s
-    apiece on a 2-core CPU, and a network drew six to a dozen (BENCHMARKS.md, "One noise draw")."""
+    One draw, not one per layer: XLA compiles each shape's threefry hash as a kernel of its own,
+    ~0.3 s apiece on a 2-core CPU (BENCHMARKS.md, "One noise draw per network")."""
     if noise_mode not in NOISE_MODES:
         raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
     if noise_mode == "none" or not enabled:

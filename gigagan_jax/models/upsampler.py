@@ -100,8 +100,8 @@ class UpBlock(nn.Module):
                  text: Optional[TextConditioning], noise: Optional[jax.Array]) -> tuple[jax.Array, jax.Array]:
         """noise: [B or 1, convs_per_level, r, r, 1] (this level's part of `draw_noise`) or None."""
         s, dtype = self.spec, self.spec.compute_dtype
-        noise = [None] * s.convs_per_level if noise is None else [noise[:, j] for j in range(s.convs_per_level)]
-        below = self._synthesis_layer("conv0", up=True)(x, w, noise[0])  # [B, r, r, C]
+        maps = [None if noise is None else noise[:, j] for j in range(s.convs_per_level)]  # each [B or 1, r, r, 1]
+        below = self._synthesis_layer("conv0", up=True)(x, w, maps[0])  # [B, r, r, C]
         if image is None:  # at or below the input size: the U-Net's usual level
             shortcut_kwargs = {}
             y = below
@@ -114,7 +114,7 @@ class UpBlock(nn.Module):
             y = EqualizedConv(self.features, activation="lrelu", dtype=dtype, name="from_image")(image)
             y = y + below * gain.astype(dtype)
         for j in range(1, s.convs_per_level):
-            y = self._synthesis_layer(f"conv{j}")(y, w, noise[j])
+            y = self._synthesis_layer(f"conv{j}")(y, w, maps[j])
         if self.resolution in s.self_attn_resolutions:
             y = L2SelfAttention(s.attn_heads, s.attn_head_dim, s.attn_residual_gain, dtype=dtype,
                                 name="self_attn")(y, w)
