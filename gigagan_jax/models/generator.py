@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from gigagan_jax.config import level_resolutions
 from gigagan_jax.models.attention import CrossAttention, L2SelfAttention
-from gigagan_jax.models.layers import SynthesisLayer, ToRGB, draw_noise, rematerialised, split_over_batch
+from gigagan_jax.models.layers import SynthesisLayer, ToRGB, rematerialised, split_over_batch
 from gigagan_jax.models.mapping import MappingNetwork, truncate
 from gigagan_jax.models.resample import upsample2d
 from gigagan_jax.models.text import TextTransformer, split_at_eot
@@ -115,13 +115,12 @@ class SynthesisBlock(nn.Module):
     features: int
 
     @nn.compact
-    def __call__(self, x, img, w, text: Optional[TextConditioning], noise: Optional[jax.Array]):
-        """noise: [B or 1, convs_per_level, r, r, 1] (this level's part of `draw_noise`) or None."""
+    def __call__(self, x, img, w, text: Optional[TextConditioning], noise_mode: str):
         s, dtype = self.spec, self.spec.compute_dtype
         for j in range(s.convs_per_level):
             x = SynthesisLayer(self.features, s.num_kernels, up=(j == 0 and self.resolution > 4),
                                use_noise=s.use_noise, impl=s.kernel_impl, dtype=dtype,
-                               name=f"conv{j}")(x, w, None if noise is None else noise[:, j])
+                               name=f"conv{j}")(x, w, noise_mode)
             if j < s.attn_blocks_per_level:
                 if self.resolution in s.self_attn_resolutions:
                     x = L2SelfAttention(s.attn_heads, s.attn_head_dim, s.attn_residual_gain,
@@ -144,12 +143,10 @@ class SynthesisNetwork(nn.Module):
                            (4, 4, s.channels[0]), jnp.float32)
         x = split_over_batch(jnp.broadcast_to(const.astype(s.compute_dtype), (ws.shape[0],) + const.shape))  # [B, 4, 4, C]
         img, pyramid = None, []
-        noise = draw_noise(self, noise_mode, ws.shape[0], [(res, s.convs_per_level) for res in s.levels],
-                           enabled=s.use_noise)
-        block = rematerialised(SynthesisBlock, s.remat)
+        block = rematerialised(SynthesisBlock, s.remat, static_argnums=(5,))  # noise_mode
         for i, (res, ch) in enumerate(zip(s.levels, s.channels)):
             level_text = None if text is None else text.at_level(i)
-            x, img = block(s, res, ch, name=f"b{res}")(x, img, ws[:, i], level_text, noise[i])
+            x, img = block(s, res, ch, name=f"b{res}")(x, img, ws[:, i], level_text, noise_mode)
             pyramid.append(img)
         return pyramid
 

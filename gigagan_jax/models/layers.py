@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, Optional, Sequence, Tuple
+import zlib
+from typing import Any, Callable, Optional, Tuple
 
 import einops
 import flax.linen as nn
@@ -443,37 +444,13 @@ def _grouped_conv(x: jax.Array, kernels: jax.Array, padding: Padding) -> jax.Arr
 PER_SAMPLE_CONVS = {"patches": _patches_conv, "grouped": _grouped_conv, "per_sample": per_sample_conv2d}
 
 
-CONST_NOISE_SEED = 0x636F6E73  # the key of noise_mode="const"'s maps: the same in every run
-
-
-def draw_noise(module: nn.Module, noise_mode: str, batch: int, level_shapes: Sequence[Tuple[int, int]],
-               enabled: bool = True) -> list[Optional[jax.Array]]:
-    """Every synthesis layer's noise map in one draw: per level (r px, n layers) a map
-    [B, n, r, r, 1] ("random", from `module`'s 'noise' rng), [1, n, r, r, 1] ("const": one map
-    per layer, shared by every sample and run), or None ("none", or not `enabled`: a model
-    without noise inputs, which needs no 'noise' rng).
-
-    One draw, not one per layer: XLA compiles each shape's threefry hash as a kernel of its own,
-    ~0.3 s apiece on a 2-core CPU (BENCHMARKS.md, "One noise draw per network")."""
-    if noise_mode not in NOISE_MODES:
-        raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-    if noise_mode == "none" or not enabled:
-        return [None] * len(level_shapes)
-    sizes = [n * r * r for r, n in level_shapes]
-    if noise_mode == "random":
-        flat = split_over_batch(jax.random.normal(module.make_rng("noise"), (batch, sum(sizes)), jnp.float32))
-    else:
-        flat = jax.random.normal(jax.random.PRNGKey(CONST_NOISE_SEED), (1, sum(sizes)), jnp.float32)
-    offsets = [sum(sizes[:i]) for i in range(1, len(sizes))]
-    return [einops.rearrange(part, "b (n h w) -> b n h w 1", n=n, h=r, w=r)
-            for part, (r, n) in zip(jnp.split(flat, offsets, axis=1), level_shapes)]
-
-
 class SynthesisLayer(nn.Module):
     """Adaptive modulated conv + per-pixel noise + bias + leaky ReLU (one generator layer).
 
-    noise: [B or 1, H', W', 1] at the output's size (the layer's slice of `draw_noise`), scaled by
-    the learned strength, or None for none.
+    noise_mode (NOISE_MODES): "random" draws fresh noise from the 'noise' rng (training, and the
+    metrics by default); "const" adds a fixed map per layer, the same for every sample and run
+    (StyleGAN's sampling default: noise at its trained strength, images a function of the seed);
+    "none" adds none.
     """
 
     features: int
@@ -484,15 +461,20 @@ class SynthesisLayer(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, w: jax.Array, noise: Optional[jax.Array] = None) -> jax.Array:
+    def __call__(self, x: jax.Array, w: jax.Array, noise_mode: str = "random") -> jax.Array:
         y = AdaptiveModulatedConv(self.features, 3, self.num_kernels, up=self.up, impl=self.impl,
                                   dtype=self.dtype, name="conv")(x, w)
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if self.use_noise:
             strength = self.param("noise_strength", nn.initializers.zeros, (), jnp.float32)
-            if noise is not None:
-                if noise.shape[1:] != (*y.shape[1:3], 1):
-                    raise ValueError(f"noise must have shape [B or 1, {y.shape[1]}, {y.shape[2]}, 1], "
-                                     f"got {tuple(noise.shape)}")
+            b, h, wd, _ = y.shape
+            if noise_mode == "random":
+                noise = jax.random.normal(self.make_rng("noise"), (b, h, wd, 1), jnp.float32)
+            elif noise_mode == "const":  # one map per layer, keyed by the layer's name: same in every run
+                key = jax.random.PRNGKey(zlib.crc32("/".join(self.scope.path).encode()))
+                noise = jax.random.normal(key, (1, h, wd, 1), jnp.float32)
+            if noise_mode != "none":
                 y = y + (noise * strength).astype(y.dtype)
         bias = _param(self, "bias", nn.initializers.zeros, (self.features,), ("conv_out",))
         return lrelu(add_bias(y, bias.astype(y.dtype)))

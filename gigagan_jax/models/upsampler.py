@@ -35,7 +35,7 @@ import jax.numpy as jnp
 
 from gigagan_jax.models.attention import CrossAttention, L2SelfAttention
 from gigagan_jax.models.generator import Generator, GeneratorSpec, TextConditioning
-from gigagan_jax.models.layers import (EqualizedConv, SynthesisLayer, ToRGB, draw_noise, rematerialised, residual_down,
+from gigagan_jax.models.layers import (EqualizedConv, SynthesisLayer, ToRGB, rematerialised, residual_down,
                                        split_over_batch)
 from gigagan_jax.models.resample import upsample2d
 from gigagan_jax.pixels import resize_to
@@ -97,11 +97,9 @@ class UpBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, encoder_skip: Optional[jax.Array], image: Optional[jax.Array], w,
-                 text: Optional[TextConditioning], noise: Optional[jax.Array]) -> tuple[jax.Array, jax.Array]:
-        """noise: [B or 1, convs_per_level, r, r, 1] (this level's part of `draw_noise`) or None."""
+                 text: Optional[TextConditioning], noise_mode: str) -> tuple[jax.Array, jax.Array]:
         s, dtype = self.spec, self.spec.compute_dtype
-        maps = [None if noise is None else noise[:, j] for j in range(s.convs_per_level)]  # each [B or 1, r, r, 1]
-        below = self._synthesis_layer("conv0", up=True)(x, w, maps[0])  # [B, r, r, C]
+        below = self._synthesis_layer("conv0", up=True)(x, w, noise_mode)  # [B, r, r, C]
         if image is None:  # at or below the input size: the U-Net's usual level
             shortcut_kwargs = {}
             y = below
@@ -114,7 +112,7 @@ class UpBlock(nn.Module):
             y = EqualizedConv(self.features, activation="lrelu", dtype=dtype, name="from_image")(image)
             y = y + below * gain.astype(dtype)
         for j in range(1, s.convs_per_level):
-            y = self._synthesis_layer(f"conv{j}")(y, w, maps[j])
+            y = self._synthesis_layer(f"conv{j}")(y, w, noise_mode)
         if self.resolution in s.self_attn_resolutions:
             y = L2SelfAttention(s.attn_heads, s.attn_head_dim, s.attn_residual_gain, dtype=dtype,
                                 name="self_attn")(y, w)
@@ -144,14 +142,12 @@ class UpsamplerSynthesis(nn.Module):
             x = down(ch, dtype=dtype, name=f"down{i}")(x)
             skips[x.shape[1]] = x
         pyramid = []
-        noise = draw_noise(self, noise_mode, ws.shape[0], [(res, s.convs_per_level) for res in s.levels],
-                           enabled=s.use_noise)
-        block = rematerialised(UpBlock, s.remat)
+        block = rematerialised(UpBlock, s.remat, static_argnums=(6,))  # noise_mode
         for i, (res, ch) in enumerate(zip(s.levels, s.channels)):
             level_text = None if text is None else text.at_level(i)  # per-level text: prompt mixing
             image = resize_to(lowres, res)  # [B, res, res, 3]
             x, rgb = block(s, res, ch, name=f"up{res}")(x, skips.get(res), image if res > s.input_resolution else None,
-                                                        ws[:, i], level_text, noise[i])
+                                                        ws[:, i], level_text, noise_mode)
             pyramid.append(image + rgb)
         return pyramid
 
