@@ -42,6 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="config.model.g.kernel_impl (default: the config's; 'auto' measures on first use)")
     parser.add_argument("--runs", type=int, default=1,
                         help="cold measurements, each in a fresh process: medians and ranges when above 1")
+    parser.add_argument("--result-line", action="store_true", help=argparse.SUPPRESS)  # a --runs child's
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error(f"--runs must be at least 1, got {args.runs}")
@@ -124,7 +125,8 @@ def summarise(runs: list[dict]) -> str:
 
 
 def child_command(argv: list[str]) -> list[str]:
-    """This benchmark as one cold run in a fresh process: `argv` with --runs set to 1."""
+    """This benchmark as one cold run in a fresh process: `argv` with --runs set to 1, its
+    record printed as one JSON line for the parent."""
     kept, skip = [], False
     for arg in argv:
         if skip:
@@ -133,7 +135,7 @@ def child_command(argv: list[str]) -> list[str]:
             skip = True
         elif not arg.startswith("--runs="):
             kept.append(arg)
-    return [sys.executable, "-m", "benchmarks.compile_time", *kept, "--runs", "1"]
+    return [sys.executable, "-m", "benchmarks.compile_time", *kept, "--runs", "1", "--result-line"]
 
 
 def main(argv=None) -> int:
@@ -141,7 +143,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.runs == 1:
         record = measure_once(args)
-        print(RESULT_PREFIX + json.dumps(record), flush=True)
+        if args.result_line:
+            print(RESULT_PREFIX + json.dumps(record), flush=True)
         return 0
     runs = []
     for i in range(args.runs):

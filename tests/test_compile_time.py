@@ -29,7 +29,7 @@ def test_summary_gives_medians_and_ranges_and_names_differing_kernel_counts():
                                   ["--runs=5", "--config", "c.py", "--devices", "8"]])
 def test_a_child_is_the_same_command_with_one_run(argv):
     assert compile_time.child_command(argv)[1:] == ["-m", "benchmarks.compile_time", "--config", "c.py",
-                                                    "--devices", "8", "--runs", "1"]
+                                                    "--devices", "8", "--runs", "1", "--result-line"]
 
 
 def fake_child(monkeypatch, outputs):
