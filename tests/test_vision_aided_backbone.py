@@ -86,12 +86,15 @@ def test_the_heads_read_the_backbones_features_not_the_conditioning_clips(setup)
 
     recording = Recording(config, steps.generator, steps.discriminator, clip=clip, vision_heads=steps.vision_heads,
                           vision_clip=backbone)
-    recording.d_loss(state.d_params, batch, jax.random.PRNGKey(2), g_params=state.g_params, clip_params=clip.params,
-                     vision_clip_params=backbone.params, with_vision=True)  # eager: the features are concrete
-    real_features = seen[0]  # the reals go first, then the fakes
-    reals = to_signed(batch["image"])
-    want = backbone.encode_image(reals)[1]
-    conditioning = clip.encode_image(reals)[1]
+
+    @jax.jit  # one executable: op by op, D's loss and the two CLIPs compiled ~450 programs
+    def features_seen_and_expected(state, batch):
+        recording.d_loss(state.d_params, batch, jax.random.PRNGKey(2), g_params=state.g_params,
+                         clip_params=clip.params, vision_clip_params=backbone.params, with_vision=True)
+        reals = to_signed(batch["image"])
+        return seen[0], backbone.encode_image(reals)[1], clip.encode_image(reals)[1]  # the reals go first
+
+    real_features, want, conditioning = features_seen_and_expected(state, batch)
     assert len(seen) == 2 and len(real_features) == len(want) == 2
     for got, expected, other in zip(real_features, want, conditioning):
         assert got.shape == (B, 1 + 16, 32) and other.shape == (B, 1 + 4, 32)  # 32 px / 8 vs 16 px / 8 patches
