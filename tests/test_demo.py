@@ -46,7 +46,8 @@ def model(tiny_clip, tmp_path_factory):
     config = get_config()
     config.clip.path = tiny_clip
     generator = build_generator(config)
-    params = meta.unbox(init_generator(generator, jax.random.PRNGKey(0))["params"])
+    init = jax.jit(lambda key: init_generator(generator, key))  # one executable, not ~360 op by op
+    params = meta.unbox(init(jax.random.PRNGKey(0))["params"])
     out = str(tmp_path_factory.mktemp("demo") / "model")
     export_model(TrainedGenerator(config, generator, params, load_clip(tiny_clip, text_only=True), 0), out, "init")
     return out
