@@ -11,12 +11,12 @@ from flax.core import meta
 from jax.sharding import NamedSharding, PartitionSpec
 
 from gigagan_jax.config import load_config
-from gigagan_jax.generate.edit import prompt_mix_images
+from gigagan_jax.generate.edit import interpolation_frames, prompt_mix_images, style_mix_images
 from gigagan_jax.generate.restore import TrainedGenerator
 from gigagan_jax.generate.sample import sample_pairs, sampling_mesh
 from gigagan_jax.pretrained.clip import load_clip
 from gigagan_jax.models.build import build_generator
-from gigagan_jax.models.generator import init_generator
+from gigagan_jax.models.generator import Generator, init_generator
 
 RED, BLUE = "a red circle in the center", "a blue square in the top left"
 
@@ -61,6 +61,24 @@ def test_bad_crossover_is_a_clear_error(trained):
     for crossover in (-1, 4):
         with pytest.raises(ValueError, match=rf"crossover must be a level in \[0, 3\], got {crossover}"):
             prompt_mix_images(trained, RED, BLUE, 0, crossover)
+
+
+def test_edits_run_the_generator_inside_executables(trained, monkeypatch):
+    """Every edit applies the text path, mapping and synthesis while tracing, never op by op:
+    applied eagerly, one prompt mix compiled ~360 small programs (14 s cold against 5 s here)."""
+    calls = []
+    for name in ("encode_text", "mapping", "synthesis"):
+        original = getattr(Generator, name)
+
+        def recording(module, *args, _original=original, _name=name, **kwargs):
+            calls.append((_name, isinstance(args[0], jax.core.Tracer)))
+            return _original(module, *args, **kwargs)
+
+        monkeypatch.setattr(Generator, name, recording)
+    prompt_mix_images(trained, RED, BLUE, seed=7, crossover=1)
+    style_mix_images(trained, RED, 7, 8, crossover=1)
+    interpolation_frames(trained, RED, BLUE, 7, 8, frames=3)
+    assert calls and all(traced for _, traced in calls), calls  # a call with concrete inputs ran op by op
 
 
 def test_sampling_split_over_a_mesh_gives_the_one_device_images(trained):

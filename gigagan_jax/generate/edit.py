@@ -9,30 +9,44 @@ its inputs and frames do not flicker.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gigagan_jax import cpu_convs
 from gigagan_jax.generate.restore import TrainedGenerator
 from gigagan_jax.generate.sample import encode_prompts, seeds_to_z
 from gigagan_jax.models.generator import Generator, TextConditioning, style_mix
 from gigagan_jax.pixels import to_uint8
 
 
+# The generator's two halves run as executables: applied op by op, one edit compiled ~360 small
+# programs (configs/tiny.py), and a larger model more.
+@functools.partial(cpu_convs.jit, static_argnames=("generator",))
+def _encode_and_map(generator: Generator, params, feats: jax.Array, eot: jax.Array, z: jax.Array):
+    """Text path, then mapping: (TextConditioning [P, ...], w [P, w_dim])."""
+    text = generator.apply({"params": params}, feats, eot, method=Generator.encode_text)
+    return text, generator.apply({"params": params}, z, text.t_global, method=Generator.mapping)
+
+
+@functools.partial(cpu_convs.jit, static_argnames=("generator",))
+def _synthesis(generator: Generator, params, ws: jax.Array, text: TextConditioning) -> jax.Array:
+    """Per-level ws [B, L, w_dim] -> final images [B, R, R, 3] in [-1, 1]."""
+    images = generator.apply({"params": params}, ws, text, "const", method=Generator.synthesis)[-1]
+    return jnp.clip(images, -1.0, 1.0)
+
+
 def _text_and_w(trained: TrainedGenerator, prompts: Sequence[str], seeds: Sequence[int]):
-    g, params = trained.generator, {"params": trained.params}
+    g = trained.generator
     feats, eot = encode_prompts(trained.clip, prompts)
-    text = g.apply(params, feats, eot, method=Generator.encode_text)
-    w = g.apply(params, seeds_to_z(seeds, g.spec.z_dim), text.t_global, method=Generator.mapping)
-    return text, w  # TextConditioning [P, ...], [P, w_dim]
+    return _encode_and_map(g, trained.params, feats, eot, seeds_to_z(seeds, g.spec.z_dim))
 
 
 def _synthesize(trained: TrainedGenerator, ws: jax.Array, text: TextConditioning) -> np.ndarray:
-    g, params = trained.generator, {"params": trained.params}
-    images = g.apply(params, ws, text, "const", method=Generator.synthesis)[-1]
-    return to_uint8(jnp.clip(images, -1.0, 1.0))
+    return to_uint8(_synthesis(trained.generator, trained.params, ws, text))
 
 
 def style_mix_images(trained: TrainedGenerator, prompt: str, coarse_seed: int, fine_seed: int,
