@@ -96,10 +96,16 @@ def _encode_distinct(clip: Clip, prompts: Sequence[str]):
 def per_prompt_mean_w(trained: TrainedGenerator, text_features, eot_index, num_samples: int = 256,
                       seed: int = 0) -> jax.Array:
     """w_avg(prompt) [P, w_dim], the centre that truncation pulls toward."""
-    g, params = trained.generator, {"params": trained.params}
-    text = g.apply(params, text_features, eot_index, method=Generator.encode_text)
-    return g.apply(params, text.t_global, num_samples, method=Generator.mean_w,
-                   rngs={"latent": jax.random.PRNGKey(seed)})
+    return _mean_w(trained.generator, trained.params, text_features, eot_index, jax.random.PRNGKey(seed), num_samples)
+
+
+@functools.partial(cpu_convs.jit, static_argnames=("generator", "num_samples"))
+def _mean_w(generator: Generator, params, text_features, eot_index, key: jax.Array, num_samples: int) -> jax.Array:
+    """The text path and the mapping of `num_samples` latents per prompt as one executable (op by
+    op, configs/tiny.py's compiled 85 small programs)."""
+    text = generator.apply({"params": params}, text_features, eot_index, method=Generator.encode_text)
+    return generator.apply({"params": params}, text.t_global, num_samples, method=Generator.mean_w,
+                           rngs={"latent": key})
 
 
 def sampling_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
