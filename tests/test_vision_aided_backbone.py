@@ -88,13 +88,14 @@ def test_the_heads_read_the_backbones_features_not_the_conditioning_clips(setup)
                           vision_clip=backbone)
 
     @jax.jit  # one executable: op by op, D's loss and the two CLIPs compiled ~450 programs
-    def features_seen_and_expected(state, batch):
+    def features_seen_and_expected(state, batch, clip_params, backbone_params):  # CLIPs as arguments, not constants
         recording.d_loss(state.d_params, batch, jax.random.PRNGKey(2), g_params=state.g_params,
-                         clip_params=clip.params, vision_clip_params=backbone.params, with_vision=True)
+                         clip_params=clip_params, vision_clip_params=backbone_params, with_vision=True)
         reals = to_signed(batch["image"])
-        return seen[0], backbone.encode_image(reals)[1], clip.encode_image(reals)[1]  # the reals go first
+        return (seen[0], backbone.encode_image(reals, params=backbone_params)[1],  # the reals go first
+                clip.encode_image(reals, params=clip_params)[1])
 
-    real_features, want, conditioning = features_seen_and_expected(state, batch)
+    real_features, want, conditioning = features_seen_and_expected(state, batch, clip.params, backbone.params)
     assert len(seen) == 2 and len(real_features) == len(want) == 2
     for got, expected, other in zip(real_features, want, conditioning):
         assert got.shape == (B, 1 + 16, 32) and other.shape == (B, 1 + 4, 32)  # 32 px / 8 vs 16 px / 8 patches
