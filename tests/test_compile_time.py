@@ -28,8 +28,11 @@ def test_summary_gives_medians_and_ranges_and_names_differing_kernel_counts():
 @pytest.mark.parametrize("argv", [["--config", "c.py", "--runs", "5", "--devices", "8"],
                                   ["--runs=5", "--config", "c.py", "--devices", "8"]])
 def test_a_child_is_the_same_command_with_one_run(argv):
-    assert compile_time.child_command(argv)[1:] == ["-m", "benchmarks.compile_time", "--config", "c.py",
-                                                    "--devices", "8", "--runs", "1", "--result-line"]
+    command = compile_time.child_command(argv)
+    assert command[:3] == [sys.executable, "-m", "benchmarks.compile_time"]
+    child = vars(compile_time.parse_args(command[3:]))
+    assert child == {**vars(compile_time.parse_args(argv)), "runs": 1, "result_line": True}
+    assert child["config"] == "c.py" and child["devices"] == 8
 
 
 def fake_child(monkeypatch, outputs):
