@@ -49,8 +49,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def to_steps(seconds: dict[str, float]) -> tuple[float, float]:
-    """(to step 0, to step 1): what a fresh run compiles before its first and second step."""
+def to_steps(executables: dict[str, dict]) -> tuple[float, float]:
+    """(to step 0, to step 1): the lower + compile seconds a fresh run spends before its first and
+    second step, from measure_once's {name: {"lower", "compile", ...}}."""
+    seconds = {name: e["lower"] + e["compile"] for name, e in executables.items()}
     first = seconds["init"] + seconds["D step + R1"] + seconds["G step"]
     return first, first + seconds["D step"]
 
@@ -98,7 +100,7 @@ def measure_once(args: argparse.Namespace) -> dict:
         kernels = len(re.findall(r"^\s+\S+ = \S+ fusion\(", compiled.as_text(), re.M))
         record[name] = {"lower": t1 - t0, "compile": t2 - t1, "kernels": kernels}
         print(f"{name:<14} {t1 - t0:>8.1f} {t2 - t1:>10.1f} {kernels:>8}", flush=True)
-    first, second = to_steps({name: r["lower"] + r["compile"] for name, r in record.items()})
+    first, second = to_steps(record)
     print(f"to step 0: {first:.1f} s; to step 1 (+ the plain D step): {second:.1f} s", flush=True)
     return {"header": header, "executables": record}
 
@@ -118,7 +120,7 @@ def summarise(runs: list[dict]) -> str:
         kernels = str(counts[0]) if len(counts) == 1 else "differ: " + "/".join(map(str, counts))
         lines.append(f"{name:<14} {_spread([r['lower'] for r in rows]):>16} "
                      f"{_spread([r['compile'] for r in rows]):>18} {kernels:>8}")
-    totals = [to_steps({n: e["lower"] + e["compile"] for n, e in run["executables"].items()}) for run in runs]
+    totals = [to_steps(run["executables"]) for run in runs]
     lines.append(f"to step 0: {_spread([t[0] for t in totals])} s; "
                  f"to step 1 (+ the plain D step): {_spread([t[1] for t in totals])} s")
     return "\n".join(lines)
